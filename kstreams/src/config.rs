@@ -1,0 +1,118 @@
+//! Configuration of a streams application: its identity and how it treats bad records.
+//!
+//! The same [`StreamsConfig`] drives the in-memory [`TestDriver`](crate::testing::TestDriver)
+//! and the Kafka runtime, so a topology tested on the driver behaves the same on a cluster.
+
+use std::time::Duration;
+
+/// What to do with a record that cannot be deserialized, processed or produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ErrorPolicy {
+    /// Stop processing with an error (Kafka Streams' `LogAndFail`).
+    #[default]
+    Fail,
+    /// Log the error, count the record as dropped and go on (`LogAndContinue`).
+    LogAndContinue,
+    /// Send the source record's bytes to the dead-letter topic with the error in its headers
+    /// and go on.
+    DeadLetter,
+}
+
+/// Delivery guarantee of the Kafka runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProcessingGuarantee {
+    /// Offsets are committed after the outputs are acknowledged; a crash may repeat records.
+    #[default]
+    AtLeastOnce,
+    /// Outputs, changelog writes and offsets commit in one Kafka transaction.
+    ExactlyOnce,
+}
+
+/// Configuration shared by the test driver and the Kafka runtime.
+///
+/// ```
+/// use kstreams::config::{ErrorPolicy, StreamsConfig};
+/// let config = StreamsConfig::new("word-count")
+///     .deserialization_policy(ErrorPolicy::DeadLetter);
+/// assert_eq!(config.dead_letter_topic(), "word-count-dlq");
+/// ```
+#[derive(Debug, Clone)]
+pub struct StreamsConfig {
+    /// The application id: the consumer group id and the prefix of internal topics.
+    pub application_id: String,
+    /// Kafka bootstrap servers (`host:port,...`).
+    pub bootstrap_servers: String,
+    /// How many stream threads run tasks in this process.
+    pub num_stream_threads: usize,
+    /// How often offsets (and transactions) are committed.
+    pub commit_interval: Duration,
+    /// At-least-once (default) or exactly-once.
+    pub processing_guarantee: ProcessingGuarantee,
+    /// Where persistent state stores live.
+    pub state_dir: std::path::PathBuf,
+    /// What to do with records whose key or value cannot be deserialized.
+    pub deserialization_policy: ErrorPolicy,
+    /// What to do when a processor returns an error.
+    pub processing_policy: ErrorPolicy,
+    /// What to do when an output record cannot be serialized or produced.
+    pub production_policy: ErrorPolicy,
+    /// The dead-letter topic; `None` means `<application-id>-dlq`.
+    pub dead_letter_topic: Option<String>,
+    /// Extra librdkafka properties applied to every client (`security.protocol`, ...).
+    pub client_overrides: Vec<(String, String)>,
+}
+
+impl StreamsConfig {
+    /// A configuration with defaults for everything but the application id.
+    pub fn new(application_id: impl Into<String>) -> Self {
+        StreamsConfig {
+            application_id: application_id.into(),
+            bootstrap_servers: "localhost:9092".into(),
+            num_stream_threads: 1,
+            commit_interval: Duration::from_millis(30_000),
+            processing_guarantee: ProcessingGuarantee::AtLeastOnce,
+            state_dir: std::env::temp_dir().join("kstreams"),
+            deserialization_policy: ErrorPolicy::Fail,
+            processing_policy: ErrorPolicy::Fail,
+            production_policy: ErrorPolicy::Fail,
+            dead_letter_topic: None,
+            client_overrides: Vec::new(),
+        }
+    }
+
+    /// Sets the deserialization error policy.
+    pub fn deserialization_policy(mut self, policy: ErrorPolicy) -> Self {
+        self.deserialization_policy = policy;
+        self
+    }
+
+    /// Sets the processing error policy.
+    pub fn processing_policy(mut self, policy: ErrorPolicy) -> Self {
+        self.processing_policy = policy;
+        self
+    }
+
+    /// Sets the production error policy.
+    pub fn production_policy(mut self, policy: ErrorPolicy) -> Self {
+        self.production_policy = policy;
+        self
+    }
+
+    /// Sets the dead-letter topic.
+    pub fn with_dead_letter_topic(mut self, topic: impl Into<String>) -> Self {
+        self.dead_letter_topic = Some(topic.into());
+        self
+    }
+
+    /// The dead-letter topic in effect.
+    pub fn dead_letter_topic(&self) -> String {
+        self.dead_letter_topic
+            .clone()
+            .unwrap_or_else(|| format!("{}-dlq", self.application_id))
+    }
+
+    /// The full name of an internal topic: `<application-id>-<name>`.
+    pub fn internal_topic(&self, name: &str) -> String {
+        format!("{}-{}", self.application_id, name)
+    }
+}

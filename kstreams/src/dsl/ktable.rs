@@ -1,0 +1,247 @@
+//! [`KTable`]: a changelog stream seen as a table, the latest value per key.
+//!
+//! Table operators pass changes (new value and the value it replaced) downstream, so an
+//! aggregation of a table can subtract what a key used to contribute.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::serde::{DefaultSerde, SerdeRef, Serdes};
+use crate::topology::{NodeKind, TopicRef};
+
+use super::kgrouped::{materialize, KGroupedTable};
+use super::kstream::KStream;
+use super::ops::{Change, TableRepartitionMap, TableSource, TableTransform};
+use super::{Consumed, Data, GraphBuilder, Grouped, Materialized};
+
+/// A table: for each key, its latest value (Kafka Streams' `KTable`).
+pub struct KTable<K, V> {
+    pub(crate) graph: Rc<RefCell<GraphBuilder>>,
+    /// Node emitting `Change<V>` records.
+    pub(crate) node: usize,
+    /// The store holding this table's current values, when materialized.
+    pub(crate) store: Option<String>,
+    pub(crate) key_serde: SerdeRef<K>,
+    pub(crate) value_serde: SerdeRef<V>,
+}
+
+impl<K, V> Clone for KTable<K, V> {
+    fn clone(&self) -> Self {
+        KTable {
+            graph: self.graph.clone(),
+            node: self.node,
+            store: self.store.clone(),
+            key_serde: self.key_serde.clone(),
+            value_serde: self.value_serde.clone(),
+        }
+    }
+}
+
+pub(crate) fn table_from_topic<K: Data, V: Data>(
+    graph: &Rc<RefCell<GraphBuilder>>,
+    topic: &str,
+    consumed: Consumed<K, V>,
+    materialized: Materialized<K, V>,
+) -> KTable<K, V> {
+    let mut g = graph.borrow_mut();
+    let key_serde = materialized.key_serde.clone();
+    let value_serde = materialized.value_serde.clone();
+    let extractor = consumed.timestamp_extractor.map(|f| {
+        Arc::new(move |k: &K, v: &Option<V>, ts: i64| match v {
+            Some(v) => f(k, v, ts),
+            None => ts,
+        }) as super::TimestampExtractor<K, Option<V>>
+    });
+    let source = g.add_source(
+        vec![TopicRef::External(topic.to_string())],
+        consumed.key_serde,
+        Serdes::optional(consumed.value_serde),
+        extractor,
+        consumed.name,
+        true,
+    );
+    let store_name = materialize(&mut g, materialized, "KTABLE-SOURCE-STATE-STORE");
+    let name = g.next_name("KTABLE-SOURCE");
+    let store = store_name.clone();
+    let node = g.add_processor(
+        name,
+        NodeKind::Processor,
+        &[source],
+        vec![store_name.clone()],
+        move || TableSource::<K, V> {
+            store_name: store.clone(),
+            store: None,
+        },
+    );
+    drop(g);
+    KTable::new(
+        graph.clone(),
+        node,
+        Some(store_name),
+        key_serde,
+        value_serde,
+    )
+}
+
+impl<K: Data, V: Data> KTable<K, V> {
+    pub(crate) fn new(
+        graph: Rc<RefCell<GraphBuilder>>,
+        node: usize,
+        store: Option<String>,
+        key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
+    ) -> Self {
+        KTable {
+            graph,
+            node,
+            store,
+            key_serde,
+            value_serde,
+        }
+    }
+
+    /// The name of the store that holds this table, for interactive queries and
+    /// [`TestDriver::key_value_store`](crate::testing::TestDriver::key_value_store).
+    pub fn queryable_store_name(&self) -> Option<&str> {
+        self.store.as_deref()
+    }
+
+    fn transform<V2: Data>(
+        &self,
+        prefix: &str,
+        f: Arc<dyn Fn(&K, V) -> Option<V2> + Send + Sync>,
+        materialized: Option<Materialized<K, V2>>,
+        value_serde: SerdeRef<V2>,
+    ) -> KTable<K, V2> {
+        let mut graph = self.graph.borrow_mut();
+        let store_name =
+            materialized.map(|m| materialize(&mut graph, m, &format!("{prefix}-STATE-STORE")));
+        let name = graph.next_name(prefix);
+        let stores = store_name.iter().cloned().collect();
+        let store = store_name.clone();
+        let node =
+            graph.add_processor(name, NodeKind::Processor, &[self.node], stores, move || {
+                TableTransform {
+                    f: f.clone(),
+                    store_name: store.clone(),
+                    store: None,
+                }
+            });
+        drop(graph);
+        KTable::new(
+            self.graph.clone(),
+            node,
+            store_name,
+            self.key_serde.clone(),
+            value_serde,
+        )
+    }
+
+    /// The rows for which `predicate` is true. A row that stops matching is deleted
+    /// downstream.
+    pub fn filter(
+        &self,
+        predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
+    ) -> KTable<K, V> {
+        let f = Arc::new(move |k: &K, v: V| predicate(k, &v).then_some(v));
+        self.transform("KTABLE-FILTER", f, None, self.value_serde.clone())
+    }
+
+    /// The rows for which `predicate` is false.
+    pub fn filter_not(
+        &self,
+        predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
+    ) -> KTable<K, V> {
+        self.filter(move |k, v| !predicate(k, v))
+    }
+
+    /// Like [`filter`](Self::filter), with the result kept in a queryable store.
+    pub fn filter_with(
+        &self,
+        predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
+        materialized: Materialized<K, V>,
+    ) -> KTable<K, V> {
+        let f = Arc::new(move |k: &K, v: V| predicate(k, &v).then_some(v));
+        let serde = materialized.value_serde.clone();
+        self.transform("KTABLE-FILTER", f, Some(materialized), serde)
+    }
+
+    /// Maps each row's value.
+    pub fn map_values<V2: Data + DefaultSerde>(
+        &self,
+        f: impl Fn(&K, V) -> V2 + Send + Sync + 'static,
+    ) -> KTable<K, V2> {
+        let f = Arc::new(move |k: &K, v: V| Some(f(k, v)));
+        self.transform("KTABLE-MAPVALUES", f, None, V2::default_serde())
+    }
+
+    /// Like [`map_values`](Self::map_values), with the result kept in a queryable store.
+    pub fn map_values_with<V2: Data>(
+        &self,
+        f: impl Fn(&K, V) -> V2 + Send + Sync + 'static,
+        materialized: Materialized<K, V2>,
+    ) -> KTable<K, V2> {
+        let f = Arc::new(move |k: &K, v: V| Some(f(k, v)));
+        let serde = materialized.value_serde.clone();
+        self.transform("KTABLE-MAPVALUES", f, Some(materialized), serde)
+    }
+
+    /// The table's changes as a stream: `Some(value)` for an update, `None` for a delete.
+    pub fn to_stream(&self) -> KStream<K, Option<V>> {
+        let node = self.graph.borrow_mut().add_fn(
+            "KTABLE-TOSTREAM",
+            &[self.node],
+            |ctx, r: crate::processor::Record<K, Change<V>>| {
+                let value = r.value.new;
+                ctx.forward(crate::processor::Record {
+                    key: r.key,
+                    value,
+                    timestamp: r.timestamp,
+                    headers: r.headers,
+                })
+            },
+        );
+        KStream::new(self.graph.clone(), node, false)
+    }
+
+    /// Re-groups the rows by a new key (and value), with default serdes.
+    pub fn group_by<K2, V2>(
+        &self,
+        selector: impl Fn(&K, &V) -> (K2, V2) + Send + Sync + 'static,
+    ) -> KGroupedTable<K2, V2>
+    where
+        K2: Data + PartialEq + DefaultSerde,
+        V2: Data + DefaultSerde,
+    {
+        self.group_by_with(selector, Grouped::default())
+    }
+
+    /// Re-groups the rows by a new key, with serdes and name from `grouped`.
+    pub fn group_by_with<K2: Data + PartialEq, V2: Data>(
+        &self,
+        selector: impl Fn(&K, &V) -> (K2, V2) + Send + Sync + 'static,
+        grouped: Grouped<K2, V2>,
+    ) -> KGroupedTable<K2, V2> {
+        let selector: Arc<dyn Fn(&K, &V) -> (K2, V2) + Send + Sync> = Arc::new(selector);
+        let mut graph = self.graph.borrow_mut();
+        let name = graph.next_name("KTABLE-SELECT");
+        let node = graph.add_processor(
+            name,
+            NodeKind::Processor,
+            &[self.node],
+            Vec::new(),
+            move || TableRepartitionMap {
+                selector: selector.clone(),
+            },
+        );
+        drop(graph);
+        KGroupedTable {
+            graph: self.graph.clone(),
+            node,
+            key_serde: grouped.key_serde,
+            value_serde: grouped.value_serde,
+            name: grouped.name,
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! The typed DSL: [`StreamsBuilder`] → [`KStream`] / [`KTable`] → a [`Topology`].
+//!
+//! Operators mirror Kafka Streams' names. Types are checked at compile time: a `KStream<K, V>`
+//! can only be joined, grouped or written with serdes of its own `K` and `V`. Where an
+//! operator needs a serde, it takes it from a config value ([`Consumed`], [`Produced`],
+//! [`Grouped`], [`Materialized`], [`Repartitioned`]) whose plain constructors use the types'
+//! [`DefaultSerde`], and whose `with` constructors take explicit serdes.
+//!
+//! Operators that change the key (`map`, `select_key`, `flat_map`, `process`) mark the stream
+//! as needing a repartition; a following `group_by_key` then routes records through a
+//! `<application-id>-<name>-repartition` topic so that equal keys meet in one task.
+
+mod graph;
+mod kgrouped;
+mod kstream;
+mod ktable;
+pub(crate) mod ops;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+pub use kgrouped::{KGroupedStream, KGroupedTable};
+pub use kstream::{BranchedKStream, KStream};
+pub use ktable::KTable;
+
+pub(crate) use graph::GraphBuilder;
+
+use crate::error::TopologyError;
+use crate::serde::{DefaultSerde, SerdeRef};
+use crate::state::StoreBuilder;
+use crate::topology::{TopicRef, Topology};
+
+/// Values that can flow through a topology: cloneable (a record sent to several downstream
+/// processors is cloned) and owned.
+pub trait Data: Clone + 'static {}
+impl<T: Clone + 'static> Data for T {}
+
+/// Computes a record's event time from its key, value and the record timestamp.
+pub type TimestampExtractor<K, V> = Arc<dyn Fn(&K, &V, i64) -> i64 + Send + Sync>;
+
+/// How a source topic is read: serdes and timestamp extractor.
+pub struct Consumed<K, V> {
+    pub(crate) key_serde: SerdeRef<K>,
+    pub(crate) value_serde: SerdeRef<V>,
+    pub(crate) timestamp_extractor: Option<TimestampExtractor<K, V>>,
+    pub(crate) name: Option<String>,
+}
+
+impl<K: DefaultSerde, V: DefaultSerde> Default for Consumed<K, V> {
+    fn default() -> Self {
+        Consumed::with(K::default_serde(), V::default_serde())
+    }
+}
+
+impl<K: 'static, V: 'static> Consumed<K, V> {
+    /// Reads with these serdes and the record timestamp.
+    pub fn with(key_serde: SerdeRef<K>, value_serde: SerdeRef<V>) -> Self {
+        Consumed {
+            key_serde,
+            value_serde,
+            timestamp_extractor: None,
+            name: None,
+        }
+    }
+
+    /// Takes event time from the record instead of the Kafka timestamp. The closure gets the
+    /// key, the value and the Kafka timestamp; a negative result drops the record.
+    ///
+    /// ```
+    /// use kstreams::dsl::Consumed;
+    /// use kstreams::serde::Serdes;
+    /// let consumed = Consumed::with(Serdes::string(), Serdes::i64())
+    ///     .with_timestamp_extractor(|_key, value: &i64, _record_ts| *value);
+    /// # let _ = consumed;
+    /// ```
+    pub fn with_timestamp_extractor(
+        mut self,
+        extractor: impl Fn(&K, &V, i64) -> i64 + Send + Sync + 'static,
+    ) -> Self {
+        self.timestamp_extractor = Some(Arc::new(extractor));
+        self
+    }
+
+    /// Names the source node.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+}
+
+/// How records are written to a topic.
+pub struct Produced<K, V> {
+    pub(crate) key_serde: SerdeRef<K>,
+    pub(crate) value_serde: SerdeRef<V>,
+    pub(crate) name: Option<String>,
+}
+
+impl<K: DefaultSerde, V: DefaultSerde> Default for Produced<K, V> {
+    fn default() -> Self {
+        Produced::with(K::default_serde(), V::default_serde())
+    }
+}
+
+impl<K, V> Produced<K, V> {
+    /// Writes with these serdes.
+    pub fn with(key_serde: SerdeRef<K>, value_serde: SerdeRef<V>) -> Self {
+        Produced {
+            key_serde,
+            value_serde,
+            name: None,
+        }
+    }
+
+    /// Names the sink node.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+}
+
+/// Serdes and name for grouping (and the repartition topic it may need).
+pub struct Grouped<K, V> {
+    pub(crate) key_serde: SerdeRef<K>,
+    pub(crate) value_serde: SerdeRef<V>,
+    pub(crate) name: Option<String>,
+}
+
+impl<K: DefaultSerde, V: DefaultSerde> Default for Grouped<K, V> {
+    fn default() -> Self {
+        Grouped::with(K::default_serde(), V::default_serde())
+    }
+}
+
+impl<K: DefaultSerde, V: DefaultSerde> Grouped<K, V> {
+    /// Default serdes; the repartition topic is named `<name>-repartition`.
+    pub fn named(name: impl Into<String>) -> Self {
+        Grouped::default().with_name(name)
+    }
+}
+
+impl<K, V> Grouped<K, V> {
+    /// Groups with these serdes.
+    pub fn with(key_serde: SerdeRef<K>, value_serde: SerdeRef<V>) -> Self {
+        Grouped {
+            key_serde,
+            value_serde,
+            name: None,
+        }
+    }
+
+    /// Names the grouping: its repartition topic becomes `<name>-repartition`.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+}
+
+/// Serdes and name for an explicit repartition.
+pub struct Repartitioned<K, V> {
+    pub(crate) key_serde: SerdeRef<K>,
+    pub(crate) value_serde: SerdeRef<V>,
+    pub(crate) name: Option<String>,
+    pub(crate) partitions: Option<i32>,
+}
+
+impl<K: DefaultSerde, V: DefaultSerde> Default for Repartitioned<K, V> {
+    fn default() -> Self {
+        Repartitioned::with(K::default_serde(), V::default_serde())
+    }
+}
+
+impl<K, V> Repartitioned<K, V> {
+    /// Repartitions with these serdes.
+    pub fn with(key_serde: SerdeRef<K>, value_serde: SerdeRef<V>) -> Self {
+        Repartitioned {
+            key_serde,
+            value_serde,
+            name: None,
+            partitions: None,
+        }
+    }
+
+    /// Names the topic `<name>-repartition`.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Sets the partition count of the repartition topic (default: as the source topics).
+    pub fn with_partitions(mut self, partitions: i32) -> Self {
+        self.partitions = Some(partitions);
+        self
+    }
+}
+
+/// How an aggregation or table is kept in a state store: name, serdes, changelog.
+pub struct Materialized<K, V> {
+    pub(crate) name: Option<String>,
+    pub(crate) key_serde: SerdeRef<K>,
+    pub(crate) value_serde: SerdeRef<V>,
+    pub(crate) logging: bool,
+}
+
+impl<K: DefaultSerde, V: DefaultSerde> Default for Materialized<K, V> {
+    fn default() -> Self {
+        Materialized::with(K::default_serde(), V::default_serde())
+    }
+}
+
+impl<K: DefaultSerde, V: DefaultSerde> Materialized<K, V> {
+    /// A store of this name with the types' default serdes; queryable by that name.
+    pub fn named(name: impl Into<String>) -> Self {
+        Materialized::default().with_name(name)
+    }
+}
+
+impl<K, V> Materialized<K, V> {
+    /// A store with these serdes (named by the DSL unless [`with_name`](Self::with_name)).
+    pub fn with(key_serde: SerdeRef<K>, value_serde: SerdeRef<V>) -> Self {
+        Materialized {
+            name: None,
+            key_serde,
+            value_serde,
+            logging: true,
+        }
+    }
+
+    /// Names the store (and its changelog `<name>-changelog`).
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Keeps the store without a changelog: it is not restored after a restart.
+    pub fn with_logging_disabled(mut self) -> Self {
+        self.logging = false;
+        self
+    }
+}
+
+/// Builds a [`Topology`] with the DSL.
+///
+/// ```
+/// use kstreams::dsl::StreamsBuilder;
+/// let builder = StreamsBuilder::new();
+/// builder
+///     .stream::<String, String>("input")
+///     .filter(|_key, value| !value.is_empty())
+///     .to("output");
+/// let topology = builder.build().unwrap();
+/// assert_eq!(topology.source_topics(), vec!["input".to_string()]);
+/// ```
+#[derive(Clone, Default)]
+pub struct StreamsBuilder {
+    graph: Rc<RefCell<GraphBuilder>>,
+}
+
+impl StreamsBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A stream of a topic, with the key and value types' default serdes.
+    pub fn stream<K: DefaultSerde + Data, V: DefaultSerde + Data>(
+        &self,
+        topic: &str,
+    ) -> KStream<K, V> {
+        self.stream_with(topic, Consumed::default())
+    }
+
+    /// A stream of a topic, read as `consumed` says.
+    pub fn stream_with<K: Data, V: Data>(
+        &self,
+        topic: &str,
+        consumed: Consumed<K, V>,
+    ) -> KStream<K, V> {
+        self.streams_with(&[topic], consumed)
+    }
+
+    /// One stream of several topics.
+    pub fn streams_with<K: Data, V: Data>(
+        &self,
+        topics: &[&str],
+        consumed: Consumed<K, V>,
+    ) -> KStream<K, V> {
+        let node = self.graph.borrow_mut().add_source(
+            topics
+                .iter()
+                .map(|t| TopicRef::External(t.to_string()))
+                .collect(),
+            consumed.key_serde,
+            consumed.value_serde,
+            consumed.timestamp_extractor,
+            consumed.name,
+            false,
+        );
+        KStream::new(self.graph.clone(), node, false)
+    }
+
+    /// A table of a topic: the latest value per key; a `null` value deletes the key.
+    /// The table is materialized in a store (named by `materialized` or by the DSL).
+    pub fn table<K: DefaultSerde + Data, V: DefaultSerde + Data>(
+        &self,
+        topic: &str,
+        materialized: Materialized<K, V>,
+    ) -> KTable<K, V> {
+        self.table_with(topic, Consumed::default(), materialized)
+    }
+
+    /// A table of a topic, read as `consumed` says.
+    pub fn table_with<K: Data, V: Data>(
+        &self,
+        topic: &str,
+        consumed: Consumed<K, V>,
+        materialized: Materialized<K, V>,
+    ) -> KTable<K, V> {
+        ktable::table_from_topic(&self.graph, topic, consumed, materialized)
+    }
+
+    /// Adds a state store that processors added with [`KStream::process`] can use by name.
+    pub fn add_state_store<K: 'static, V: 'static>(&self, store: StoreBuilder<K, V>) -> &Self {
+        self.graph.borrow_mut().add_store(store.into_def(false));
+        self
+    }
+
+    /// The topology built so far; fails if the definition is inconsistent.
+    pub fn build(&self) -> Result<Topology, TopologyError> {
+        self.graph.borrow().build()
+    }
+}

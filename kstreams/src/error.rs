@@ -1,0 +1,92 @@
+//! The errors kstreams reports, one enum per boundary.
+//!
+//! [`TopologyError`] is what a wrong topology definition gets when it is built;
+//! [`StreamsError`] is what running a topology can fail with. Processor code returns a
+//! [`BoxError`], so `?` works on any error, and the runtime wraps it with the name of the
+//! processor it came from.
+
+use crate::serde::SerdeError;
+use crate::state::StoreError;
+
+/// Any error a user processor or closure returns.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A topology that cannot be built as defined.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopologyError {
+    /// Two sources read the same topic.
+    #[error("topic `{0}` is already read by another source")]
+    TopicAlreadyRegistered(String),
+    /// Two stores (or a store and a store builder) share a name.
+    #[error("state store `{0}` is already defined")]
+    StoreAlreadyRegistered(String),
+    /// A processor names a store that no builder defines.
+    #[error("processor `{processor}` uses state store `{store}`, which is not defined")]
+    UnknownStore { processor: String, store: String },
+    /// The topology has no source.
+    #[error("the topology has no source topic")]
+    NoSources,
+    /// A name given to an operator is not a legal Kafka topic or store name.
+    #[error("invalid name `{name}`: {reason}")]
+    InvalidName { name: String, reason: String },
+}
+
+/// A failure while running a topology.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamsError {
+    /// A record's key or value could not be deserialized and the handler said fail.
+    #[error(
+        "cannot deserialize the {part} of the record at {topic}-{partition}@{offset}: {source}"
+    )]
+    Deserialization {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        part: &'static str,
+        #[source]
+        source: SerdeError,
+    },
+    /// A key or value could not be serialized for a sink, changelog or repartition topic.
+    #[error("cannot serialize the {part} of a record for topic `{topic}`: {source}")]
+    Serialization {
+        topic: String,
+        part: &'static str,
+        #[source]
+        source: SerdeError,
+    },
+    /// A processor returned an error and the handler said fail.
+    #[error("processor `{processor}` failed: {source}")]
+    Processing {
+        processor: String,
+        #[source]
+        source: BoxError,
+    },
+    /// A state store operation failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A record arrived for a topic that no source of the topology reads.
+    #[error("unknown topic `{0}`: no source of the topology reads it")]
+    UnknownTopic(String),
+    /// The topology definition is wrong.
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
+    /// The Kafka client, broker or configuration failed.
+    #[error("kafka: {0}")]
+    Kafka(String),
+    /// Any other runtime failure.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl StreamsError {
+    /// Wraps an error from a processor, keeping errors that already name one.
+    pub(crate) fn from_processor(processor: &str, err: BoxError) -> Self {
+        match err.downcast::<StreamsError>() {
+            Ok(inner) => *inner,
+            Err(err) => StreamsError::Processing {
+                processor: processor.to_string(),
+                source: err,
+            },
+        }
+    }
+}

@@ -1,0 +1,402 @@
+//! Serialization of keys and values to and from the bytes that travel on topics and live in
+//! state stores.
+//!
+//! Every place where typed data meets bytes (a source topic, a sink topic, a repartition
+//! topic, a state store, a changelog) goes through a [`Serde`]. [`Serdes`] is the factory
+//! users call for the built-in ones; [`DefaultSerde`] lets the DSL pick a serde from the type
+//! alone, so `builder.stream::<String, i64>("topic")` needs no serde arguments.
+//!
+//! A `None` byte slice is Kafka's `null`: a record without key, or a tombstone value. Only
+//! serdes of `Option<T>` (see [`Serdes::optional`]) and of `()` accept it; the others answer
+//! [`SerdeError::UnexpectedNull`]. Bad bytes are an error value, never a panic.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Why a value could not be serialized or deserialized.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SerdeError {
+    /// The bytes were `null` but the type has no `null`.
+    #[error("unexpected null: the type has no null value (use an Option serde to allow it)")]
+    UnexpectedNull,
+    /// A fixed-width encoding got the wrong number of bytes.
+    #[error("expected {expected} bytes, got {actual}")]
+    WrongLength { expected: usize, actual: usize },
+    /// String bytes were not UTF-8.
+    #[error("invalid UTF-8: {0}")]
+    InvalidUtf8(String),
+    /// JSON could not be parsed or produced.
+    #[error("invalid JSON: {0}")]
+    Json(String),
+    /// postcard could not decode or encode.
+    #[error("invalid postcard encoding: {0}")]
+    Postcard(String),
+    /// Any other failure, from a user serde.
+    #[error("{0}")]
+    Custom(String),
+}
+
+/// Converts values of `T` to and from Kafka bytes (`None` is Kafka's `null`).
+///
+/// Implementations must be cheap to share between tasks and threads.
+///
+/// ```
+/// use kstreams::serde::{Serde, Serdes};
+/// let serde = Serdes::i64();
+/// let bytes = serde.serialize(&42).unwrap();
+/// assert_eq!(serde.deserialize(bytes.as_deref()).unwrap(), 42);
+/// assert!(serde.deserialize(Some(b"bad")).is_err());
+/// ```
+pub trait Serde<T>: Send + Sync + 'static {
+    /// Encodes a value; `Ok(None)` means `null`.
+    fn serialize(&self, value: &T) -> Result<Option<Vec<u8>>, SerdeError>;
+    /// Decodes bytes; `None` is `null`.
+    fn deserialize(&self, bytes: Option<&[u8]>) -> Result<T, SerdeError>;
+}
+
+/// A shared serde, as the DSL stores it.
+pub type SerdeRef<T> = Arc<dyn Serde<T>>;
+
+/// Types that have a serde the DSL uses when none is given.
+///
+/// Implement it for your own event types with [`json_serde!`](crate::json_serde) (JSON) or by
+/// hand (returning, for example, [`Serdes::postcard`]).
+pub trait DefaultSerde: Sized + 'static {
+    /// The serde used for this type when the caller names none.
+    fn default_serde() -> SerdeRef<Self>;
+}
+
+/// Implements [`DefaultSerde`] with JSON for one or more serde-compatible types.
+///
+/// ```
+/// #[derive(serde::Serialize, serde::Deserialize, Clone)]
+/// struct Order { id: u64 }
+/// kstreams::json_serde!(Order);
+/// ```
+#[macro_export]
+macro_rules! json_serde {
+    ($($t:ty),+ $(,)?) => {$(
+        impl $crate::serde::DefaultSerde for $t {
+            fn default_serde() -> $crate::serde::SerdeRef<Self> {
+                $crate::serde::Serdes::json::<$t>()
+            }
+        }
+    )+};
+}
+
+/// Factory for the built-in serdes.
+pub struct Serdes;
+
+impl Serdes {
+    /// UTF-8 strings.
+    pub fn string() -> SerdeRef<String> {
+        Arc::new(StringSerde)
+    }
+    /// Raw bytes, passed through unchanged.
+    pub fn bytes() -> SerdeRef<Vec<u8>> {
+        Arc::new(BytesSerde)
+    }
+    /// Big-endian 4-byte integers (Kafka's `IntegerSerde`).
+    pub fn i32() -> SerdeRef<i32> {
+        Arc::new(FixedSerde::<i32>(PhantomData))
+    }
+    /// Big-endian 8-byte integers (Kafka's `LongSerde`).
+    pub fn i64() -> SerdeRef<i64> {
+        Arc::new(FixedSerde::<i64>(PhantomData))
+    }
+    /// Big-endian 4-byte unsigned integers.
+    pub fn u32() -> SerdeRef<u32> {
+        Arc::new(FixedSerde::<u32>(PhantomData))
+    }
+    /// Big-endian 8-byte unsigned integers (byte order equals numeric order).
+    pub fn u64() -> SerdeRef<u64> {
+        Arc::new(FixedSerde::<u64>(PhantomData))
+    }
+    /// Big-endian IEEE-754 doubles (Kafka's `DoubleSerde`).
+    pub fn f64() -> SerdeRef<f64> {
+        Arc::new(FixedSerde::<f64>(PhantomData))
+    }
+    /// The unit type: writes `null`, reads any bytes (for records whose key is ignored).
+    pub fn unit() -> SerdeRef<()> {
+        Arc::new(UnitSerde)
+    }
+    /// JSON through serde_json: the format for events on topics.
+    pub fn json<T: Serialize + DeserializeOwned + 'static>() -> SerdeRef<T> {
+        Arc::new(JsonSerde::<T>(PhantomData))
+    }
+    /// postcard: a compact binary format for state and changelog values.
+    pub fn postcard<T: Serialize + DeserializeOwned + 'static>() -> SerdeRef<T> {
+        Arc::new(PostcardSerde::<T>(PhantomData))
+    }
+    /// Wraps a serde so that `null` reads as `None` and `None` writes `null`.
+    pub fn optional<T: 'static>(inner: SerdeRef<T>) -> SerdeRef<Option<T>> {
+        Arc::new(OptionSerde(inner))
+    }
+}
+
+fn non_null(bytes: Option<&[u8]>) -> Result<&[u8], SerdeError> {
+    bytes.ok_or(SerdeError::UnexpectedNull)
+}
+
+struct StringSerde;
+impl Serde<String> for StringSerde {
+    fn serialize(&self, value: &String) -> Result<Option<Vec<u8>>, SerdeError> {
+        Ok(Some(value.as_bytes().to_vec()))
+    }
+    fn deserialize(&self, bytes: Option<&[u8]>) -> Result<String, SerdeError> {
+        let bytes = non_null(bytes)?;
+        std::str::from_utf8(bytes)
+            .map(str::to_owned)
+            .map_err(|e| SerdeError::InvalidUtf8(e.to_string()))
+    }
+}
+
+struct BytesSerde;
+impl Serde<Vec<u8>> for BytesSerde {
+    fn serialize(&self, value: &Vec<u8>) -> Result<Option<Vec<u8>>, SerdeError> {
+        Ok(Some(value.clone()))
+    }
+    fn deserialize(&self, bytes: Option<&[u8]>) -> Result<Vec<u8>, SerdeError> {
+        Ok(non_null(bytes)?.to_vec())
+    }
+}
+
+struct UnitSerde;
+impl Serde<()> for UnitSerde {
+    fn serialize(&self, _: &()) -> Result<Option<Vec<u8>>, SerdeError> {
+        Ok(None)
+    }
+    fn deserialize(&self, _: Option<&[u8]>) -> Result<(), SerdeError> {
+        Ok(())
+    }
+}
+
+/// Numbers with a fixed-width big-endian encoding.
+trait FixedWidth: Sized + Send + Sync + 'static {
+    const WIDTH: usize;
+    fn to_be(&self) -> Vec<u8>;
+    fn from_be(bytes: &[u8]) -> Self;
+}
+
+macro_rules! fixed_width {
+    ($($t:ty),*) => {$(
+        impl FixedWidth for $t {
+            const WIDTH: usize = std::mem::size_of::<$t>();
+            fn to_be(&self) -> Vec<u8> {
+                self.to_be_bytes().to_vec()
+            }
+            fn from_be(bytes: &[u8]) -> Self {
+                let mut buf = [0u8; std::mem::size_of::<$t>()];
+                buf.copy_from_slice(bytes);
+                <$t>::from_be_bytes(buf)
+            }
+        }
+    )*};
+}
+fixed_width!(i32, i64, u32, u64, f64);
+
+struct FixedSerde<T>(PhantomData<fn() -> T>);
+impl<T: FixedWidth> Serde<T> for FixedSerde<T> {
+    fn serialize(&self, value: &T) -> Result<Option<Vec<u8>>, SerdeError> {
+        Ok(Some(value.to_be()))
+    }
+    fn deserialize(&self, bytes: Option<&[u8]>) -> Result<T, SerdeError> {
+        let bytes = non_null(bytes)?;
+        if bytes.len() != T::WIDTH {
+            return Err(SerdeError::WrongLength {
+                expected: T::WIDTH,
+                actual: bytes.len(),
+            });
+        }
+        Ok(T::from_be(bytes))
+    }
+}
+
+struct JsonSerde<T>(PhantomData<fn() -> T>);
+impl<T: Serialize + DeserializeOwned + 'static> Serde<T> for JsonSerde<T> {
+    fn serialize(&self, value: &T) -> Result<Option<Vec<u8>>, SerdeError> {
+        serde_json::to_vec(value)
+            .map(Some)
+            .map_err(|e| SerdeError::Json(e.to_string()))
+    }
+    fn deserialize(&self, bytes: Option<&[u8]>) -> Result<T, SerdeError> {
+        serde_json::from_slice(non_null(bytes)?).map_err(|e| SerdeError::Json(e.to_string()))
+    }
+}
+
+struct PostcardSerde<T>(PhantomData<fn() -> T>);
+impl<T: Serialize + DeserializeOwned + 'static> Serde<T> for PostcardSerde<T> {
+    fn serialize(&self, value: &T) -> Result<Option<Vec<u8>>, SerdeError> {
+        postcard::to_stdvec(value)
+            .map(Some)
+            .map_err(|e| SerdeError::Postcard(e.to_string()))
+    }
+    fn deserialize(&self, bytes: Option<&[u8]>) -> Result<T, SerdeError> {
+        postcard::from_bytes(non_null(bytes)?).map_err(|e| SerdeError::Postcard(e.to_string()))
+    }
+}
+
+struct OptionSerde<T>(SerdeRef<T>);
+impl<T: 'static> Serde<Option<T>> for OptionSerde<T> {
+    fn serialize(&self, value: &Option<T>) -> Result<Option<Vec<u8>>, SerdeError> {
+        match value {
+            Some(v) => self.0.serialize(v),
+            None => Ok(None),
+        }
+    }
+    fn deserialize(&self, bytes: Option<&[u8]>) -> Result<Option<T>, SerdeError> {
+        match bytes {
+            Some(b) => self.0.deserialize(Some(b)).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+macro_rules! default_serde {
+    ($($t:ty => $f:ident),*) => {$(
+        impl DefaultSerde for $t {
+            fn default_serde() -> SerdeRef<Self> {
+                Serdes::$f()
+            }
+        }
+    )*};
+}
+default_serde!(String => string, Vec<u8> => bytes, i32 => i32, i64 => i64, u32 => u32,
+    u64 => u64, f64 => f64, () => unit);
+
+impl<T: DefaultSerde> DefaultSerde for Option<T> {
+    fn default_serde() -> SerdeRef<Self> {
+        Serdes::optional(T::default_serde())
+    }
+}
+
+/// A serde for a pair of values, used by internal topics that carry two payloads.
+/// Layout: 4-byte big-endian length of the first encoding (or `u32::MAX` for null), the first
+/// encoding, then the second encoding (absent bytes mean null).
+pub(crate) struct PairCodec;
+
+impl PairCodec {
+    pub(crate) fn encode(first: Option<&[u8]>, second: Option<&[u8]>) -> Vec<u8> {
+        let mut out =
+            Vec::with_capacity(5 + first.map_or(0, <[u8]>::len) + second.map_or(0, <[u8]>::len));
+        match first {
+            Some(b) => {
+                out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+                out.extend_from_slice(b);
+            }
+            None => out.extend_from_slice(&u32::MAX.to_be_bytes()),
+        }
+        match second {
+            Some(b) => {
+                out.push(1);
+                out.extend_from_slice(b);
+            }
+            None => out.push(0),
+        }
+        out
+    }
+
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn decode(bytes: &[u8]) -> Result<(Option<&[u8]>, Option<&[u8]>), SerdeError> {
+        let corrupt = || SerdeError::Custom("corrupt pair encoding".into());
+        if bytes.len() < 5 {
+            return Err(corrupt());
+        }
+        let len = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        let (first, rest) = if len == u32::MAX {
+            (None, &bytes[4..])
+        } else {
+            let end = 4usize.checked_add(len as usize).ok_or_else(corrupt)?;
+            if bytes.len() < end + 1 {
+                return Err(corrupt());
+            }
+            (Some(&bytes[4..end]), &bytes[end..])
+        };
+        let second = match rest.first() {
+            Some(1) => Some(&rest[1..]),
+            Some(0) if rest.len() == 1 => None,
+            _ => return Err(corrupt()),
+        };
+        Ok((first, second))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip<T: PartialEq + std::fmt::Debug + 'static>(serde: SerdeRef<T>, value: T) {
+        let bytes = serde.serialize(&value).unwrap();
+        assert_eq!(serde.deserialize(bytes.as_deref()).unwrap(), value);
+    }
+
+    #[test]
+    fn builtins_roundtrip() {
+        roundtrip(Serdes::string(), "héllo".to_string());
+        roundtrip(Serdes::bytes(), vec![0, 255, 3]);
+        roundtrip(Serdes::i32(), -7);
+        roundtrip(Serdes::i64(), i64::MIN);
+        roundtrip(Serdes::u32(), 9);
+        roundtrip(Serdes::u64(), u64::MAX);
+        roundtrip(Serdes::f64(), 2.5);
+        roundtrip(Serdes::unit(), ());
+        roundtrip(Serdes::optional(Serdes::string()), None);
+        roundtrip(Serdes::optional(Serdes::string()), Some("x".into()));
+        roundtrip(Serdes::json::<Vec<u32>>(), vec![1, 2]);
+        roundtrip(Serdes::postcard::<(String, i64)>(), ("a".into(), -1));
+    }
+
+    #[test]
+    fn integers_match_kafka_big_endian_layout() {
+        assert_eq!(
+            Serdes::i64().serialize(&1).unwrap().unwrap(),
+            vec![0, 0, 0, 0, 0, 0, 0, 1]
+        );
+        assert_eq!(Serdes::i32().serialize(&-1).unwrap().unwrap(), vec![255; 4]);
+    }
+
+    #[test]
+    fn bad_bytes_are_errors_not_panics() {
+        assert_eq!(
+            Serdes::i64().deserialize(Some(b"abc")),
+            Err(SerdeError::WrongLength {
+                expected: 8,
+                actual: 3
+            })
+        );
+        assert!(matches!(
+            Serdes::string().deserialize(Some(&[0xff, 0xfe])),
+            Err(SerdeError::InvalidUtf8(_))
+        ));
+        assert!(matches!(
+            Serdes::json::<Vec<u32>>().deserialize(Some(b"{")),
+            Err(SerdeError::Json(_))
+        ));
+        assert!(matches!(
+            Serdes::postcard::<String>().deserialize(Some(&[200])),
+            Err(SerdeError::Postcard(_))
+        ));
+        assert_eq!(
+            Serdes::string().deserialize(None),
+            Err(SerdeError::UnexpectedNull)
+        );
+    }
+
+    #[test]
+    fn pair_codec_roundtrips_and_rejects_garbage() {
+        for (a, b) in [
+            (Some(&b"k"[..]), Some(&b"v"[..])),
+            (None, Some(&b""[..])),
+            (Some(&b""[..]), None),
+            (None, None),
+        ] {
+            let enc = PairCodec::encode(a, b);
+            assert_eq!(PairCodec::decode(&enc).unwrap(), (a, b));
+        }
+        assert!(PairCodec::decode(&[0, 0, 0, 9, 1]).is_err());
+        assert!(PairCodec::decode(&[1]).is_err());
+    }
+}

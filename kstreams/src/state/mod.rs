@@ -1,0 +1,533 @@
+//! State stores: where processors keep state between records.
+//!
+//! Users meet three things here: the typed handles a processor works with
+//! ([`KeyValueStore`], [`TimestampedKeyValueStore`], [`WindowStore`]), the [`Stores`] factory
+//! that defines a store for [`StreamsBuilder::add_state_store`](crate::dsl::StreamsBuilder::add_state_store),
+//! and [`StoreError`]. Underneath, a store is a stack of small layers over a bytes store
+//! (in-memory now; the change-logging layer records every write for the store's changelog
+//! topic so the store can be restored elsewhere). Typed handles serialize keys and values with
+//! the store's serdes, so range queries follow the byte order of the key encoding.
+
+mod in_memory;
+mod logging;
+mod registry;
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use crate::serde::{Serde, SerdeError, SerdeRef};
+
+pub(crate) use in_memory::{InMemoryKeyValueStore, InMemoryWindowStore};
+pub(crate) use logging::{ChangelogBuffer, LoggedKeyValueStore, LoggedWindowStore};
+pub(crate) use registry::{StoreContext, StoreDef, StoreKind, StoreRegistry};
+
+/// A failed state store operation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// No store of this name is connected to the processor or task.
+    #[error("state store `{0}` is not connected to this processor (add it with add_state_store and name it in process)")]
+    NotFound(String),
+    /// The store exists, but its key or value type differs from the one asked for.
+    #[error("state store `{store}` holds other types than the requested {requested}")]
+    TypeMismatch { store: String, requested: String },
+    /// The store exists but is of another kind (key-value, window).
+    #[error("state store `{store}` is a {actual} store, not a {requested} store")]
+    WrongKind {
+        store: String,
+        actual: &'static str,
+        requested: &'static str,
+    },
+    /// A key or value could not be (de)serialized.
+    #[error("state store `{store}`: {source}")]
+    Serde {
+        store: String,
+        #[source]
+        source: SerdeError,
+    },
+    /// The storage engine failed.
+    #[error("state store `{store}`: {message}")]
+    Storage { store: String, message: String },
+}
+
+/// A value together with the timestamp of the record that last wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueAndTimestamp<V> {
+    /// The value.
+    pub value: V,
+    /// Event time of the write, in milliseconds.
+    pub timestamp: i64,
+}
+
+/// Byte-level key-value store: the bottom of every key-value store stack.
+pub(crate) trait KeyValueBytesStore: Send + Sync {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> Result<(), StoreError>;
+    fn delete(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Entries with `from <= key <= to` (an absent bound is open), in key order.
+    #[allow(clippy::type_complexity)]
+    fn range(
+        &self,
+        from: Option<&[u8]>,
+        to: Option<&[u8]>,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn approximate_num_entries(&self) -> u64;
+}
+
+/// One entry of a window store at the byte level.
+pub(crate) struct WindowEntry {
+    pub key: Vec<u8>,
+    pub start: i64,
+    pub value: Vec<u8>,
+}
+
+/// Byte-level window store: values per (key, window start), expired after the retention.
+pub(crate) trait WindowBytesStore: Send + Sync {
+    /// Adds (or, without duplicates, replaces) a value; `None` deletes. Returns false when the
+    /// window is already past retention and the write was dropped.
+    fn put(&self, key: &[u8], start: i64, value: Option<Vec<u8>>) -> Result<bool, StoreError>;
+    /// Entries of one key with `from <= start <= to`, ordered by start.
+    fn fetch(&self, key: &[u8], from: i64, to: i64) -> Result<Vec<WindowEntry>, StoreError>;
+    /// Entries of all keys with `from <= start <= to`, ordered by start then key.
+    fn fetch_all(&self, from: i64, to: i64) -> Result<Vec<WindowEntry>, StoreError>;
+    fn window_size(&self) -> i64;
+    fn approximate_num_entries(&self) -> u64;
+}
+
+/// Serdes of a store's key and value, kept type-erased in the registry.
+pub(crate) struct StoreSerdes<K, V> {
+    pub key: SerdeRef<K>,
+    pub value: SerdeRef<V>,
+}
+
+fn serde_err(store: &str) -> impl Fn(SerdeError) -> StoreError + '_ {
+    move |source| StoreError::Serde {
+        store: store.to_string(),
+        source,
+    }
+}
+
+fn encode<T: 'static>(serde: &dyn Serde<T>, value: &T, store: &str) -> Result<Vec<u8>, StoreError> {
+    serde
+        .serialize(value)
+        .map_err(serde_err(store))?
+        .ok_or_else(|| StoreError::Serde {
+            store: store.to_string(),
+            source: SerdeError::UnexpectedNull,
+        })
+}
+
+/// A typed key-value store, as a processor, the test driver or an interactive query sees it.
+///
+/// Handles are cheap to clone and all point at the same store.
+pub struct KeyValueStore<K, V> {
+    name: Arc<str>,
+    inner: Arc<dyn KeyValueBytesStore>,
+    key_serde: SerdeRef<K>,
+    value_serde: SerdeRef<V>,
+}
+
+/// A key-value store whose values carry the timestamp of their last write.
+pub type TimestampedKeyValueStore<K, V> = KeyValueStore<K, ValueAndTimestamp<V>>;
+
+impl<K, V> Clone for KeyValueStore<K, V> {
+    fn clone(&self) -> Self {
+        KeyValueStore {
+            name: self.name.clone(),
+            inner: self.inner.clone(),
+            key_serde: self.key_serde.clone(),
+            value_serde: self.value_serde.clone(),
+        }
+    }
+}
+
+impl<K: 'static, V: 'static> KeyValueStore<K, V> {
+    pub(crate) fn new(
+        name: Arc<str>,
+        inner: Arc<dyn KeyValueBytesStore>,
+        key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
+    ) -> Self {
+        KeyValueStore {
+            name,
+            inner,
+            key_serde,
+            value_serde,
+        }
+    }
+
+    /// The store's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn key_bytes(&self, key: &K) -> Result<Vec<u8>, StoreError> {
+        encode(&*self.key_serde, key, &self.name)
+    }
+
+    fn decode_value(&self, bytes: &[u8]) -> Result<V, StoreError> {
+        self.value_serde
+            .deserialize(Some(bytes))
+            .map_err(serde_err(&self.name))
+    }
+
+    fn decode_entries(&self, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Vec<(K, V)>, StoreError> {
+        entries
+            .into_iter()
+            .map(|(k, v)| {
+                let key = self
+                    .key_serde
+                    .deserialize(Some(&k))
+                    .map_err(serde_err(&self.name))?;
+                Ok((key, self.decode_value(&v)?))
+            })
+            .collect()
+    }
+
+    /// The value of a key.
+    pub fn get(&self, key: &K) -> Result<Option<V>, StoreError> {
+        let key = self.key_bytes(key)?;
+        match self.inner.get(&key)? {
+            Some(bytes) => self.decode_value(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Sets the value of a key.
+    pub fn put(&self, key: &K, value: &V) -> Result<(), StoreError> {
+        let key = self.key_bytes(key)?;
+        let value = encode(&*self.value_serde, value, &self.name)?;
+        self.inner.put(key, value)
+    }
+
+    /// Sets the value of a key unless it has one; returns the existing value.
+    pub fn put_if_absent(&self, key: &K, value: &V) -> Result<Option<V>, StoreError> {
+        match self.get(key)? {
+            Some(existing) => Ok(Some(existing)),
+            None => self.put(key, value).map(|()| None),
+        }
+    }
+
+    /// Removes a key; returns the value it had.
+    pub fn delete(&self, key: &K) -> Result<Option<V>, StoreError> {
+        let key = self.key_bytes(key)?;
+        match self.inner.delete(&key)? {
+            Some(bytes) => self.decode_value(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Entries with `from <= key <= to` in the byte order of the serialized keys.
+    pub fn range(&self, from: &K, to: &K) -> Result<Vec<(K, V)>, StoreError> {
+        let (from, to) = (self.key_bytes(from)?, self.key_bytes(to)?);
+        let entries = self.inner.range(Some(&from), Some(&to))?;
+        self.decode_entries(entries)
+    }
+
+    /// Every entry, in the byte order of the serialized keys.
+    pub fn all(&self) -> Result<Vec<(K, V)>, StoreError> {
+        let entries = self.inner.range(None, None)?;
+        self.decode_entries(entries)
+    }
+
+    /// The number of entries (exact for in-memory stores).
+    pub fn approximate_num_entries(&self) -> u64 {
+        self.inner.approximate_num_entries()
+    }
+}
+
+/// A typed window store: values per key and window start.
+pub struct WindowStore<K, V> {
+    name: Arc<str>,
+    inner: Arc<dyn WindowBytesStore>,
+    key_serde: SerdeRef<K>,
+    value_serde: SerdeRef<V>,
+}
+
+impl<K, V> Clone for WindowStore<K, V> {
+    fn clone(&self) -> Self {
+        WindowStore {
+            name: self.name.clone(),
+            inner: self.inner.clone(),
+            key_serde: self.key_serde.clone(),
+            value_serde: self.value_serde.clone(),
+        }
+    }
+}
+
+impl<K: 'static, V: 'static> WindowStore<K, V> {
+    pub(crate) fn new(
+        name: Arc<str>,
+        inner: Arc<dyn WindowBytesStore>,
+        key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
+    ) -> Self {
+        WindowStore {
+            name,
+            inner,
+            key_serde,
+            value_serde,
+        }
+    }
+
+    /// The store's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The size of the windows in this store, in milliseconds.
+    pub fn window_size(&self) -> i64 {
+        self.inner.window_size()
+    }
+
+    fn decode(&self, entry: WindowEntry) -> Result<(K, i64, V), StoreError> {
+        let key = self
+            .key_serde
+            .deserialize(Some(&entry.key))
+            .map_err(serde_err(&self.name))?;
+        let value = self
+            .value_serde
+            .deserialize(Some(&entry.value))
+            .map_err(serde_err(&self.name))?;
+        Ok((key, entry.start, value))
+    }
+
+    /// Stores the value of a window (replacing it unless the store keeps duplicates).
+    /// Returns false when the window is past retention and the write was dropped.
+    pub fn put(&self, key: &K, value: &V, window_start: i64) -> Result<bool, StoreError> {
+        let key = encode(&*self.key_serde, key, &self.name)?;
+        let value = encode(&*self.value_serde, value, &self.name)?;
+        self.inner.put(&key, window_start, Some(value))
+    }
+
+    /// Removes the value of a window.
+    pub fn delete(&self, key: &K, window_start: i64) -> Result<(), StoreError> {
+        let key = encode(&*self.key_serde, key, &self.name)?;
+        self.inner.put(&key, window_start, None).map(|_| ())
+    }
+
+    /// The value of one window (the first one, if the store keeps duplicates).
+    pub fn fetch(&self, key: &K, window_start: i64) -> Result<Option<V>, StoreError> {
+        Ok(self
+            .fetch_range(key, window_start, window_start)?
+            .into_iter()
+            .next()
+            .map(|(_, v)| v))
+    }
+
+    /// Values of one key for windows starting in `[from, to]`, as `(start, value)`.
+    pub fn fetch_range(&self, key: &K, from: i64, to: i64) -> Result<Vec<(i64, V)>, StoreError> {
+        let key = encode(&*self.key_serde, key, &self.name)?;
+        self.inner
+            .fetch(&key, from, to)?
+            .into_iter()
+            .map(|e| self.decode(e).map(|(_, start, v)| (start, v)))
+            .collect()
+    }
+
+    /// Values of all keys for windows starting in `[from, to]`, as `(key, start, value)`.
+    pub fn fetch_all(&self, from: i64, to: i64) -> Result<Vec<(K, i64, V)>, StoreError> {
+        self.inner
+            .fetch_all(from, to)?
+            .into_iter()
+            .map(|e| self.decode(e))
+            .collect()
+    }
+
+    /// The number of entries.
+    pub fn approximate_num_entries(&self) -> u64 {
+        self.inner.approximate_num_entries()
+    }
+
+    /// Every entry in the store.
+    pub fn all(&self) -> Result<Vec<(K, i64, V)>, StoreError> {
+        self.fetch_all(i64::MIN, i64::MAX)
+    }
+}
+
+/// Prefixes values with the timestamp of their write (8 bytes, big-endian).
+pub(crate) struct ValueAndTimestampSerde<V>(pub SerdeRef<V>);
+
+impl<V: 'static> Serde<ValueAndTimestamp<V>> for ValueAndTimestampSerde<V> {
+    fn serialize(&self, v: &ValueAndTimestamp<V>) -> Result<Option<Vec<u8>>, SerdeError> {
+        let inner = self
+            .0
+            .serialize(&v.value)?
+            .ok_or(SerdeError::UnexpectedNull)?;
+        let mut out = Vec::with_capacity(8 + inner.len());
+        out.extend_from_slice(&v.timestamp.to_be_bytes());
+        out.extend_from_slice(&inner);
+        Ok(Some(out))
+    }
+    fn deserialize(&self, bytes: Option<&[u8]>) -> Result<ValueAndTimestamp<V>, SerdeError> {
+        let bytes = bytes.ok_or(SerdeError::UnexpectedNull)?;
+        if bytes.len() < 8 {
+            return Err(SerdeError::WrongLength {
+                expected: 8,
+                actual: bytes.len(),
+            });
+        }
+        let (ts, rest) = bytes.split_at(8);
+        let timestamp = i64::from_be_bytes(ts.try_into().expect("split_at(8) gives 8 bytes"));
+        Ok(ValueAndTimestamp {
+            value: self.0.deserialize(Some(rest))?,
+            timestamp,
+        })
+    }
+}
+
+/// Plain-value view of a timestamped store: reads drop the timestamp, writes stamp the
+/// timestamp of the record being processed.
+pub(crate) struct PlainValueSerde<V> {
+    pub inner: ValueAndTimestampSerde<V>,
+    pub clock: Arc<AtomicI64>,
+}
+
+impl<V: 'static> Serde<V> for PlainValueSerde<V> {
+    fn serialize(&self, value: &V) -> Result<Option<Vec<u8>>, SerdeError> {
+        let inner = self
+            .inner
+            .0
+            .serialize(value)?
+            .ok_or(SerdeError::UnexpectedNull)?;
+        let mut out = Vec::with_capacity(8 + inner.len());
+        out.extend_from_slice(&self.clock.load(Ordering::Relaxed).to_be_bytes());
+        out.extend_from_slice(&inner);
+        Ok(Some(out))
+    }
+    fn deserialize(&self, bytes: Option<&[u8]>) -> Result<V, SerdeError> {
+        self.inner.deserialize(bytes).map(|v| v.value)
+    }
+}
+
+/// Where a store keeps its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreType {
+    /// A sorted map in memory; restored from the changelog on start.
+    InMemory,
+}
+
+/// The definition of a key-value store, made by [`Stores`] and added to a topology with
+/// [`StreamsBuilder::add_state_store`](crate::dsl::StreamsBuilder::add_state_store).
+///
+/// ```
+/// use kstreams::state::Stores;
+/// let builder = Stores::key_value_store_builder::<String, i64>("seen")
+///     .with_logging_disabled();
+/// assert_eq!(builder.name(), "seen");
+/// ```
+pub struct StoreBuilder<K, V> {
+    pub(crate) name: String,
+    pub(crate) store_type: StoreType,
+    pub(crate) key_serde: SerdeRef<K>,
+    pub(crate) value_serde: SerdeRef<V>,
+    pub(crate) logging: Option<BTreeMap<String, String>>,
+    pub(crate) window: Option<WindowSpec>,
+}
+
+/// Shape of a window store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WindowSpec {
+    pub size: i64,
+    pub retention: i64,
+    pub retain_duplicates: bool,
+}
+
+impl<K: 'static, V: 'static> StoreBuilder<K, V> {
+    /// The store's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Turns off the changelog: the store is not restored after a restart or a move.
+    pub fn with_logging_disabled(mut self) -> Self {
+        self.logging = None;
+        self
+    }
+
+    /// Turns on the changelog with extra topic configs (`retention.ms`, ...).
+    pub fn with_logging_enabled(mut self, configs: BTreeMap<String, String>) -> Self {
+        self.logging = Some(configs);
+        self
+    }
+
+    /// Chooses where the store keeps its data.
+    pub fn with_store_type(mut self, store_type: StoreType) -> Self {
+        self.store_type = store_type;
+        self
+    }
+
+    pub(crate) fn into_def(self, timestamped: bool) -> StoreDef {
+        let kind = match self.window {
+            Some(spec) => StoreKind::Window(spec),
+            None => StoreKind::KeyValue,
+        };
+        StoreDef {
+            name: self.name,
+            kind,
+            store_type: self.store_type,
+            logging: self.logging,
+            timestamped,
+            serdes: Arc::new(StoreSerdes {
+                key: self.key_serde,
+                value: self.value_serde,
+            }) as Arc<dyn Any + Send + Sync>,
+        }
+    }
+}
+
+/// Factory of store definitions (Kafka Streams' `Stores`).
+pub struct Stores<K = (), V = ()>(PhantomData<(K, V)>);
+
+impl Stores {
+    /// An in-memory key-value store with the types' default serdes and a changelog.
+    pub fn key_value_store_builder<K, V>(name: impl Into<String>) -> StoreBuilder<K, V>
+    where
+        K: crate::serde::DefaultSerde,
+        V: crate::serde::DefaultSerde,
+    {
+        Self::key_value_store_builder_with(name, K::default_serde(), V::default_serde())
+    }
+
+    /// An in-memory key-value store with explicit serdes and a changelog.
+    pub fn key_value_store_builder_with<K: 'static, V: 'static>(
+        name: impl Into<String>,
+        key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
+    ) -> StoreBuilder<K, V> {
+        StoreBuilder {
+            name: name.into(),
+            store_type: StoreType::InMemory,
+            key_serde,
+            value_serde,
+            logging: Some(BTreeMap::new()),
+            window: None,
+        }
+    }
+
+    /// An in-memory window store of windows of `size` ms kept for `retention` ms.
+    /// With `retain_duplicates`, every put adds a value instead of replacing (for joins).
+    pub fn window_store_builder_with<K: 'static, V: 'static>(
+        name: impl Into<String>,
+        size: std::time::Duration,
+        retention: std::time::Duration,
+        retain_duplicates: bool,
+        key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
+    ) -> StoreBuilder<K, V> {
+        StoreBuilder {
+            name: name.into(),
+            store_type: StoreType::InMemory,
+            key_serde,
+            value_serde,
+            logging: Some(BTreeMap::new()),
+            window: Some(WindowSpec {
+                size: size.as_millis() as i64,
+                retention: retention.as_millis() as i64,
+                retain_duplicates,
+            }),
+        }
+    }
+}

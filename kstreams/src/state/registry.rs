@@ -1,0 +1,258 @@
+//! Store definitions as a topology holds them, and the per-task registry of built stores that
+//! hands out typed handles.
+
+use std::any::{type_name, Any};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::AtomicI64;
+use std::sync::{Arc, Mutex};
+
+use super::{
+    ChangelogBuffer, InMemoryKeyValueStore, InMemoryWindowStore, KeyValueBytesStore, KeyValueStore,
+    LoggedKeyValueStore, LoggedWindowStore, PlainValueSerde, StoreError, StoreSerdes, StoreType,
+    TimestampedKeyValueStore, ValueAndTimestampSerde, WindowBytesStore, WindowSpec, WindowStore,
+};
+
+/// The kind of a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StoreKind {
+    KeyValue,
+    Window(WindowSpec),
+}
+
+/// A store as the topology defines it; built once per task.
+pub(crate) struct StoreDef {
+    pub name: String,
+    pub kind: StoreKind,
+    pub store_type: StoreType,
+    /// Changelog topic configs; `None` when logging is off.
+    pub logging: Option<BTreeMap<String, String>>,
+    pub timestamped: bool,
+    pub serdes: Arc<dyn Any + Send + Sync>,
+}
+
+/// What a store needs to know about the task it is built for.
+pub(crate) struct StoreContext<'a> {
+    pub application_id: &'a str,
+    pub partition: i32,
+}
+
+impl StoreDef {
+    /// The changelog topic name without the application-id prefix.
+    pub(crate) fn changelog_topic(&self) -> Option<String> {
+        self.logging
+            .as_ref()
+            .map(|_| format!("{}-changelog", self.name))
+    }
+
+    /// Topic configs of the changelog: compacted, and for window stores also deleted after
+    /// the retention (plus a day, as Kafka Streams does).
+    pub(crate) fn changelog_configs(&self) -> BTreeMap<String, String> {
+        let mut configs = BTreeMap::new();
+        match self.kind {
+            StoreKind::KeyValue => {
+                configs.insert("cleanup.policy".into(), "compact".into());
+            }
+            StoreKind::Window(spec) => {
+                configs.insert("cleanup.policy".into(), "compact,delete".into());
+                let retention = spec.retention.saturating_add(24 * 3600 * 1000);
+                configs.insert("retention.ms".into(), retention.to_string());
+            }
+        }
+        if let Some(extra) = &self.logging {
+            configs.extend(extra.clone());
+        }
+        configs
+    }
+
+    pub(crate) fn build(&self, ctx: &StoreContext<'_>) -> StoreEntry {
+        let changelog = self.changelog_topic().map(|topic| {
+            Arc::new(ChangelogBuffer::new(
+                format!("{}-{}", ctx.application_id, topic).into(),
+                ctx.partition,
+            ))
+        });
+        let bytes = match (self.kind, self.store_type) {
+            (StoreKind::KeyValue, StoreType::InMemory) => {
+                let mut store: Arc<dyn KeyValueBytesStore> = Arc::new(InMemoryKeyValueStore::new());
+                if let Some(log) = &changelog {
+                    store = Arc::new(LoggedKeyValueStore {
+                        inner: store,
+                        log: log.clone(),
+                    });
+                }
+                StoreBytes::KeyValue(store)
+            }
+            (StoreKind::Window(spec), StoreType::InMemory) => {
+                let mut store: Arc<dyn WindowBytesStore> = Arc::new(InMemoryWindowStore::new(spec));
+                if let Some(log) = &changelog {
+                    store = Arc::new(LoggedWindowStore {
+                        inner: store,
+                        log: log.clone(),
+                        retain_duplicates: spec.retain_duplicates,
+                        seq: Mutex::new(0),
+                    });
+                }
+                StoreBytes::Window(store)
+            }
+        };
+        StoreEntry {
+            name: self.name.as_str().into(),
+            bytes,
+            timestamped: self.timestamped,
+            serdes: self.serdes.clone(),
+            changelog,
+        }
+    }
+}
+
+/// The bytes layer of a built store.
+#[derive(Clone)]
+pub(crate) enum StoreBytes {
+    KeyValue(Arc<dyn KeyValueBytesStore>),
+    Window(Arc<dyn WindowBytesStore>),
+}
+
+impl StoreBytes {
+    fn label(&self) -> &'static str {
+        match self {
+            StoreBytes::KeyValue(_) => "key-value",
+            StoreBytes::Window(_) => "window",
+        }
+    }
+}
+
+/// A store built for one task.
+pub(crate) struct StoreEntry {
+    pub name: Arc<str>,
+    pub bytes: StoreBytes,
+    pub timestamped: bool,
+    pub serdes: Arc<dyn Any + Send + Sync>,
+    pub changelog: Option<Arc<ChangelogBuffer>>,
+}
+
+/// The stores of one task, by name.
+pub(crate) struct StoreRegistry {
+    entries: HashMap<String, StoreEntry>,
+    /// Timestamp of the record being processed, for writes through plain-value views of
+    /// timestamped stores.
+    pub clock: Arc<AtomicI64>,
+}
+
+impl StoreRegistry {
+    pub(crate) fn new() -> Self {
+        StoreRegistry {
+            entries: HashMap::new(),
+            clock: Arc::new(AtomicI64::new(0)),
+        }
+    }
+
+    pub(crate) fn insert(&mut self, entry: StoreEntry) {
+        self.entries.insert(entry.name.to_string(), entry);
+    }
+
+    pub(crate) fn contains(&self, name: &str) -> bool {
+        self.entries.contains_key(name)
+    }
+
+    pub(crate) fn changelogs(&self) -> impl Iterator<Item = &Arc<ChangelogBuffer>> {
+        self.entries.values().filter_map(|e| e.changelog.as_ref())
+    }
+
+    fn entry(&self, name: &str) -> Result<&StoreEntry, StoreError> {
+        self.entries
+            .get(name)
+            .ok_or_else(|| StoreError::NotFound(name.to_string()))
+    }
+
+    fn serdes<K: 'static, V: 'static>(
+        entry: &StoreEntry,
+    ) -> Result<&StoreSerdes<K, V>, StoreError> {
+        entry
+            .serdes
+            .downcast_ref::<StoreSerdes<K, V>>()
+            .ok_or_else(|| StoreError::TypeMismatch {
+                store: entry.name.to_string(),
+                requested: format!("<{}, {}>", type_name::<K>(), type_name::<V>()),
+            })
+    }
+
+    fn kv_bytes(entry: &StoreEntry) -> Result<Arc<dyn KeyValueBytesStore>, StoreError> {
+        match &entry.bytes {
+            StoreBytes::KeyValue(s) => Ok(s.clone()),
+            other => Err(StoreError::WrongKind {
+                store: entry.name.to_string(),
+                actual: other.label(),
+                requested: "key-value",
+            }),
+        }
+    }
+
+    pub(crate) fn key_value_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<KeyValueStore<K, V>, StoreError> {
+        let entry = self.entry(name)?;
+        let bytes = Self::kv_bytes(entry)?;
+        let serdes = Self::serdes::<K, V>(entry)?;
+        let value_serde = if entry.timestamped {
+            Arc::new(PlainValueSerde {
+                inner: ValueAndTimestampSerde(serdes.value.clone()),
+                clock: self.clock.clone(),
+            }) as _
+        } else {
+            serdes.value.clone()
+        };
+        Ok(KeyValueStore::new(
+            entry.name.clone(),
+            bytes,
+            serdes.key.clone(),
+            value_serde,
+        ))
+    }
+
+    pub(crate) fn timestamped_key_value_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<TimestampedKeyValueStore<K, V>, StoreError> {
+        let entry = self.entry(name)?;
+        let bytes = Self::kv_bytes(entry)?;
+        if !entry.timestamped {
+            return Err(StoreError::WrongKind {
+                store: name.to_string(),
+                actual: "key-value",
+                requested: "timestamped key-value",
+            });
+        }
+        let serdes = Self::serdes::<K, V>(entry)?;
+        Ok(KeyValueStore::new(
+            entry.name.clone(),
+            bytes,
+            serdes.key.clone(),
+            Arc::new(ValueAndTimestampSerde(serdes.value.clone())),
+        ))
+    }
+
+    pub(crate) fn window_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<WindowStore<K, V>, StoreError> {
+        let entry = self.entry(name)?;
+        let bytes = match &entry.bytes {
+            StoreBytes::Window(s) => s.clone(),
+            other => {
+                return Err(StoreError::WrongKind {
+                    store: name.to_string(),
+                    actual: other.label(),
+                    requested: "window",
+                })
+            }
+        };
+        let serdes = Self::serdes::<K, V>(entry)?;
+        Ok(WindowStore::new(
+            entry.name.clone(),
+            bytes,
+            serdes.key.clone(),
+            serdes.value.clone(),
+        ))
+    }
+}

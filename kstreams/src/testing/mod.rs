@@ -1,0 +1,525 @@
+//! [`TestDriver`]: runs a topology deterministically in memory, with no broker (Kafka
+//! Streams' `TopologyTestDriver` is the model).
+//!
+//! Pipe records with explicit timestamps into input topics, read what the topology wrote
+//! from output topics, look into any state store, and move the simulated wall clock to fire
+//! wall-clock punctuations. Every topic has one partition; records written to a topic the
+//! topology also reads (repartition topics, or a user topic read back) are processed right
+//! after the record that caused them, before the pipe call returns.
+//!
+//! ```
+//! use kstreams::config::StreamsConfig;
+//! use kstreams::dsl::StreamsBuilder;
+//! use kstreams::testing::TestDriver;
+//!
+//! let builder = StreamsBuilder::new();
+//! builder.stream::<String, String>("in").map_values(|v| v.to_uppercase()).to("out");
+//! let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("app")).unwrap();
+//! let input = driver.create_input_topic::<String, String>("in");
+//! let output = driver.create_output_topic::<String, String>("out");
+//! input.pipe_input_at("k".to_string(), "hello".to_string(), 10);
+//! assert_eq!(output.read_key_value(), Some(("k".to_string(), "HELLO".to_string())));
+//! ```
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::StreamsConfig;
+use crate::error::StreamsError;
+use crate::processor::Headers;
+use crate::runtime::task::{ConsumerRecord, ProducerRecord, Task};
+use crate::runtime::TaskMetrics;
+use crate::serde::{DefaultSerde, SerdeError, SerdeRef};
+use crate::state::{KeyValueStore, StoreError, TimestampedKeyValueStore, WindowStore};
+use crate::topology::Topology;
+
+struct DriverState {
+    config: StreamsConfig,
+    tasks: Vec<Task>,
+    /// Full topic name → index of the task that reads it.
+    readers: HashMap<String, usize>,
+    outputs: HashMap<String, VecDeque<ProducerRecord>>,
+    next_offset: HashMap<String, i64>,
+    wall_clock: i64,
+}
+
+impl DriverState {
+    fn offset(&mut self, topic: &str) -> i64 {
+        let next = self.next_offset.entry(topic.to_string()).or_insert(0);
+        let offset = *next;
+        *next += 1;
+        offset
+    }
+
+    /// Processes a record and everything it causes on topics the topology reads.
+    fn pipe(&mut self, first: ConsumerRecord) -> Result<(), StreamsError> {
+        let mut queue = VecDeque::from([first]);
+        while let Some(record) = queue.pop_front() {
+            let task = *self
+                .readers
+                .get(&*record.topic)
+                .ok_or_else(|| StreamsError::UnknownTopic(record.topic.to_string()))?;
+            let result = self.tasks[task].process(record);
+            self.route(task, &mut queue);
+            result?;
+        }
+        Ok(())
+    }
+
+    fn route(&mut self, task: usize, queue: &mut VecDeque<ConsumerRecord>) {
+        for out in self.tasks[task].take_output() {
+            let offset = self.offset(&out.topic);
+            if self.readers.contains_key(&*out.topic) {
+                queue.push_back(ConsumerRecord {
+                    topic: out.topic.clone(),
+                    partition: 0,
+                    offset,
+                    timestamp: out.timestamp,
+                    key: out.key.clone(),
+                    value: out.value.clone(),
+                    headers: out.headers.clone(),
+                });
+            }
+            self.outputs
+                .entry(out.topic.to_string())
+                .or_default()
+                .push_back(out);
+        }
+    }
+
+    fn advance_wall_clock(&mut self, now: i64) -> Result<(), StreamsError> {
+        self.wall_clock = now;
+        let mut queue = VecDeque::new();
+        for task in 0..self.tasks.len() {
+            let result = self.tasks[task].advance_wall_clock(now);
+            self.route(task, &mut queue);
+            result?;
+        }
+        while let Some(record) = queue.pop_front() {
+            self.pipe(record)?;
+        }
+        Ok(())
+    }
+
+    fn store_task(&self, name: &str) -> Result<&Task, StoreError> {
+        self.tasks
+            .iter()
+            .find(|t| t.ctx.stores.contains(name))
+            .ok_or_else(|| StoreError::NotFound(name.to_string()))
+    }
+}
+
+/// Runs a [`Topology`] in memory. Cheap to clone; clones share the same state.
+#[derive(Clone)]
+pub struct TestDriver {
+    state: Rc<RefCell<DriverState>>,
+}
+
+impl TestDriver {
+    /// Builds one task per sub-topology (partition 0) and initializes them, with the
+    /// simulated wall clock at 0.
+    pub fn new(topology: &Topology, config: StreamsConfig) -> Result<TestDriver, StreamsError> {
+        Self::with_wall_clock(topology, config, 0)
+    }
+
+    /// Like [`new`](Self::new), with the wall clock starting at `wall_clock_ms`.
+    pub fn with_wall_clock(
+        topology: &Topology,
+        config: StreamsConfig,
+        wall_clock_ms: i64,
+    ) -> Result<TestDriver, StreamsError> {
+        let inner = &topology.inner;
+        let mut tasks = Vec::new();
+        let mut readers = HashMap::new();
+        for sub in 0..inner.subtopologies.len() {
+            let task = Task::new(inner, sub, 0, &config, wall_clock_ms)?;
+            for topic in task.source_topics() {
+                readers.insert(topic.to_string(), tasks.len());
+            }
+            tasks.push(task);
+        }
+        let mut state = DriverState {
+            config,
+            tasks,
+            readers,
+            outputs: HashMap::new(),
+            next_offset: HashMap::new(),
+            wall_clock: wall_clock_ms,
+        };
+        let mut queue = VecDeque::new();
+        for task in 0..state.tasks.len() {
+            state.route(task, &mut queue);
+        }
+        while let Some(record) = queue.pop_front() {
+            state.pipe(record)?;
+        }
+        Ok(TestDriver {
+            state: Rc::new(RefCell::new(state)),
+        })
+    }
+
+    /// An input topic with the types' default serdes.
+    pub fn create_input_topic<K: DefaultSerde, V: DefaultSerde>(
+        &self,
+        topic: &str,
+    ) -> TestInputTopic<K, V> {
+        self.create_input_topic_with(topic, K::default_serde(), V::default_serde())
+    }
+
+    /// An input topic with explicit serdes.
+    pub fn create_input_topic_with<K, V>(
+        &self,
+        topic: &str,
+        key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
+    ) -> TestInputTopic<K, V> {
+        TestInputTopic {
+            driver: self.clone(),
+            topic: topic.into(),
+            key_serde,
+            value_serde,
+            time: Cell::new(0),
+            advance: Cell::new(0),
+        }
+    }
+
+    /// An output topic with the types' default serdes.
+    pub fn create_output_topic<K: DefaultSerde, V: DefaultSerde>(
+        &self,
+        topic: &str,
+    ) -> TestOutputTopic<K, V> {
+        self.create_output_topic_with(topic, K::default_serde(), V::default_serde())
+    }
+
+    /// An output topic with explicit serdes. Internal topics are read by their full name
+    /// (`<application-id>-<name>`).
+    pub fn create_output_topic_with<K, V>(
+        &self,
+        topic: &str,
+        key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
+    ) -> TestOutputTopic<K, V> {
+        TestOutputTopic {
+            driver: self.clone(),
+            topic: topic.to_string(),
+            key_serde,
+            value_serde,
+        }
+    }
+
+    /// Pipes a record given as bytes (for malformed input), returning processing errors.
+    pub fn pipe_raw(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        timestamp: i64,
+        headers: Headers,
+    ) -> Result<(), StreamsError> {
+        let mut state = self.state.borrow_mut();
+        let offset = state.offset(topic);
+        state.pipe(ConsumerRecord {
+            topic: topic.into(),
+            partition: 0,
+            offset,
+            timestamp,
+            key: key.map(<[u8]>::to_vec),
+            value: value.map(<[u8]>::to_vec),
+            headers,
+        })
+    }
+
+    /// Moves the simulated wall clock forward and fires due wall-clock punctuations.
+    pub fn advance_wall_clock_time(&self, by: Duration) -> Result<(), StreamsError> {
+        let mut state = self.state.borrow_mut();
+        let now = state.wall_clock.saturating_add(by.as_millis() as i64);
+        state.advance_wall_clock(now)
+    }
+
+    /// The simulated wall clock, in milliseconds.
+    pub fn wall_clock_time(&self) -> i64 {
+        self.state.borrow().wall_clock
+    }
+
+    /// A key-value store of the topology (for a table's store: the values without
+    /// timestamps).
+    pub fn key_value_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<KeyValueStore<K, V>, StoreError> {
+        self.state
+            .borrow()
+            .store_task(name)?
+            .ctx
+            .stores
+            .key_value_store(name)
+    }
+
+    /// A timestamped key-value store of the topology (the kind tables and aggregations use).
+    pub fn timestamped_key_value_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<TimestampedKeyValueStore<K, V>, StoreError> {
+        self.state
+            .borrow()
+            .store_task(name)?
+            .ctx
+            .stores
+            .timestamped_key_value_store(name)
+    }
+
+    /// A window store of the topology.
+    pub fn window_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<WindowStore<K, V>, StoreError> {
+        self.state
+            .borrow()
+            .store_task(name)?
+            .ctx
+            .stores
+            .window_store(name)
+    }
+
+    /// Counters summed over all tasks.
+    pub fn metrics(&self) -> TaskMetrics {
+        let mut total = TaskMetrics::default();
+        for task in &self.state.borrow().tasks {
+            total += task.ctx.metrics;
+        }
+        total
+    }
+
+    /// Names of the topics written so far, sorted.
+    pub fn produced_topic_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.state.borrow().outputs.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// The driver's configuration.
+    pub fn config(&self) -> StreamsConfig {
+        self.state.borrow().config.clone()
+    }
+}
+
+/// A record as the test driver reads or writes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestRecord<K, V> {
+    /// The key.
+    pub key: K,
+    /// The value.
+    pub value: V,
+    /// The timestamp, in milliseconds.
+    pub timestamp: i64,
+    /// The headers.
+    pub headers: Headers,
+}
+
+impl<K, V> TestRecord<K, V> {
+    /// A record without headers.
+    pub fn new(key: K, value: V, timestamp: i64) -> Self {
+        TestRecord {
+            key,
+            value,
+            timestamp,
+            headers: Headers::new(),
+        }
+    }
+}
+
+/// Pipes typed records into one topic of a [`TestDriver`].
+pub struct TestInputTopic<K, V> {
+    driver: TestDriver,
+    topic: Arc<str>,
+    key_serde: SerdeRef<K>,
+    value_serde: SerdeRef<V>,
+    time: Cell<i64>,
+    advance: Cell<i64>,
+}
+
+impl<K: 'static, V: 'static> TestInputTopic<K, V> {
+    /// Sets the timestamp of the next record piped without one, and how much it moves after
+    /// each such record.
+    pub fn set_time(&self, start: i64, auto_advance: Duration) {
+        self.time.set(start);
+        self.advance.set(auto_advance.as_millis() as i64);
+    }
+
+    /// Moves the topic's time forward.
+    pub fn advance_time(&self, by: Duration) {
+        self.time.set(self.time.get() + by.as_millis() as i64);
+    }
+
+    fn next_time(&self) -> i64 {
+        let t = self.time.get();
+        self.time.set(t + self.advance.get());
+        t
+    }
+
+    /// Pipes a record; returns the error if processing failed.
+    pub fn try_pipe_record(&self, record: TestRecord<K, V>) -> Result<(), StreamsError> {
+        let key = self.serialize(&*self.key_serde, &record.key, "key")?;
+        let value = self.serialize(&*self.value_serde, &record.value, "value")?;
+        self.driver.pipe_raw(
+            &self.topic,
+            key.as_deref(),
+            value.as_deref(),
+            record.timestamp,
+            record.headers,
+        )
+    }
+
+    fn serialize<T: 'static>(
+        &self,
+        serde: &dyn crate::serde::Serde<T>,
+        v: &T,
+        part: &'static str,
+    ) -> Result<Option<Vec<u8>>, StreamsError> {
+        serde
+            .serialize(v)
+            .map_err(|source| StreamsError::Serialization {
+                topic: self.topic.to_string(),
+                part,
+                source,
+            })
+    }
+
+    /// Pipes a record.
+    ///
+    /// # Panics
+    /// If processing fails (use [`try_pipe_record`](Self::try_pipe_record) to test failures).
+    pub fn pipe_record(&self, record: TestRecord<K, V>) {
+        if let Err(e) = self.try_pipe_record(record) {
+            panic!(
+                "processing a record piped into `{}` failed: {e}",
+                self.topic
+            );
+        }
+    }
+
+    /// Pipes a record at the given timestamp.
+    pub fn pipe_input_at(&self, key: K, value: V, timestamp: i64) {
+        self.pipe_record(TestRecord::new(key, value, timestamp))
+    }
+
+    /// Pipes a record at the topic's current time, then advances that time.
+    pub fn pipe_input(&self, key: K, value: V) {
+        let t = self.next_time();
+        self.pipe_input_at(key, value, t)
+    }
+
+    /// Pipes a record with a `null` key at the given timestamp.
+    pub fn pipe_value_at(&self, value: V, timestamp: i64) {
+        let result = self
+            .serialize(&*self.value_serde, &value, "value")
+            .and_then(|v| {
+                self.driver
+                    .pipe_raw(&self.topic, None, v.as_deref(), timestamp, Headers::new())
+            });
+        if let Err(e) = result {
+            panic!(
+                "processing a record piped into `{}` failed: {e}",
+                self.topic
+            );
+        }
+    }
+
+    /// Pipes records at the topic's current time, advancing it after each.
+    pub fn pipe_key_values(&self, records: impl IntoIterator<Item = (K, V)>) {
+        for (k, v) in records {
+            self.pipe_input(k, v);
+        }
+    }
+}
+
+/// Reads typed records from one topic of a [`TestDriver`], oldest first.
+pub struct TestOutputTopic<K, V> {
+    driver: TestDriver,
+    topic: String,
+    key_serde: SerdeRef<K>,
+    value_serde: SerdeRef<V>,
+}
+
+impl<K: 'static, V: 'static> TestOutputTopic<K, V> {
+    /// The next record, or an error when its bytes do not deserialize.
+    pub fn try_read_record(&self) -> Result<Option<TestRecord<K, V>>, SerdeError> {
+        let next = self
+            .driver
+            .state
+            .borrow_mut()
+            .outputs
+            .get_mut(&self.topic)
+            .and_then(VecDeque::pop_front);
+        let Some(r) = next else { return Ok(None) };
+        Ok(Some(TestRecord {
+            key: self.key_serde.deserialize(r.key.as_deref())?,
+            value: self.value_serde.deserialize(r.value.as_deref())?,
+            timestamp: r.timestamp,
+            headers: r.headers,
+        }))
+    }
+
+    /// The next record.
+    ///
+    /// # Panics
+    /// If the record does not deserialize with the topic's serdes.
+    pub fn read_record(&self) -> Option<TestRecord<K, V>> {
+        match self.try_read_record() {
+            Ok(r) => r,
+            Err(e) => panic!("record on `{}` does not deserialize: {e}", self.topic),
+        }
+    }
+
+    /// The next key and value.
+    pub fn read_key_value(&self) -> Option<(K, V)> {
+        self.read_record().map(|r| (r.key, r.value))
+    }
+
+    /// The next value.
+    pub fn read_value(&self) -> Option<V> {
+        self.read_record().map(|r| r.value)
+    }
+
+    /// Every remaining record.
+    pub fn read_records_to_list(&self) -> Vec<TestRecord<K, V>> {
+        std::iter::from_fn(|| self.read_record()).collect()
+    }
+
+    /// Every remaining key and value.
+    pub fn read_key_values_to_list(&self) -> Vec<(K, V)> {
+        std::iter::from_fn(|| self.read_key_value()).collect()
+    }
+
+    /// Every remaining value.
+    pub fn read_values_to_list(&self) -> Vec<V> {
+        std::iter::from_fn(|| self.read_value()).collect()
+    }
+
+    /// The latest value per key of every remaining record.
+    pub fn read_key_values_to_map(&self) -> HashMap<K, V>
+    where
+        K: Eq + Hash,
+    {
+        self.read_key_values_to_list().into_iter().collect()
+    }
+
+    /// Number of unread records.
+    pub fn queue_size(&self) -> usize {
+        self.driver
+            .state
+            .borrow()
+            .outputs
+            .get(&self.topic)
+            .map_or(0, VecDeque::len)
+    }
+
+    /// True when every record has been read.
+    pub fn is_empty(&self) -> bool {
+        self.queue_size() == 0
+    }
+}

@@ -1,0 +1,519 @@
+//! A [`Topology`]: the processor graph a [`StreamsBuilder`](crate::dsl::StreamsBuilder)
+//! builds, split into sub-topologies, with the stores and internal topics it needs.
+//!
+//! A topology is a definition, shared by every task: it holds factories, and each task
+//! instantiates the nodes of its sub-topology for its own partition. Sub-topologies are the
+//! connected parts of the graph; they talk to each other only through repartition topics, so
+//! each can be scaled by partition on its own. [`Topology::describe`] prints all of this the
+//! way Kafka Streams does.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::runtime::node::{Children, NodeOps, Port, SourceInput};
+use crate::state::StoreDef;
+
+/// A topic a node reads or writes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum TopicRef {
+    /// A user topic, by its full name.
+    External(String),
+    /// An internal topic, named `<application-id>-<name>` at run time.
+    Internal(String),
+}
+
+impl TopicRef {
+    pub(crate) fn resolve(&self, application_id: &str) -> String {
+        match self {
+            TopicRef::External(t) => t.clone(),
+            TopicRef::Internal(t) => format!("{application_id}-{t}"),
+        }
+    }
+
+    fn display_name(&self) -> &str {
+        match self {
+            TopicRef::External(t) | TopicRef::Internal(t) => t,
+        }
+    }
+}
+
+pub(crate) type SourceFactory =
+    Arc<dyn Fn(&Instantiator<'_>, usize) -> Rc<RefCell<dyn SourceInput>> + Send + Sync>;
+pub(crate) type ProcessorFactory =
+    Arc<dyn Fn(&Instantiator<'_>, usize) -> (Box<dyn Any>, Rc<RefCell<dyn NodeOps>>) + Send + Sync>;
+
+#[derive(Clone)]
+pub(crate) enum NodeFactory {
+    Source(SourceFactory),
+    Processor(ProcessorFactory),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum NodeKind {
+    Source(Vec<TopicRef>),
+    Processor,
+    Sink(Option<TopicRef>),
+}
+
+#[derive(Clone)]
+pub(crate) struct NodeDef {
+    pub name: String,
+    pub kind: NodeKind,
+    pub parents: Vec<usize>,
+    pub children: Vec<usize>,
+    pub stores: Vec<String>,
+    pub factory: NodeFactory,
+}
+
+/// What an internal topic is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InternalTopicKind {
+    /// Carries records to their new partition after a key change.
+    Repartition,
+    /// Backs a state store, so it can be restored.
+    Changelog,
+}
+
+/// An internal topic a topology needs, without the application-id prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InternalTopic {
+    /// Name without the `<application-id>-` prefix.
+    pub name: String,
+    /// Repartition or changelog.
+    pub kind: InternalTopicKind,
+    /// Topic configs to create it with.
+    pub configs: BTreeMap<String, String>,
+    /// The sub-topology that reads it (repartition) or owns its store (changelog).
+    pub subtopology: usize,
+}
+
+impl InternalTopic {
+    /// The full topic name for an application.
+    pub fn full_name(&self, application_id: &str) -> String {
+        format!("{application_id}-{}", self.name)
+    }
+}
+
+pub(crate) struct SubtopologyDef {
+    pub nodes: Vec<usize>,
+    pub source_topics: Vec<TopicRef>,
+    pub stores: Vec<String>,
+}
+
+/// The shared, immutable definition behind a [`Topology`].
+pub(crate) struct TopologyInner {
+    pub nodes: Vec<NodeDef>,
+    pub stores: HashMap<String, Arc<StoreDef>>,
+    pub subtopologies: Vec<SubtopologyDef>,
+    pub internal_topics: Vec<InternalTopic>,
+}
+
+/// A built processor topology, ready to run on the [`TestDriver`](crate::testing::TestDriver)
+/// or on Kafka. Cheap to clone.
+#[derive(Clone)]
+pub struct Topology {
+    pub(crate) inner: Arc<TopologyInner>,
+}
+
+/// Node instances of one task, as [`TopologyInner::instantiate`] makes them.
+pub(crate) struct Instances {
+    pub sources: HashMap<Arc<str>, Rc<RefCell<dyn SourceInput>>>,
+    pub nodes: HashMap<usize, Rc<RefCell<dyn NodeOps>>>,
+    pub init_order: Vec<usize>,
+}
+
+/// Hands node factories the typed ports of their children.
+pub(crate) struct Instantiator<'a> {
+    graph: &'a TopologyInner,
+    application_id: &'a str,
+    ports: HashMap<usize, Box<dyn Any>>,
+}
+
+impl Instantiator<'_> {
+    pub(crate) fn children<K: 'static, V: 'static>(&self, node: usize) -> Children<K, V> {
+        let ports = self.graph.nodes[node]
+            .children
+            .iter()
+            .map(|child| {
+                let port = self
+                    .ports
+                    .get(child)
+                    .and_then(|p| p.downcast_ref::<Port<K, V>>())
+                    .expect("the DSL connects only nodes of matching types, children first");
+                (
+                    Arc::from(self.graph.nodes[*child].name.as_str()),
+                    port.clone(),
+                )
+            })
+            .collect();
+        Children { ports }
+    }
+
+    pub(crate) fn name(&self, node: usize) -> Arc<str> {
+        self.graph.nodes[node].name.as_str().into()
+    }
+
+    pub(crate) fn resolve(&self, topic: &TopicRef) -> Arc<str> {
+        topic.resolve(self.application_id).into()
+    }
+}
+
+impl TopologyInner {
+    /// Builds the nodes of a sub-topology, children before parents.
+    pub(crate) fn instantiate(&self, subtopology: usize, application_id: &str) -> Instances {
+        let mut inst = Instantiator {
+            graph: self,
+            application_id,
+            ports: HashMap::new(),
+        };
+        let mut sources = HashMap::new();
+        let mut nodes = HashMap::new();
+        let mut init_order = Vec::new();
+        // Node ids grow from parents to children, so reverse id order is children first.
+        let mut ids = self.subtopologies[subtopology].nodes.clone();
+        ids.sort_unstable();
+        for &id in ids.iter().rev() {
+            let def = &self.nodes[id];
+            match &def.factory {
+                NodeFactory::Source(factory) => {
+                    let source = factory(&inst, id);
+                    if let NodeKind::Source(topics) = &def.kind {
+                        for topic in topics {
+                            sources.insert(inst.resolve(topic), source.clone());
+                        }
+                    }
+                }
+                NodeFactory::Processor(factory) => {
+                    let (port, ops) = factory(&inst, id);
+                    inst.ports.insert(id, port);
+                    nodes.insert(id, ops);
+                    init_order.push(id);
+                }
+            }
+        }
+        init_order.reverse();
+        Instances {
+            sources,
+            nodes,
+            init_order,
+        }
+    }
+}
+
+impl Topology {
+    pub(crate) fn new(
+        nodes: Vec<NodeDef>,
+        stores: HashMap<String, Arc<StoreDef>>,
+        repartition_topics: Vec<String>,
+    ) -> Topology {
+        // Sub-topologies: nodes joined by an edge or by a shared store.
+        let mut uf: Vec<usize> = (0..nodes.len()).collect();
+        fn find(uf: &mut [usize], x: usize) -> usize {
+            let mut r = x;
+            while uf[r] != r {
+                r = uf[r];
+            }
+            let mut c = x;
+            while uf[c] != r {
+                let next = uf[c];
+                uf[c] = r;
+                c = next;
+            }
+            r
+        }
+        let union = |uf: &mut Vec<usize>, a: usize, b: usize| {
+            let (ra, rb) = (find(uf, a), find(uf, b));
+            if ra != rb {
+                uf[ra.max(rb)] = ra.min(rb);
+            }
+        };
+        let mut store_owner: HashMap<&str, usize> = HashMap::new();
+        for (id, node) in nodes.iter().enumerate() {
+            for &child in &node.children {
+                union(&mut uf, id, child);
+            }
+            for store in &node.stores {
+                match store_owner.get(store.as_str()) {
+                    Some(&other) => union(&mut uf, id, other),
+                    None => {
+                        store_owner.insert(store, id);
+                    }
+                }
+            }
+        }
+        let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for id in 0..nodes.len() {
+            let root = find(&mut uf, id);
+            groups.entry(root).or_default().push(id);
+        }
+        let subtopologies: Vec<SubtopologyDef> = groups
+            .into_values()
+            .map(|ids| {
+                let mut source_topics = Vec::new();
+                let mut sub_stores = Vec::new();
+                for &id in &ids {
+                    if let NodeKind::Source(topics) = &nodes[id].kind {
+                        source_topics.extend(topics.iter().cloned());
+                    }
+                    for s in &nodes[id].stores {
+                        if !sub_stores.contains(s) {
+                            sub_stores.push(s.clone());
+                        }
+                    }
+                }
+                SubtopologyDef {
+                    nodes: ids,
+                    source_topics,
+                    stores: sub_stores,
+                }
+            })
+            .collect();
+        let mut internal_topics = Vec::new();
+        for name in repartition_topics {
+            let reader = subtopologies
+                .iter()
+                .position(|s| s.source_topics.contains(&TopicRef::Internal(name.clone())))
+                .unwrap_or(0);
+            let mut configs = BTreeMap::new();
+            configs.insert("cleanup.policy".to_string(), "delete".to_string());
+            configs.insert("retention.ms".to_string(), "-1".to_string());
+            internal_topics.push(InternalTopic {
+                name,
+                kind: InternalTopicKind::Repartition,
+                configs,
+                subtopology: reader,
+            });
+        }
+        for (index, sub) in subtopologies.iter().enumerate() {
+            for store in &sub.stores {
+                if let Some(def) = stores.get(store) {
+                    if let Some(topic) = def.changelog_topic() {
+                        internal_topics.push(InternalTopic {
+                            name: topic,
+                            kind: InternalTopicKind::Changelog,
+                            configs: def.changelog_configs(),
+                            subtopology: index,
+                        });
+                    }
+                }
+            }
+        }
+        Topology {
+            inner: Arc::new(TopologyInner {
+                nodes,
+                stores,
+                subtopologies,
+                internal_topics,
+            }),
+        }
+    }
+
+    /// Describes the sub-topologies, their nodes, stores and internal topics.
+    pub fn describe(&self) -> TopologyDescription {
+        let graph = &self.inner;
+        let subtopologies = graph
+            .subtopologies
+            .iter()
+            .enumerate()
+            .map(|(id, sub)| SubtopologyDescription {
+                id,
+                nodes: sub
+                    .nodes
+                    .iter()
+                    .map(|&n| {
+                        let def = &graph.nodes[n];
+                        let names = |ids: &[usize]| {
+                            ids.iter().map(|&i| graph.nodes[i].name.clone()).collect()
+                        };
+                        NodeDescription {
+                            name: def.name.clone(),
+                            kind: match &def.kind {
+                                NodeKind::Source(topics) => NodeType::Source {
+                                    topics: topics
+                                        .iter()
+                                        .map(|t| t.display_name().to_string())
+                                        .collect(),
+                                },
+                                NodeKind::Processor => NodeType::Processor,
+                                NodeKind::Sink(topic) => NodeType::Sink {
+                                    topic: topic.as_ref().map(|t| t.display_name().to_string()),
+                                },
+                            },
+                            stores: def.stores.clone(),
+                            successors: names(&def.children),
+                            predecessors: names(&def.parents),
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        TopologyDescription {
+            subtopologies,
+            internal_topics: graph.internal_topics.clone(),
+        }
+    }
+
+    /// The user topics the topology reads, by full name (internal topics excluded).
+    pub fn source_topics(&self) -> Vec<String> {
+        let mut topics: Vec<String> = self
+            .inner
+            .subtopologies
+            .iter()
+            .flat_map(|s| s.source_topics.iter())
+            .filter_map(|t| match t {
+                TopicRef::External(t) => Some(t.clone()),
+                TopicRef::Internal(_) => None,
+            })
+            .collect();
+        topics.sort();
+        topics.dedup();
+        topics
+    }
+
+    /// The user topics the topology writes to with a fixed name.
+    pub fn sink_topics(&self) -> Vec<String> {
+        let mut topics: Vec<String> = self
+            .inner
+            .nodes
+            .iter()
+            .filter_map(|n| match &n.kind {
+                NodeKind::Sink(Some(TopicRef::External(t))) => Some(t.clone()),
+                _ => None,
+            })
+            .collect();
+        topics.sort();
+        topics.dedup();
+        topics
+    }
+
+    /// The names of every state store.
+    pub fn store_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.inner.stores.keys().cloned().collect();
+        names.sort();
+        names
+    }
+}
+
+/// The kind of a node in a [`TopologyDescription`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeType {
+    /// Reads topics.
+    Source {
+        /// Topic names (internal ones without the application-id prefix).
+        topics: Vec<String>,
+    },
+    /// Processes records.
+    Processor,
+    /// Writes a topic (`None`: the topic is chosen per record).
+    Sink {
+        /// Topic name (internal ones without the application-id prefix).
+        topic: Option<String>,
+    },
+}
+
+/// One node of a sub-topology.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeDescription {
+    /// Unique name, such as `KSTREAM-FILTER-0000000001`.
+    pub name: String,
+    /// Source, processor or sink.
+    pub kind: NodeType,
+    /// Stores the node uses.
+    pub stores: Vec<String>,
+    /// Downstream nodes.
+    pub successors: Vec<String>,
+    /// Upstream nodes.
+    pub predecessors: Vec<String>,
+}
+
+/// One sub-topology: nodes connected by edges or shared stores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubtopologyDescription {
+    /// Index, as in task ids.
+    pub id: usize,
+    /// Nodes in creation order.
+    pub nodes: Vec<NodeDescription>,
+}
+
+/// The printable structure of a topology (Kafka Streams' `TopologyDescription`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopologyDescription {
+    /// Sub-topologies in order.
+    pub subtopologies: Vec<SubtopologyDescription>,
+    /// Repartition and changelog topics the application needs.
+    pub internal_topics: Vec<InternalTopic>,
+}
+
+impl TopologyDescription {
+    /// The internal topics of one kind.
+    pub fn internal_topics_of(&self, kind: InternalTopicKind) -> Vec<&InternalTopic> {
+        self.internal_topics
+            .iter()
+            .filter(|t| t.kind == kind)
+            .collect()
+    }
+}
+
+impl fmt::Display for TopologyDescription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "Topologies:")?;
+        for sub in &self.subtopologies {
+            writeln!(f, "   Sub-topology: {}", sub.id)?;
+            for node in &sub.nodes {
+                match &node.kind {
+                    NodeType::Source { topics } => writeln!(
+                        f,
+                        "    Source: {} (topics: [{}])",
+                        node.name,
+                        topics.join(", ")
+                    )?,
+                    NodeType::Processor => writeln!(
+                        f,
+                        "    Processor: {} (stores: [{}])",
+                        node.name,
+                        node.stores.join(", ")
+                    )?,
+                    NodeType::Sink { topic } => writeln!(
+                        f,
+                        "    Sink: {} (topic: {})",
+                        node.name,
+                        topic.as_deref().unwrap_or("<chosen per record>")
+                    )?,
+                }
+                if !node.successors.is_empty() {
+                    writeln!(f, "      --> {}", node.successors.join(", "))?;
+                }
+                if !node.predecessors.is_empty() {
+                    writeln!(f, "      <-- {}", node.predecessors.join(", "))?;
+                }
+            }
+            writeln!(f)?;
+        }
+        if !self.internal_topics.is_empty() {
+            writeln!(f, "Internal topics:")?;
+            for topic in &self.internal_topics {
+                let configs: Vec<String> = topic
+                    .configs
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                let kind = match topic.kind {
+                    InternalTopicKind::Repartition => "repartition",
+                    InternalTopicKind::Changelog => "changelog",
+                };
+                writeln!(
+                    f,
+                    "    {} ({kind}, sub-topology {}, {})",
+                    topic.name,
+                    topic.subtopology,
+                    configs.join(", ")
+                )?;
+            }
+        }
+        Ok(())
+    }
+}

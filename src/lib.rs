@@ -1,0 +1,1 @@
+//! Examples and benchmarks for kstreams live in `examples/` and `benches/`.
