@@ -42,6 +42,9 @@ pub(crate) struct GraphBuilder {
     external_sources: HashSet<String>,
     errors: Vec<TopologyError>,
     counter: usize,
+    /// For windowed aggregation nodes: how long after a window's end it closes (grace, plus
+    /// the gap for sessions), found by `suppress` walking up from a windowed table.
+    window_close: HashMap<usize, i64>,
 }
 
 /// Kafka's rule for topic names, also applied to store and operator names that become
@@ -274,6 +277,20 @@ impl GraphBuilder {
             Some(sink_name),
         );
         self.add_source(vec![topic], key_serde, value_serde, None, None, false)
+    }
+
+    pub(crate) fn set_window_close(&mut self, node: usize, after_end: i64) {
+        self.window_close.insert(node, after_end);
+    }
+
+    /// The close rule of the windowed aggregation upstream of `node`.
+    pub(crate) fn window_close_of(&self, mut node: usize) -> Option<i64> {
+        loop {
+            if let Some(close) = self.window_close.get(&node) {
+                return Some(*close);
+            }
+            node = *self.nodes[node].parents.first()?;
+        }
     }
 
     pub(crate) fn add_store(&mut self, def: StoreDef) {

@@ -34,6 +34,7 @@ pub(crate) fn materialize<K: 'static, V: 'static>(
 }
 
 /// A stream grouped by key, ready to aggregate (Kafka Streams' `KGroupedStream`).
+#[derive(Clone)]
 pub struct KGroupedStream<K, V> {
     pub(crate) graph: Rc<RefCell<GraphBuilder>>,
     pub(crate) node: usize,

@@ -15,6 +15,7 @@ mod kgrouped;
 mod kstream;
 mod ktable;
 pub(crate) mod ops;
+mod windowed;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -23,6 +24,10 @@ use std::sync::Arc;
 pub use kgrouped::{KGroupedStream, KGroupedTable};
 pub use kstream::{BranchedKStream, KStream};
 pub use ktable::KTable;
+pub use windowed::{
+    SessionWindowedKStream, SessionWindows, SlidingWindowedKStream, SlidingWindows, Suppressed,
+    TimeWindowedKStream, TimeWindows, Window, Windowed,
+};
 
 pub(crate) use graph::GraphBuilder;
 
@@ -200,6 +205,7 @@ pub struct Materialized<K, V> {
     pub(crate) key_serde: SerdeRef<K>,
     pub(crate) value_serde: SerdeRef<V>,
     pub(crate) logging: bool,
+    pub(crate) retention: Option<std::time::Duration>,
 }
 
 impl<K: DefaultSerde, V: DefaultSerde> Default for Materialized<K, V> {
@@ -223,12 +229,19 @@ impl<K, V> Materialized<K, V> {
             key_serde,
             value_serde,
             logging: true,
+            retention: None,
         }
     }
 
     /// Names the store (and its changelog `<name>-changelog`).
     pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
+        self
+    }
+
+    /// How long a windowed store keeps windows (at least window size plus grace).
+    pub fn with_retention(mut self, retention: std::time::Duration) -> Self {
+        self.retention = Some(retention);
         self
     }
 

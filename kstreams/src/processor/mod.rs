@@ -287,6 +287,31 @@ impl<K, V> ProcessorContext<'_, K, V> {
         self.task.stores.window_store(name)
     }
 
+    /// A window store whose values carry the timestamp of their last write.
+    pub fn timestamped_window_store<SK: 'static, SV: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<WindowStore<SK, crate::state::ValueAndTimestamp<SV>>, StoreError> {
+        self.task.stores.timestamped_window_store(name)
+    }
+
+    /// A session store connected to this processor.
+    pub fn session_store<SK: 'static, SV: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<crate::state::SessionStore<SK, SV>, StoreError> {
+        self.task.stores.session_store(name)
+    }
+
+    /// A session store whose values carry the timestamp of their last write.
+    pub fn timestamped_session_store<SK: 'static, SV: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<crate::state::SessionStore<SK, crate::state::ValueAndTimestamp<SV>>, StoreError>
+    {
+        self.task.stores.timestamped_session_store(name)
+    }
+
     /// Schedules [`Processor::punctuate`] every `interval` of the given clock.
     ///
     /// A stream-time punctuation fires on the first record and then whenever stream time
@@ -339,11 +364,6 @@ impl<K, V> ProcessorContext<'_, K, V> {
     /// Sends the source record to the dead-letter topic with this error in its headers.
     pub fn dead_letter(&mut self, processor: &str, error: &dyn std::fmt::Display) {
         self.task.dead_letter("processing", processor, error)
-    }
-
-    /// Counts one dropped record in the task metrics (with a reason in the log).
-    pub(crate) fn record_dropped(&mut self, reason: &str) {
-        self.task.record_dropped(reason)
     }
 
     /// Counts one late record, dropped by a windowed operator.

@@ -347,6 +347,170 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
     }
 }
 
+/// Order-preserving encoding of an `i64` (sign bit flipped, big-endian).
+fn ordered(t: i64) -> [u8; 8] {
+    ((t as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn from_ordered(b: &[u8]) -> i64 {
+    let mut buf = [0u8; 8];
+    buf.copy_from_slice(b);
+    (u64::from_be_bytes(buf) ^ (1 << 63)) as i64
+}
+
+/// Session store key: `[key length: u32][key][start][end]`, so one key's sessions form a
+/// contiguous range ordered by start.
+fn session_key(key: &[u8], start: i64, end: i64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + key.len() + 16);
+    out.extend_from_slice(&(key.len() as u32).to_be_bytes());
+    out.extend_from_slice(key);
+    out.extend_from_slice(&ordered(start));
+    out.extend_from_slice(&ordered(end));
+    out
+}
+
+#[allow(clippy::type_complexity)]
+fn split_session_key(bytes: &[u8]) -> Option<(&[u8], i64, i64)> {
+    let len = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+    let key = bytes.get(4..4 + len)?;
+    let times = bytes.get(4 + len..)?;
+    if times.len() != 16 {
+        return None;
+    }
+    Some((key, from_ordered(&times[..8]), from_ordered(&times[8..])))
+}
+
+/// A session of a session store: key, first and last record time (both inclusive), value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session<K, V> {
+    /// The key.
+    pub key: K,
+    /// Time of the session's first record.
+    pub start: i64,
+    /// Time of the session's last record.
+    pub end: i64,
+    /// The session's aggregate.
+    pub value: V,
+}
+
+/// A typed session store: aggregates per key and session (Kafka Streams' `SessionStore`).
+pub struct SessionStore<K, V> {
+    name: Arc<str>,
+    inner: Arc<dyn KeyValueBytesStore>,
+    key_serde: SerdeRef<K>,
+    value_serde: SerdeRef<V>,
+}
+
+impl<K, V> Clone for SessionStore<K, V> {
+    fn clone(&self) -> Self {
+        SessionStore {
+            name: self.name.clone(),
+            inner: self.inner.clone(),
+            key_serde: self.key_serde.clone(),
+            value_serde: self.value_serde.clone(),
+        }
+    }
+}
+
+impl<K: 'static, V: 'static> SessionStore<K, V> {
+    pub(crate) fn new(
+        name: Arc<str>,
+        inner: Arc<dyn KeyValueBytesStore>,
+        key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
+    ) -> Self {
+        SessionStore {
+            name,
+            inner,
+            key_serde,
+            value_serde,
+        }
+    }
+
+    /// The store's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn decode(&self, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Vec<Session<K, V>>, StoreError> {
+        entries
+            .into_iter()
+            .map(|(k, v)| {
+                let (key, start, end) =
+                    split_session_key(&k).ok_or_else(|| StoreError::Storage {
+                        store: self.name.to_string(),
+                        message: "corrupt session key".into(),
+                    })?;
+                Ok(Session {
+                    key: self
+                        .key_serde
+                        .deserialize(Some(key))
+                        .map_err(serde_err(&self.name))?,
+                    start,
+                    end,
+                    value: self
+                        .value_serde
+                        .deserialize(Some(&v))
+                        .map_err(serde_err(&self.name))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Every session of a key, ordered by start.
+    pub fn fetch(&self, key: &K) -> Result<Vec<Session<K, V>>, StoreError> {
+        self.find_sessions(key, i64::MIN, i64::MAX)
+    }
+
+    /// Sessions of a key that end at or after `earliest_end` and start at or before
+    /// `latest_start`, ordered by start.
+    pub fn find_sessions(
+        &self,
+        key: &K,
+        earliest_end: i64,
+        latest_start: i64,
+    ) -> Result<Vec<Session<K, V>>, StoreError> {
+        let key = encode(&*self.key_serde, key, &self.name)?;
+        let from = session_key(&key, i64::MIN, i64::MIN);
+        let to = session_key(&key, latest_start, i64::MAX);
+        let mut sessions = self.decode(self.inner.range(Some(&from), Some(&to))?)?;
+        sessions.retain(|s| s.end >= earliest_end);
+        Ok(sessions)
+    }
+
+    /// Stores a session's aggregate.
+    pub fn put(&self, key: &K, start: i64, end: i64, value: &V) -> Result<(), StoreError> {
+        let key = encode(&*self.key_serde, key, &self.name)?;
+        let value = encode(&*self.value_serde, value, &self.name)?;
+        self.inner.put(session_key(&key, start, end), value)
+    }
+
+    /// Removes a session.
+    pub fn remove(&self, key: &K, start: i64, end: i64) -> Result<(), StoreError> {
+        let key = encode(&*self.key_serde, key, &self.name)?;
+        self.inner
+            .delete(&session_key(&key, start, end))
+            .map(|_| ())
+    }
+
+    /// Every session in the store.
+    pub fn all(&self) -> Result<Vec<Session<K, V>>, StoreError> {
+        self.decode(self.inner.range(None, None)?)
+    }
+
+    /// Removes every session that ended before `end`; returns how many.
+    pub fn remove_ended_before(&self, end: i64) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for (k, _) in self.inner.range(None, None)? {
+            if split_session_key(&k).is_some_and(|(_, _, e)| e < end) {
+                self.inner.delete(&k)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
 /// Prefixes values with the timestamp of their write (8 bytes, big-endian).
 pub(crate) struct ValueAndTimestampSerde<V>(pub SerdeRef<V>);
 
@@ -425,6 +589,8 @@ pub struct StoreBuilder<K, V> {
     pub(crate) value_serde: SerdeRef<V>,
     pub(crate) logging: Option<BTreeMap<String, String>>,
     pub(crate) window: Option<WindowSpec>,
+    /// Retention of a session store, in milliseconds.
+    pub(crate) session: Option<i64>,
 }
 
 /// Shape of a window store.
@@ -460,9 +626,10 @@ impl<K: 'static, V: 'static> StoreBuilder<K, V> {
     }
 
     pub(crate) fn into_def(self, timestamped: bool) -> StoreDef {
-        let kind = match self.window {
-            Some(spec) => StoreKind::Window(spec),
-            None => StoreKind::KeyValue,
+        let kind = match (self.window, self.session) {
+            (Some(spec), _) => StoreKind::Window(spec),
+            (None, Some(retention)) => StoreKind::Session { retention },
+            (None, None) => StoreKind::KeyValue,
         };
         StoreDef {
             name: self.name,
@@ -504,6 +671,7 @@ impl Stores {
             value_serde,
             logging: Some(BTreeMap::new()),
             window: None,
+            session: None,
         }
     }
 
@@ -528,6 +696,25 @@ impl Stores {
                 retention: retention.as_millis() as i64,
                 retain_duplicates,
             }),
+            session: None,
+        }
+    }
+
+    /// An in-memory session store whose sessions are kept `retention` ms after they end.
+    pub fn session_store_builder_with<K: 'static, V: 'static>(
+        name: impl Into<String>,
+        retention: std::time::Duration,
+        key_serde: SerdeRef<K>,
+        value_serde: SerdeRef<V>,
+    ) -> StoreBuilder<K, V> {
+        StoreBuilder {
+            name: name.into(),
+            store_type: StoreType::InMemory,
+            key_serde,
+            value_serde,
+            logging: Some(BTreeMap::new()),
+            window: None,
+            session: Some(retention.as_millis() as i64),
         }
     }
 }

@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use super::{
     ChangelogBuffer, InMemoryKeyValueStore, InMemoryWindowStore, KeyValueBytesStore, KeyValueStore,
-    LoggedKeyValueStore, LoggedWindowStore, PlainValueSerde, StoreError, StoreSerdes, StoreType,
-    TimestampedKeyValueStore, ValueAndTimestampSerde, WindowBytesStore, WindowSpec, WindowStore,
+    LoggedKeyValueStore, LoggedWindowStore, PlainValueSerde, SessionStore, StoreError, StoreSerdes,
+    StoreType, TimestampedKeyValueStore, ValueAndTimestamp, ValueAndTimestampSerde,
+    WindowBytesStore, WindowSpec, WindowStore,
 };
 
 /// The kind of a store.
@@ -17,6 +18,7 @@ use super::{
 pub(crate) enum StoreKind {
     KeyValue,
     Window(WindowSpec),
+    Session { retention: i64 },
 }
 
 /// A store as the topology defines it; built once per task.
@@ -52,9 +54,9 @@ impl StoreDef {
             StoreKind::KeyValue => {
                 configs.insert("cleanup.policy".into(), "compact".into());
             }
-            StoreKind::Window(spec) => {
+            StoreKind::Window(WindowSpec { retention, .. }) | StoreKind::Session { retention } => {
                 configs.insert("cleanup.policy".into(), "compact,delete".into());
-                let retention = spec.retention.saturating_add(24 * 3600 * 1000);
+                let retention = retention.saturating_add(24 * 3600 * 1000);
                 configs.insert("retention.ms".into(), retention.to_string());
             }
         }
@@ -72,7 +74,7 @@ impl StoreDef {
             ))
         });
         let bytes = match (self.kind, self.store_type) {
-            (StoreKind::KeyValue, StoreType::InMemory) => {
+            (StoreKind::KeyValue | StoreKind::Session { .. }, StoreType::InMemory) => {
                 let mut store: Arc<dyn KeyValueBytesStore> = Arc::new(InMemoryKeyValueStore::new());
                 if let Some(log) = &changelog {
                     store = Arc::new(LoggedKeyValueStore {
@@ -95,6 +97,10 @@ impl StoreDef {
                 StoreBytes::Window(store)
             }
         };
+        let bytes = match (self.kind, bytes) {
+            (StoreKind::Session { .. }, StoreBytes::KeyValue(kv)) => StoreBytes::Session(kv),
+            (_, bytes) => bytes,
+        };
         StoreEntry {
             name: self.name.as_str().into(),
             bytes,
@@ -110,6 +116,8 @@ impl StoreDef {
 pub(crate) enum StoreBytes {
     KeyValue(Arc<dyn KeyValueBytesStore>),
     Window(Arc<dyn WindowBytesStore>),
+    /// Sessions live in a key-value store under composite keys.
+    Session(Arc<dyn KeyValueBytesStore>),
 }
 
 impl StoreBytes {
@@ -117,6 +125,7 @@ impl StoreBytes {
         match self {
             StoreBytes::KeyValue(_) => "key-value",
             StoreBytes::Window(_) => "window",
+            StoreBytes::Session(_) => "session",
         }
     }
 }
@@ -232,27 +241,116 @@ impl StoreRegistry {
         ))
     }
 
+    fn window_bytes(entry: &StoreEntry) -> Result<Arc<dyn WindowBytesStore>, StoreError> {
+        match &entry.bytes {
+            StoreBytes::Window(s) => Ok(s.clone()),
+            other => Err(StoreError::WrongKind {
+                store: entry.name.to_string(),
+                actual: other.label(),
+                requested: "window",
+            }),
+        }
+    }
+
+    /// A window store (for a windowed aggregation's store: the values without timestamps).
     pub(crate) fn window_store<K: 'static, V: 'static>(
         &self,
         name: &str,
     ) -> Result<WindowStore<K, V>, StoreError> {
         let entry = self.entry(name)?;
-        let bytes = match &entry.bytes {
-            StoreBytes::Window(s) => s.clone(),
-            other => {
-                return Err(StoreError::WrongKind {
-                    store: name.to_string(),
-                    actual: other.label(),
-                    requested: "window",
-                })
-            }
+        let bytes = Self::window_bytes(entry)?;
+        let serdes = Self::serdes::<K, V>(entry)?;
+        let value_serde = if entry.timestamped {
+            Arc::new(PlainValueSerde {
+                inner: ValueAndTimestampSerde(serdes.value.clone()),
+                clock: self.clock.clone(),
+            }) as _
+        } else {
+            serdes.value.clone()
         };
+        Ok(WindowStore::new(
+            entry.name.clone(),
+            bytes,
+            serdes.key.clone(),
+            value_serde,
+        ))
+    }
+
+    pub(crate) fn timestamped_window_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<WindowStore<K, ValueAndTimestamp<V>>, StoreError> {
+        let entry = self.entry(name)?;
+        let bytes = Self::window_bytes(entry)?;
+        if !entry.timestamped {
+            return Err(StoreError::WrongKind {
+                store: name.to_string(),
+                actual: "window",
+                requested: "timestamped window",
+            });
+        }
         let serdes = Self::serdes::<K, V>(entry)?;
         Ok(WindowStore::new(
             entry.name.clone(),
             bytes,
             serdes.key.clone(),
-            serdes.value.clone(),
+            Arc::new(ValueAndTimestampSerde(serdes.value.clone())),
         ))
+    }
+
+    /// A session store (for a session aggregation's store: the values without timestamps).
+    pub(crate) fn session_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<SessionStore<K, V>, StoreError> {
+        let (entry, bytes) = self.session_bytes(name)?;
+        let serdes = Self::serdes::<K, V>(entry)?;
+        let value_serde = if entry.timestamped {
+            Arc::new(PlainValueSerde {
+                inner: ValueAndTimestampSerde(serdes.value.clone()),
+                clock: self.clock.clone(),
+            }) as _
+        } else {
+            serdes.value.clone()
+        };
+        Ok(SessionStore::new(
+            entry.name.clone(),
+            bytes,
+            serdes.key.clone(),
+            value_serde,
+        ))
+    }
+
+    pub(crate) fn timestamped_session_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<SessionStore<K, ValueAndTimestamp<V>>, StoreError> {
+        let (entry, bytes) = self.session_bytes(name)?;
+        let serdes = Self::serdes::<K, V>(entry)?;
+        Ok(SessionStore::new(
+            entry.name.clone(),
+            bytes,
+            serdes.key.clone(),
+            Arc::new(ValueAndTimestampSerde(serdes.value.clone())),
+        ))
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn session_bytes(
+        &self,
+        name: &str,
+    ) -> Result<(&StoreEntry, Arc<dyn KeyValueBytesStore>), StoreError> {
+        let entry = self.entry(name)?;
+        let bytes = match &entry.bytes {
+            StoreBytes::Session(s) => s.clone(),
+            other => {
+                return Err(StoreError::WrongKind {
+                    store: name.to_string(),
+                    actual: other.label(),
+                    requested: "session",
+                })
+            }
+        };
+        Ok((entry, bytes))
     }
 }

@@ -285,6 +285,19 @@ impl TestDriver {
             .window_store(name)
     }
 
+    /// A session store of the topology (for a session aggregation's store).
+    pub fn session_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<crate::state::SessionStore<K, V>, StoreError> {
+        self.state
+            .borrow()
+            .store_task(name)?
+            .ctx
+            .stores
+            .session_store(name)
+    }
+
     /// Counters summed over all tasks.
     pub fn metrics(&self) -> TaskMetrics {
         let mut total = TaskMetrics::default();

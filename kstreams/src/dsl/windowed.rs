@@ -1,0 +1,1084 @@
+//! Windowed aggregation: time windows (tumbling, hopping), sliding windows and session
+//! windows, with grace periods, late-record accounting and final-only emission.
+//!
+//! `group_by_key().windowed_by(TimeWindows::…)` (or `windowed_by_sliding`,
+//! `windowed_by_session`) gives a windowed stream whose `count` / `reduce` / `aggregate`
+//! produce a `KTable<Windowed<K>, V>` backed by a window (or session) store. Every update is
+//! emitted by default; [`KTable::suppress`] with [`Suppressed::until_window_closes`] emits one
+//! final result per window instead.
+//!
+//! A window closes when the stream time its aggregation has observed passes the window's end
+//! plus the grace period. Records for closed windows are dropped and counted in
+//! [`TaskMetrics::late_records_dropped`](crate::TaskMetrics), never folded in silently.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::BoxError;
+use crate::processor::{Processor, ProcessorContext, Punctuation, PunctuationType, Record};
+use crate::serde::{DefaultSerde, Serde, SerdeError, SerdeRef, Serdes};
+use crate::state::{KeyValueStore, SessionStore, Stores, ValueAndTimestamp, WindowStore};
+use crate::topology::NodeKind;
+
+use super::kgrouped::KGroupedStream;
+use super::ktable::KTable;
+use super::ops::{Adder, Change, ChangeSerde};
+use super::{Data, GraphBuilder, Materialized};
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A time interval. Time windows are `[start, end)`; sliding and session windows include
+/// their end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Window {
+    /// First millisecond of the window.
+    pub start: i64,
+    /// End of the window (exclusive for time windows, inclusive for sliding and sessions).
+    pub end: i64,
+}
+
+/// A key together with the window it was aggregated in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Windowed<K> {
+    /// The record key.
+    pub key: K,
+    /// The window.
+    pub window: Window,
+}
+
+impl<K> Windowed<K> {
+    /// A windowed key.
+    pub fn new(key: K, start: i64, end: i64) -> Self {
+        Windowed {
+            key,
+            window: Window { start, end },
+        }
+    }
+}
+
+/// Encodes a windowed key as the inner key's bytes followed by start and end (8 bytes each,
+/// big-endian).
+struct WindowedSerde<K>(SerdeRef<K>);
+
+impl<K: 'static> Serde<Windowed<K>> for WindowedSerde<K> {
+    fn serialize(&self, value: &Windowed<K>) -> Result<Option<Vec<u8>>, SerdeError> {
+        let mut out = self.0.serialize(&value.key)?.unwrap_or_default();
+        out.extend_from_slice(&value.window.start.to_be_bytes());
+        out.extend_from_slice(&value.window.end.to_be_bytes());
+        Ok(Some(out))
+    }
+
+    fn deserialize(&self, bytes: Option<&[u8]>) -> Result<Windowed<K>, SerdeError> {
+        let bytes = bytes.ok_or(SerdeError::UnexpectedNull)?;
+        if bytes.len() < 16 {
+            return Err(SerdeError::WrongLength {
+                expected: 16,
+                actual: bytes.len(),
+            });
+        }
+        let (key, times) = bytes.split_at(bytes.len() - 16);
+        let time = |b: &[u8]| i64::from_be_bytes(b.try_into().expect("8 bytes"));
+        Ok(Windowed {
+            key: self.0.deserialize(Some(key))?,
+            window: Window {
+                start: time(&times[..8]),
+                end: time(&times[8..]),
+            },
+        })
+    }
+}
+
+impl Serdes {
+    /// Windowed keys: the inner key's bytes, then window start and end.
+    pub fn windowed<K: 'static>(inner: SerdeRef<K>) -> SerdeRef<Windowed<K>> {
+        Arc::new(WindowedSerde(inner))
+    }
+}
+
+impl<K: DefaultSerde> DefaultSerde for Windowed<K> {
+    fn default_serde() -> SerdeRef<Self> {
+        Serdes::windowed(K::default_serde())
+    }
+}
+
+/// Fixed-size windows aligned to the epoch: tumbling, or hopping with
+/// [`advance_by`](Self::advance_by).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeWindows {
+    size: i64,
+    advance: i64,
+    grace: i64,
+}
+
+impl TimeWindows {
+    /// Tumbling windows of `size` that close as soon as stream time passes their end.
+    ///
+    /// # Panics
+    /// If `size` is zero.
+    pub fn of_size_with_no_grace(size: Duration) -> Self {
+        Self::of_size_and_grace(size, Duration::ZERO)
+    }
+
+    /// Tumbling windows of `size` that accept out-of-order records until stream time passes
+    /// their end plus `grace`.
+    ///
+    /// # Panics
+    /// If `size` is zero.
+    pub fn of_size_and_grace(size: Duration, grace: Duration) -> Self {
+        let size = millis(size);
+        assert!(size > 0, "window size must be positive");
+        TimeWindows {
+            size,
+            advance: size,
+            grace: millis(grace),
+        }
+    }
+
+    /// Hopping windows: a new window every `advance` (overlapping when smaller than the size).
+    ///
+    /// # Panics
+    /// If `advance` is zero or larger than the size.
+    pub fn advance_by(mut self, advance: Duration) -> Self {
+        let advance = millis(advance);
+        assert!(
+            advance > 0 && advance <= self.size,
+            "advance must be in (0, size]"
+        );
+        self.advance = advance;
+        self
+    }
+
+    /// Window size in milliseconds.
+    pub fn size_ms(&self) -> i64 {
+        self.size
+    }
+
+    /// Grace period in milliseconds.
+    pub fn grace_ms(&self) -> i64 {
+        self.grace
+    }
+
+    /// Starts of the windows that contain `timestamp`, oldest first.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::dsl::TimeWindows;
+    /// let hopping = TimeWindows::of_size_with_no_grace(Duration::from_millis(10))
+    ///     .advance_by(Duration::from_millis(5));
+    /// assert_eq!(hopping.window_starts(12), vec![5, 10]);
+    /// ```
+    pub fn window_starts(&self, timestamp: i64) -> Vec<i64> {
+        let first = ((timestamp - self.size + self.advance).max(0) / self.advance) * self.advance;
+        (0..)
+            .map(|i| first + i * self.advance)
+            .take_while(|start| *start <= timestamp)
+            .collect()
+    }
+}
+
+/// Windows of a fixed maximum time difference that slide with the records: two records fall
+/// in one window when their timestamps differ by at most the time difference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlidingWindows {
+    difference: i64,
+    grace: i64,
+}
+
+impl SlidingWindows {
+    /// Sliding windows with no grace period.
+    pub fn of_time_difference_with_no_grace(difference: Duration) -> Self {
+        Self::of_time_difference_and_grace(difference, Duration::ZERO)
+    }
+
+    /// Sliding windows that accept out-of-order records for `grace` after their end.
+    pub fn of_time_difference_and_grace(difference: Duration, grace: Duration) -> Self {
+        SlidingWindows {
+            difference: millis(difference),
+            grace: millis(grace),
+        }
+    }
+}
+
+/// Sessions: records of a key closer than the inactivity gap belong to one session; a record
+/// that bridges two sessions merges them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionWindows {
+    gap: i64,
+    grace: i64,
+}
+
+impl SessionWindows {
+    /// Sessions with this inactivity gap and no grace period.
+    pub fn of_inactivity_gap_with_no_grace(gap: Duration) -> Self {
+        Self::of_inactivity_gap_and_grace(gap, Duration::ZERO)
+    }
+
+    /// Sessions with this inactivity gap that accept out-of-order records for `grace`.
+    pub fn of_inactivity_gap_and_grace(gap: Duration, grace: Duration) -> Self {
+        SessionWindows {
+            gap: millis(gap),
+            grace: millis(grace),
+        }
+    }
+}
+
+/// When a windowed table emits: Kafka Streams' `Suppressed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Suppressed {
+    wall_clock_close: Option<i64>,
+}
+
+impl Suppressed {
+    /// One final result per window, when the window closes (stream time past end + grace).
+    pub fn until_window_closes() -> Self {
+        Suppressed {
+            wall_clock_close: None,
+        }
+    }
+
+    /// Also close windows on the wall clock while no records arrive: from the last record
+    /// on, stream time is taken to move with the wall clock (checked every `check_interval`),
+    /// so the final result of the last windows comes out even when the partition goes idle.
+    /// Records that arrive later for a window already emitted this way are dropped as late.
+    pub fn with_wall_clock_close(mut self, check_interval: Duration) -> Self {
+        self.wall_clock_close = Some(millis(check_interval).max(1));
+        self
+    }
+}
+
+/// Adds a windowed store and returns its name.
+fn window_store<K: 'static, VA: 'static>(
+    graph: &mut GraphBuilder,
+    materialized: Materialized<K, VA>,
+    size: i64,
+    min_retention: i64,
+    retain_duplicates: bool,
+) -> (String, SerdeRef<K>, SerdeRef<VA>) {
+    let name = materialized
+        .name
+        .clone()
+        .unwrap_or_else(|| graph.next_name("KSTREAM-AGGREGATE-STATE-STORE"));
+    let retention = materialized
+        .retention
+        .map_or(min_retention, millis)
+        .max(min_retention);
+    let mut builder = Stores::window_store_builder_with(
+        name.clone(),
+        Duration::from_millis(size.max(0) as u64),
+        Duration::from_millis(retention.max(0) as u64),
+        retain_duplicates,
+        materialized.key_serde.clone(),
+        materialized.value_serde.clone(),
+    );
+    if !materialized.logging {
+        builder = builder.with_logging_disabled();
+    }
+    graph.add_store(builder.into_def(true));
+    (name, materialized.key_serde, materialized.value_serde)
+}
+
+/// A grouped stream in time windows.
+pub struct TimeWindowedKStream<K, V> {
+    grouped: KGroupedStream<K, V>,
+    windows: TimeWindows,
+}
+
+impl<K: Data, V: Data> KGroupedStream<K, V> {
+    /// Aggregates in tumbling or hopping time windows.
+    pub fn windowed_by(&self, windows: TimeWindows) -> TimeWindowedKStream<K, V> {
+        TimeWindowedKStream {
+            grouped: self.clone(),
+            windows,
+        }
+    }
+
+    /// Aggregates in sliding windows.
+    pub fn windowed_by_sliding(&self, windows: SlidingWindows) -> SlidingWindowedKStream<K, V> {
+        SlidingWindowedKStream {
+            grouped: self.clone(),
+            windows,
+        }
+    }
+
+    /// Aggregates in session windows.
+    pub fn windowed_by_session(&self, windows: SessionWindows) -> SessionWindowedKStream<K, V> {
+        SessionWindowedKStream {
+            grouped: self.clone(),
+            windows,
+        }
+    }
+}
+
+impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
+    fn aggregate_internal<VA: Data>(
+        &self,
+        adder: Adder<K, V, VA>,
+        materialized: Materialized<K, VA>,
+    ) -> KTable<Windowed<K>, VA> {
+        let w = self.windows;
+        let graph_rc = self.grouped.graph.clone();
+        let mut graph = graph_rc.borrow_mut();
+        let (store, key_serde, value_serde) =
+            window_store(&mut graph, materialized, w.size, w.size + w.grace, false);
+        let input = self.grouped.partitioned_input(&mut graph, &store);
+        let name = graph.next_name("KSTREAM-WINDOWED-AGGREGATE");
+        let store_name = store.clone();
+        let node = graph.add_processor(
+            name,
+            NodeKind::Processor,
+            &[input],
+            vec![store.clone()],
+            move || TimeWindowAggregate {
+                store_name: store_name.clone(),
+                windows: w,
+                adder: adder.clone(),
+                store: None,
+                observed: i64::MIN,
+            },
+        );
+        graph.set_window_close(node, w.grace);
+        drop(graph);
+        KTable::new(
+            graph_rc,
+            node,
+            Some(store),
+            Serdes::windowed(key_serde),
+            value_serde,
+        )
+    }
+
+    /// Counts records per key and window.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, String>("clicks")
+    ///     .group_by_key()
+    ///     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_millis(10)))
+    ///     .count()
+    ///     .to_stream()
+    ///     .map(|w, c| (format!("{}@{}", w.key, w.window.start), c))
+    ///     .to("counts");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("w")).unwrap();
+    /// let clicks = driver.create_input_topic::<String, String>("clicks");
+    /// let counts = driver.create_output_topic::<String, Option<i64>>("counts");
+    /// clicks.pipe_input_at("a".into(), "x".into(), 3);
+    /// clicks.pipe_input_at("a".into(), "x".into(), 12);
+    /// clicks.pipe_input_at("a".into(), "x".into(), 15);
+    /// assert_eq!(counts.read_key_values_to_list(), vec![
+    ///     ("a@0".into(), Some(1)), ("a@10".into(), Some(1)), ("a@10".into(), Some(2))]);
+    /// ```
+    pub fn count(&self) -> KTable<Windowed<K>, i64> {
+        self.count_with(Materialized::with(
+            self.grouped.key_serde.clone(),
+            Serdes::i64(),
+        ))
+    }
+
+    /// Counts into the store `materialized` describes.
+    pub fn count_with(&self, materialized: Materialized<K, i64>) -> KTable<Windowed<K>, i64> {
+        self.aggregate_internal(
+            Arc::new(|_, _, c: Option<i64>| c.unwrap_or(0) + 1),
+            materialized,
+        )
+    }
+
+    /// Combines the values of each key and window.
+    pub fn reduce(
+        &self,
+        reducer: impl Fn(V, V) -> V + Send + Sync + 'static,
+    ) -> KTable<Windowed<K>, V> {
+        let m = Materialized::with(
+            self.grouped.key_serde.clone(),
+            self.grouped.value_serde.clone(),
+        );
+        self.reduce_with(reducer, m)
+    }
+
+    /// Like [`reduce`](Self::reduce), into the store `materialized` describes.
+    pub fn reduce_with(
+        &self,
+        reducer: impl Fn(V, V) -> V + Send + Sync + 'static,
+        materialized: Materialized<K, V>,
+    ) -> KTable<Windowed<K>, V> {
+        self.aggregate_internal(
+            Arc::new(move |_, v, agg: Option<V>| match agg {
+                Some(agg) => reducer(agg, v),
+                None => v,
+            }),
+            materialized,
+        )
+    }
+
+    /// Folds the values of each key and window into an aggregate.
+    pub fn aggregate<VA: Data + DefaultSerde>(
+        &self,
+        initializer: impl Fn() -> VA + Send + Sync + 'static,
+        aggregator: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
+    ) -> KTable<Windowed<K>, VA> {
+        let m = Materialized::with(self.grouped.key_serde.clone(), VA::default_serde());
+        self.aggregate_with(initializer, aggregator, m)
+    }
+
+    /// Like [`aggregate`](Self::aggregate), into the store `materialized` describes.
+    pub fn aggregate_with<VA: Data>(
+        &self,
+        initializer: impl Fn() -> VA + Send + Sync + 'static,
+        aggregator: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
+        materialized: Materialized<K, VA>,
+    ) -> KTable<Windowed<K>, VA> {
+        self.aggregate_internal(
+            Arc::new(move |k, v, agg: Option<VA>| {
+                aggregator(k, v, agg.unwrap_or_else(&initializer))
+            }),
+            materialized,
+        )
+    }
+}
+
+struct TimeWindowAggregate<K, V, VA> {
+    store_name: String,
+    windows: TimeWindows,
+    adder: Adder<K, V, VA>,
+    store: Option<WindowStore<K, ValueAndTimestamp<VA>>>,
+    observed: i64,
+}
+
+impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
+    for TimeWindowAggregate<K, V, VA>
+{
+    fn init(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
+    ) -> Result<(), BoxError> {
+        self.store = Some(ctx.timestamped_window_store(&self.store_name)?);
+        Ok(())
+    }
+
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
+        r: Record<K, V>,
+    ) -> Result<(), BoxError> {
+        let store = self.store.as_ref().ok_or("store not initialized")?;
+        self.observed = self.observed.max(r.timestamp);
+        let close = self.observed - self.windows.grace;
+        let mut accepted = false;
+        for start in self.windows.window_starts(r.timestamp) {
+            let end = start + self.windows.size;
+            if end <= close {
+                continue;
+            }
+            accepted = true;
+            let old = store.fetch(&r.key, start)?;
+            let (old_value, old_ts) = match old {
+                Some(v) => (Some(v.value), v.timestamp),
+                None => (None, i64::MIN),
+            };
+            let new = (self.adder)(&r.key, r.value.clone(), old_value.clone());
+            let timestamp = r.timestamp.max(old_ts);
+            store.put(
+                &r.key,
+                &ValueAndTimestamp {
+                    value: new.clone(),
+                    timestamp,
+                },
+                start,
+            )?;
+            ctx.forward(Record {
+                key: Windowed::new(r.key.clone(), start, end),
+                value: Change {
+                    new: Some(new),
+                    old: old_value,
+                },
+                timestamp,
+                headers: r.headers.clone(),
+            })?;
+        }
+        if !accepted {
+            ctx.record_late();
+        }
+        Ok(())
+    }
+}
+
+/// A grouped stream in sliding windows.
+pub struct SlidingWindowedKStream<K, V> {
+    grouped: KGroupedStream<K, V>,
+    windows: SlidingWindows,
+}
+
+impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
+    fn aggregate_internal<VA: Data>(
+        &self,
+        initializer: Arc<dyn Fn() -> VA + Send + Sync>,
+        aggregator: Arc<dyn Fn(&K, V, VA) -> VA + Send + Sync>,
+        materialized: Materialized<K, VA>,
+    ) -> KTable<Windowed<K>, VA> {
+        let w = self.windows;
+        let graph_rc = self.grouped.graph.clone();
+        let mut graph = graph_rc.borrow_mut();
+        let retention = 2 * w.difference + w.grace + 1;
+        let (store, key_serde, value_serde) =
+            window_store(&mut graph, materialized, w.difference, retention, false);
+        // The records of the last 2 × difference + grace, to recompute the windows they touch.
+        let records = format!("{store}-records");
+        let records_store = Stores::window_store_builder_with(
+            records.clone(),
+            Duration::from_millis(1),
+            Duration::from_millis(retention as u64),
+            true,
+            key_serde.clone(),
+            self.grouped.value_serde.clone(),
+        );
+        graph.add_store(records_store.into_def(false));
+        let input = self.grouped.partitioned_input(&mut graph, &store);
+        let name = graph.next_name("KSTREAM-SLIDINGWINDOWED-AGGREGATE");
+        let (store_name, records_name) = (store.clone(), records.clone());
+        let node = graph.add_processor(
+            name,
+            NodeKind::Processor,
+            &[input],
+            vec![store.clone(), records],
+            move || SlidingWindowAggregate {
+                store_name: store_name.clone(),
+                records_name: records_name.clone(),
+                windows: w,
+                initializer: initializer.clone(),
+                aggregator: aggregator.clone(),
+                store: None,
+                records: None,
+                observed: i64::MIN,
+            },
+        );
+        // Sliding windows include their end: closed once stream time > end + grace.
+        graph.set_window_close(node, w.grace + 1);
+        drop(graph);
+        KTable::new(
+            graph_rc,
+            node,
+            Some(store),
+            Serdes::windowed(key_serde),
+            value_serde,
+        )
+    }
+
+    /// Counts records per key and sliding window.
+    pub fn count(&self) -> KTable<Windowed<K>, i64> {
+        self.aggregate_with(
+            || 0,
+            |_, _, c| c + 1,
+            Materialized::with(self.grouped.key_serde.clone(), Serdes::i64()),
+        )
+    }
+
+    /// Combines the values of each key and window (in timestamp order).
+    pub fn reduce(
+        &self,
+        reducer: impl Fn(V, V) -> V + Send + Sync + 'static,
+    ) -> KTable<Windowed<K>, V>
+    where
+        V: Default,
+    {
+        let m = Materialized::with(
+            self.grouped.key_serde.clone(),
+            self.grouped.value_serde.clone(),
+        );
+        let reducer = Arc::new(reducer);
+        self.aggregate_internal(
+            Arc::new(V::default),
+            Arc::new(move |_, v, agg: V| reducer(agg, v)),
+            m,
+        )
+    }
+
+    /// Folds the values of each key and window into an aggregate, in timestamp order.
+    pub fn aggregate<VA: Data + DefaultSerde>(
+        &self,
+        initializer: impl Fn() -> VA + Send + Sync + 'static,
+        aggregator: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
+    ) -> KTable<Windowed<K>, VA> {
+        let m = Materialized::with(self.grouped.key_serde.clone(), VA::default_serde());
+        self.aggregate_with(initializer, aggregator, m)
+    }
+
+    /// Like [`aggregate`](Self::aggregate), into the store `materialized` describes.
+    pub fn aggregate_with<VA: Data>(
+        &self,
+        initializer: impl Fn() -> VA + Send + Sync + 'static,
+        aggregator: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
+        materialized: Materialized<K, VA>,
+    ) -> KTable<Windowed<K>, VA> {
+        self.aggregate_internal(Arc::new(initializer), Arc::new(aggregator), materialized)
+    }
+}
+
+/// Sliding-window aggregation. The windows are those of Kafka Streams: for each record, the
+/// window that ends at it and the window that starts just after it, when not empty. Each
+/// record updates every window that contains it and creates its own; the affected windows
+/// are recomputed from the buffered records, so the aggregator needs no subtractor.
+struct SlidingWindowAggregate<K, V, VA> {
+    store_name: String,
+    records_name: String,
+    windows: SlidingWindows,
+    initializer: Arc<dyn Fn() -> VA + Send + Sync>,
+    aggregator: Arc<dyn Fn(&K, V, VA) -> VA + Send + Sync>,
+    store: Option<WindowStore<K, ValueAndTimestamp<VA>>>,
+    records: Option<WindowStore<K, V>>,
+    observed: i64,
+}
+
+impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
+    for SlidingWindowAggregate<K, V, VA>
+{
+    fn init(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
+    ) -> Result<(), BoxError> {
+        self.store = Some(ctx.timestamped_window_store(&self.store_name)?);
+        self.records = Some(ctx.window_store(&self.records_name)?);
+        Ok(())
+    }
+
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
+        r: Record<K, V>,
+    ) -> Result<(), BoxError> {
+        let (store, records) = match (&self.store, &self.records) {
+            (Some(s), Some(r)) => (s, r),
+            _ => return Err("stores not initialized".into()),
+        };
+        let diff = self.windows.difference;
+        let t = r.timestamp;
+        self.observed = self.observed.max(t);
+        let close = self.observed - self.windows.grace;
+        if t + diff < close {
+            ctx.record_late();
+            return Ok(());
+        }
+        records.put(&r.key, &r.value, t)?;
+        let buffered = records.fetch_range(&r.key, t - 2 * diff - 1, t + 2 * diff + 1)?;
+        let mut starts: Vec<i64> = buffered
+            .iter()
+            .flat_map(|(ts, _)| [ts - diff, ts + 1])
+            .filter(|s| (t - diff..=t + 1).contains(s))
+            .collect();
+        starts.sort_unstable();
+        starts.dedup();
+        for start in starts {
+            let end = start + diff;
+            if end < close {
+                continue;
+            }
+            let members: Vec<&(i64, V)> = buffered
+                .iter()
+                .filter(|(ts, _)| (start..=end).contains(ts))
+                .collect();
+            let Some(last) = members.iter().map(|(ts, _)| *ts).max() else {
+                continue;
+            };
+            let old = store.fetch(&r.key, start)?;
+            if old.is_some() && !(start..=end).contains(&t) {
+                continue;
+            }
+            let agg = members.iter().fold((self.initializer)(), |agg, (_, v)| {
+                (self.aggregator)(&r.key, v.clone(), agg)
+            });
+            store.put(
+                &r.key,
+                &ValueAndTimestamp {
+                    value: agg.clone(),
+                    timestamp: last,
+                },
+                start,
+            )?;
+            ctx.forward(Record {
+                key: Windowed::new(r.key.clone(), start, end),
+                value: Change {
+                    new: Some(agg),
+                    old: old.map(|o| o.value),
+                },
+                timestamp: last,
+                headers: r.headers.clone(),
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// A grouped stream in session windows.
+pub struct SessionWindowedKStream<K, V> {
+    grouped: KGroupedStream<K, V>,
+    windows: SessionWindows,
+}
+
+impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
+    /// Counts records per key and session.
+    pub fn count(&self) -> KTable<Windowed<K>, i64> {
+        let m = Materialized::with(self.grouped.key_serde.clone(), Serdes::i64());
+        self.aggregate_with(|| 0, |_, _, c| c + 1, |_, a, b| a + b, m)
+    }
+
+    /// Combines the values of each session; merged sessions combine their aggregates.
+    pub fn reduce(
+        &self,
+        reducer: impl Fn(V, V) -> V + Send + Sync + 'static,
+    ) -> KTable<Windowed<K>, V>
+    where
+        V: Default,
+    {
+        let m = Materialized::with(
+            self.grouped.key_serde.clone(),
+            self.grouped.value_serde.clone(),
+        );
+        let reducer = Arc::new(reducer);
+        let merge = reducer.clone();
+        self.aggregate_with(
+            V::default,
+            move |_, v, agg| reducer(agg, v),
+            move |_, a, b| merge(a, b),
+            m,
+        )
+    }
+
+    /// Folds the values of each session; `merger` combines two sessions that a record joins.
+    pub fn aggregate<VA: Data + DefaultSerde>(
+        &self,
+        initializer: impl Fn() -> VA + Send + Sync + 'static,
+        aggregator: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
+        merger: impl Fn(&K, VA, VA) -> VA + Send + Sync + 'static,
+    ) -> KTable<Windowed<K>, VA> {
+        let m = Materialized::with(self.grouped.key_serde.clone(), VA::default_serde());
+        self.aggregate_with(initializer, aggregator, merger, m)
+    }
+
+    /// Like [`aggregate`](Self::aggregate), into the store `materialized` describes.
+    pub fn aggregate_with<VA: Data>(
+        &self,
+        initializer: impl Fn() -> VA + Send + Sync + 'static,
+        aggregator: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
+        merger: impl Fn(&K, VA, VA) -> VA + Send + Sync + 'static,
+        materialized: Materialized<K, VA>,
+    ) -> KTable<Windowed<K>, VA> {
+        let w = self.windows;
+        let graph_rc = self.grouped.graph.clone();
+        let mut graph = graph_rc.borrow_mut();
+        let name = materialized
+            .name
+            .clone()
+            .unwrap_or_else(|| graph.next_name("KSTREAM-AGGREGATE-STATE-STORE"));
+        let retention = materialized
+            .retention
+            .map_or(0, millis)
+            .max(w.gap + w.grace);
+        let mut builder = Stores::session_store_builder_with(
+            name.clone(),
+            Duration::from_millis(retention as u64),
+            materialized.key_serde.clone(),
+            materialized.value_serde.clone(),
+        );
+        if !materialized.logging {
+            builder = builder.with_logging_disabled();
+        }
+        graph.add_store(builder.into_def(true));
+        let input = self.grouped.partitioned_input(&mut graph, &name);
+        let node_name = graph.next_name("KSTREAM-SESSION-WINDOWED-AGGREGATE");
+        let (initializer, aggregator, merger) = (
+            Arc::new(initializer),
+            Arc::new(aggregator),
+            Arc::new(merger),
+        );
+        let store_name = name.clone();
+        let node = graph.add_processor(
+            node_name,
+            NodeKind::Processor,
+            &[input],
+            vec![name.clone()],
+            move || SessionAggregate {
+                store_name: store_name.clone(),
+                windows: w,
+                retention,
+                initializer: initializer.clone(),
+                aggregator: aggregator.clone(),
+                merger: merger.clone(),
+                store: None,
+                observed: i64::MIN,
+                _v: std::marker::PhantomData,
+            },
+        );
+        // A session can still grow until stream time passes end + gap + grace.
+        graph.set_window_close(node, w.gap + w.grace + 1);
+        drop(graph);
+        KTable::new(
+            graph_rc,
+            node,
+            Some(name),
+            Serdes::windowed(materialized.key_serde),
+            materialized.value_serde,
+        )
+    }
+}
+
+#[allow(clippy::type_complexity)]
+struct SessionAggregate<K, V, VA, I, A, M> {
+    store_name: String,
+    windows: SessionWindows,
+    retention: i64,
+    initializer: Arc<I>,
+    aggregator: Arc<A>,
+    merger: Arc<M>,
+    store: Option<SessionStore<K, ValueAndTimestamp<VA>>>,
+    observed: i64,
+    _v: std::marker::PhantomData<fn(V)>,
+}
+
+impl<K, V, VA, I, A, M> Processor<K, V, Windowed<K>, Change<VA>>
+    for SessionAggregate<K, V, VA, I, A, M>
+where
+    K: Data,
+    V: Data,
+    VA: Data,
+    I: Fn() -> VA + 'static,
+    A: Fn(&K, V, VA) -> VA + 'static,
+    M: Fn(&K, VA, VA) -> VA + 'static,
+{
+    fn init(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
+    ) -> Result<(), BoxError> {
+        self.store = Some(ctx.timestamped_session_store(&self.store_name)?);
+        let interval = self.windows.gap.max(1000) as u64;
+        ctx.schedule(Duration::from_millis(interval), PunctuationType::StreamTime);
+        Ok(())
+    }
+
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
+        r: Record<K, V>,
+    ) -> Result<(), BoxError> {
+        let store = self.store.as_ref().ok_or("store not initialized")?;
+        let (t, gap) = (r.timestamp, self.windows.gap);
+        self.observed = self.observed.max(t);
+        let close = self.observed - self.windows.grace;
+        let sessions = store.find_sessions(&r.key, t - gap, t + gap)?;
+        let (mut start, mut end) = (t, t);
+        let mut agg = (self.initializer)();
+        let mut timestamp = t;
+        for s in &sessions {
+            agg = (self.merger)(&r.key, agg, s.value.value.clone());
+            start = start.min(s.start);
+            end = end.max(s.end);
+            timestamp = timestamp.max(s.value.timestamp);
+        }
+        if end < close {
+            ctx.record_late();
+            return Ok(());
+        }
+        if (start, end) != (t, t) {
+            for s in sessions {
+                store.remove(&r.key, s.start, s.end)?;
+                ctx.forward(Record {
+                    key: Windowed::new(r.key.clone(), s.start, s.end),
+                    value: Change {
+                        new: None,
+                        old: Some(s.value.value),
+                    },
+                    timestamp: r.timestamp,
+                    headers: r.headers.clone(),
+                })?;
+            }
+        }
+        let agg = (self.aggregator)(&r.key, r.value, agg);
+        store.put(
+            &r.key,
+            start,
+            end,
+            &ValueAndTimestamp {
+                value: agg.clone(),
+                timestamp,
+            },
+        )?;
+        ctx.forward(Record {
+            key: Windowed::new(r.key, start, end),
+            value: Change {
+                new: Some(agg),
+                old: None,
+            },
+            timestamp,
+            headers: r.headers,
+        })
+    }
+
+    fn punctuate(
+        &mut self,
+        _ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
+        p: Punctuation,
+    ) -> Result<(), BoxError> {
+        if let Some(store) = &self.store {
+            store.remove_ended_before(p.timestamp - self.retention)?;
+        }
+        Ok(())
+    }
+}
+
+impl<K: Data, V: Data> KTable<Windowed<K>, V> {
+    /// Holds back updates of each window and emits only its final result, once the window
+    /// has closed (Kafka Streams' `suppress(untilWindowCloses(...))`).
+    ///
+    /// The buffer is a changelogged store, so pending results survive a restart.
+    pub fn suppress(&self, suppressed: Suppressed) -> KTable<Windowed<K>, V> {
+        let mut graph = self.graph.borrow_mut();
+        let close_after = graph.window_close_of(self.node).unwrap_or(0);
+        let name = graph.next_name("KTABLE-SUPPRESS");
+        let buffer = format!("{name}-buffer");
+        graph.add_store(
+            Stores::key_value_store_builder_with(buffer.clone(), Serdes::bytes(), Serdes::bytes())
+                .into_def(false),
+        );
+        let (key_serde, value_serde) = (self.key_serde.clone(), self.value_serde.clone());
+        let change_serde: SerdeRef<Change<V>> = Arc::new(ChangeSerde(value_serde.clone()));
+        let buffer_name = buffer.clone();
+        let key_codec = key_serde.clone();
+        let node = graph.add_processor(
+            name,
+            NodeKind::Processor,
+            &[self.node],
+            vec![buffer],
+            move || SuppressProcessor {
+                buffer_name: buffer_name.clone(),
+                close_after,
+                wall_clock_check: suppressed.wall_clock_close,
+                key_serde: key_codec.clone(),
+                change_serde: change_serde.clone(),
+                buffer: None,
+                emitted_until: i64::MIN,
+                last_stream_time: -1,
+                wall_at_last_advance: 0,
+            },
+        );
+        if let Some(close) = graph.window_close_of(self.node) {
+            graph.set_window_close(node, close);
+        }
+        drop(graph);
+        KTable::new(self.graph.clone(), node, None, key_serde, value_serde)
+    }
+}
+
+/// Buffers windowed changes by window end; emits those whose window closed.
+struct SuppressProcessor<K, V> {
+    buffer_name: String,
+    close_after: i64,
+    wall_clock_check: Option<i64>,
+    key_serde: SerdeRef<Windowed<K>>,
+    change_serde: SerdeRef<Change<V>>,
+    buffer: Option<KeyValueStore<Vec<u8>, Vec<u8>>>,
+    /// Windows closing at or before this were emitted by the wall-clock close.
+    emitted_until: i64,
+    last_stream_time: i64,
+    wall_at_last_advance: i64,
+}
+
+fn ordered(t: i64) -> [u8; 8] {
+    ((t as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+impl<K: Data, V: Data> SuppressProcessor<K, V> {
+    /// Emits every buffered window that is closed at `now`, oldest window end first.
+    fn evict(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<V>>,
+        now: i64,
+    ) -> Result<(), BoxError> {
+        let buffer = self.buffer.as_ref().ok_or("buffer not initialized")?;
+        // Buffer keys start with the close time, so closed windows come first.
+        let upper = ordered(now.saturating_add(1)).to_vec();
+        for (key, value) in buffer.range(&Vec::new(), &upper)? {
+            buffer.delete(&key)?;
+            let windowed = self.key_serde.deserialize(Some(&key[8..]))?;
+            if value.len() < 8 {
+                return Err("corrupt suppression buffer entry".into());
+            }
+            let timestamp = i64::from_be_bytes(value[..8].try_into()?);
+            let change = self.change_serde.deserialize(Some(&value[8..]))?;
+            ctx.forward(Record::new(windowed, change, timestamp))?;
+        }
+        Ok(())
+    }
+}
+
+impl<K: Data, V: Data> Processor<Windowed<K>, Change<V>, Windowed<K>, Change<V>>
+    for SuppressProcessor<K, V>
+{
+    fn init(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<V>>,
+    ) -> Result<(), BoxError> {
+        self.buffer = Some(ctx.key_value_store(&self.buffer_name)?);
+        self.wall_at_last_advance = ctx.wall_clock_time();
+        if let Some(interval) = self.wall_clock_check {
+            ctx.schedule(
+                Duration::from_millis(interval as u64),
+                PunctuationType::WallClockTime,
+            );
+        }
+        Ok(())
+    }
+
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<V>>,
+        r: Record<Windowed<K>, Change<V>>,
+    ) -> Result<(), BoxError> {
+        let close_at = r.key.window.end.saturating_add(self.close_after);
+        if close_at <= self.emitted_until {
+            // Already emitted as final by the wall-clock close.
+            ctx.record_late();
+            return Ok(());
+        }
+        let buffer = self.buffer.as_ref().ok_or("buffer not initialized")?;
+        let windowed = self.key_serde.serialize(&r.key)?.unwrap_or_default();
+        let mut key = ordered(close_at).to_vec();
+        key.extend_from_slice(&windowed);
+        // Keep the oldest `old` value of the window, so the emitted change spans all updates.
+        let old = match buffer.get(&key)? {
+            Some(prev) if prev.len() >= 8 => self.change_serde.deserialize(Some(&prev[8..]))?.old,
+            _ => r.value.old.clone(),
+        };
+        let change = Change {
+            new: r.value.new,
+            old,
+        };
+        let mut value = r.timestamp.to_be_bytes().to_vec();
+        value.extend_from_slice(&self.change_serde.serialize(&change)?.unwrap_or_default());
+        buffer.put(&key, &value)?;
+        let stream_time = ctx.stream_time();
+        if stream_time > self.last_stream_time {
+            self.last_stream_time = stream_time;
+            self.wall_at_last_advance = ctx.wall_clock_time();
+        }
+        self.evict(ctx, stream_time)
+    }
+
+    fn punctuate(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<V>>,
+        p: Punctuation,
+    ) -> Result<(), BoxError> {
+        if self.last_stream_time < 0 {
+            return Ok(());
+        }
+        let idle = (p.timestamp - self.wall_at_last_advance).max(0);
+        let effective = self.last_stream_time.saturating_add(idle);
+        if effective > self.last_stream_time {
+            self.emitted_until = self.emitted_until.max(effective);
+            self.evict(ctx, effective)?;
+        }
+        Ok(())
+    }
+}
