@@ -111,7 +111,10 @@ fn bench(c: &mut Criterion) {
         // Warm up state (the count store holds all 10k keys) and check the pipeline works.
         pipe_all(&driver, &records, &mut timestamp);
         let produced = drain(&driver);
-        assert!(produced >= BATCH, "{name}: only {produced} records produced");
+        assert!(
+            produced >= BATCH,
+            "{name}: only {produced} records produced"
+        );
         group.bench_function(name, |b| {
             b.iter_batched(
                 || {
