@@ -1,7 +1,9 @@
 //! Configuration of a streams application: its identity and how it treats bad records.
 //!
 //! The same [`StreamsConfig`] drives the in-memory [`TestDriver`](crate::testing::TestDriver)
-//! and the Kafka runtime, so a topology tested on the driver behaves the same on a cluster.
+//! and the Kafka runtime (the bootstrap servers, threads, commit interval, guarantee and
+//! state directory are read only by the latter), so a topology's error handling and naming
+//! are the same in tests and in production.
 
 use std::time::Duration;
 

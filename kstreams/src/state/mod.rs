@@ -569,7 +569,8 @@ impl<V: 'static> Serde<V> for PlainValueSerde<V> {
 /// Where a store keeps its data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreType {
-    /// A sorted map in memory; restored from the changelog on start.
+    /// A sorted map in memory. Every write is also recorded for the store's changelog topic
+    /// (unless logging is off), which is what a restart restores from.
     InMemory,
 }
 

@@ -42,14 +42,17 @@ struct DriverState {
     tasks: Vec<Task>,
     /// Full topic name → index of the task that reads it.
     readers: HashMap<String, usize>,
-    outputs: HashMap<String, VecDeque<ProducerRecord>>,
-    next_offset: HashMap<String, i64>,
+    outputs: HashMap<Arc<str>, VecDeque<ProducerRecord>>,
+    next_offset: HashMap<Arc<str>, i64>,
     wall_clock: i64,
 }
 
 impl DriverState {
-    fn offset(&mut self, topic: &str) -> i64 {
-        let next = self.next_offset.entry(topic.to_string()).or_insert(0);
+    fn offset(&mut self, topic: &Arc<str>) -> i64 {
+        let next = match self.next_offset.get_mut(topic) {
+            Some(next) => next,
+            None => self.next_offset.entry(topic.clone()).or_insert(0),
+        };
         let offset = *next;
         *next += 1;
         offset
@@ -84,10 +87,12 @@ impl DriverState {
                     headers: out.headers.clone(),
                 });
             }
-            self.outputs
-                .entry(out.topic.to_string())
-                .or_default()
-                .push_back(out);
+            match self.outputs.get_mut(&out.topic) {
+                Some(queue) => queue.push_back(out),
+                None => {
+                    self.outputs.insert(out.topic.clone(), VecDeque::from([out]));
+                }
+            }
         }
     }
 
@@ -221,9 +226,10 @@ impl TestDriver {
         headers: Headers,
     ) -> Result<(), StreamsError> {
         let mut state = self.state.borrow_mut();
-        let offset = state.offset(topic);
+        let topic: Arc<str> = topic.into();
+        let offset = state.offset(&topic);
         state.pipe(ConsumerRecord {
-            topic: topic.into(),
+            topic,
             partition: 0,
             offset,
             timestamp,
@@ -309,7 +315,7 @@ impl TestDriver {
 
     /// Names of the topics written so far, sorted.
     pub fn produced_topic_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.state.borrow().outputs.keys().cloned().collect();
+        let mut names: Vec<String> = self.state.borrow().outputs.keys().map(|t| t.to_string()).collect();
         names.sort();
         names
     }
@@ -466,7 +472,7 @@ impl<K: 'static, V: 'static> TestOutputTopic<K, V> {
             .state
             .borrow_mut()
             .outputs
-            .get_mut(&self.topic)
+            .get_mut(self.topic.as_str())
             .and_then(VecDeque::pop_front);
         let Some(r) = next else { return Ok(None) };
         Ok(Some(TestRecord {
@@ -527,7 +533,7 @@ impl<K: 'static, V: 'static> TestOutputTopic<K, V> {
             .state
             .borrow()
             .outputs
-            .get(&self.topic)
+            .get(self.topic.as_str())
             .map_or(0, VecDeque::len)
     }
 
