@@ -90,7 +90,8 @@ impl DriverState {
             match self.outputs.get_mut(&out.topic) {
                 Some(queue) => queue.push_back(out),
                 None => {
-                    self.outputs.insert(out.topic.clone(), VecDeque::from([out]));
+                    self.outputs
+                        .insert(out.topic.clone(), VecDeque::from([out]));
                 }
             }
         }
@@ -315,7 +316,13 @@ impl TestDriver {
 
     /// Names of the topics written so far, sorted.
     pub fn produced_topic_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.state.borrow().outputs.keys().map(|t| t.to_string()).collect();
+        let mut names: Vec<String> = self
+            .state
+            .borrow()
+            .outputs
+            .keys()
+            .map(|t| t.to_string())
+            .collect();
         names.sort();
         names
     }
