@@ -12,6 +12,9 @@
 //! * `count_10k_keys` — `group_by_key().count().to_stream().to(..)` over 10,000 distinct keys;
 //!   the store is warm (every key already counted) before measuring, so each record is a
 //!   read-modify-write plus a changelog record and an output record.
+//! * `windowed_count_10k_keys` — the same count in one-minute tumbling windows (grace 10 s)
+//!   on the in-memory window store; timestamps advance 1 ms per record, so windows open,
+//!   fill and close during the run.
 //!
 //! Compare figures as ratios within one run: the machine is shared and noisy.
 //!
@@ -23,7 +26,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use kstreams::config::StreamsConfig;
-use kstreams::dsl::StreamsBuilder;
+use kstreams::dsl::{StreamsBuilder, TimeWindows};
 use kstreams::processor::Headers;
 use kstreams::testing::TestDriver;
 use kstreams::topology::Topology;
@@ -70,6 +73,21 @@ fn count() -> Topology {
     builder.build().unwrap()
 }
 
+fn windowed_count() -> Topology {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, String>("in")
+        .group_by_key()
+        .windowed_by(TimeWindows::of_size_and_grace(
+            Duration::from_secs(60),
+            Duration::from_secs(10),
+        ))
+        .count()
+        .to_stream()
+        .to("out");
+    builder.build().unwrap()
+}
+
 fn pipe_all(driver: &TestDriver, records: &[(Vec<u8>, Vec<u8>)], timestamp: &mut i64) {
     for (key, value) in records {
         *timestamp += 1;
@@ -105,6 +123,7 @@ fn bench(c: &mut Criterion) {
         ("passthrough", passthrough()),
         ("stateless_chain", stateless_chain()),
         ("count_10k_keys", count()),
+        ("windowed_count_10k_keys", windowed_count()),
     ] {
         let driver = TestDriver::new(&topology, StreamsConfig::new("bench")).unwrap();
         let mut timestamp = 0;
