@@ -11,6 +11,7 @@
 //! `<application-id>-<name>-repartition` topic so that equal keys meet in one task.
 
 mod graph;
+mod joins;
 mod kgrouped;
 mod kstream;
 mod ktable;
