@@ -15,6 +15,8 @@
 //! * `windowed_count_10k_keys` — the same count in one-minute tumbling windows (grace 10 s)
 //!   on the in-memory window store; timestamps advance 1 ms per record, so windows open,
 //!   fill and close during the run.
+//! * `stream_table_join_10k_rows` — each record joined with a 10,000-row table (every key
+//!   has a row), one store read per record.
 //!
 //! Compare figures as ratios within one run: the machine is shared and noisy.
 //!
@@ -26,7 +28,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use kstreams::config::StreamsConfig;
-use kstreams::dsl::{StreamsBuilder, TimeWindows};
+use kstreams::dsl::{Materialized, StreamsBuilder, TimeWindows};
 use kstreams::processor::Headers;
 use kstreams::testing::TestDriver;
 use kstreams::topology::Topology;
@@ -88,6 +90,17 @@ fn windowed_count() -> Topology {
     builder.build().unwrap()
 }
 
+/// `in` joined with a table of 10k rows (filled by the warm-up from `rows`).
+fn stream_table_join() -> Topology {
+    let builder = StreamsBuilder::new();
+    let rows = builder.table::<String, String>("rows", Materialized::default());
+    builder
+        .stream::<String, String>("in")
+        .join(&rows, |v, row| format!("{v}|{row}"))
+        .to("out");
+    builder.build().unwrap()
+}
+
 fn pipe_all(driver: &TestDriver, records: &[(Vec<u8>, Vec<u8>)], timestamp: &mut i64) {
     for (key, value) in records {
         *timestamp += 1;
@@ -124,9 +137,17 @@ fn bench(c: &mut Criterion) {
         ("stateless_chain", stateless_chain()),
         ("count_10k_keys", count()),
         ("windowed_count_10k_keys", windowed_count()),
+        ("stream_table_join_10k_rows", stream_table_join()),
     ] {
         let driver = TestDriver::new(&topology, StreamsConfig::new("bench")).unwrap();
         let mut timestamp = 0;
+        if name.starts_with("stream_table_join") {
+            for (key, value) in &records {
+                driver
+                    .pipe_raw("rows", Some(key), Some(value), 0, Headers::new())
+                    .expect("table row");
+            }
+        }
         // Warm up state (the count store holds all 10k keys) and check the pipeline works.
         pipe_all(&driver, &records, &mut timestamp);
         let produced = drain(&driver);

@@ -158,3 +158,190 @@ proptest! {
         prop_assert_eq!(out, expected);
     }
 }
+
+mod stream_stream {
+    use std::time::Duration;
+
+    use kstreams::config::StreamsConfig;
+    use kstreams::dsl::*;
+    use kstreams::testing::TestDriver;
+
+    #[derive(Clone, Copy)]
+    enum Kind {
+        Inner,
+        Left,
+        Outer,
+    }
+
+    /// Pipes `(timestamp, side, value)` with one key; returns (value, timestamp) outputs.
+    fn run(
+        kind: Kind,
+        windows: JoinWindows,
+        events: &[(i64, char, &str)],
+    ) -> (Vec<(String, i64)>, u64) {
+        let builder = StreamsBuilder::new();
+        let left = builder.stream::<String, String>("left");
+        let right = builder.stream::<String, String>("right");
+        let show = |v: Option<&String>| v.map_or("null".to_string(), Clone::clone);
+        let joined = match kind {
+            Kind::Inner => left.join_stream(&right, |l, r| format!("[{l}, {r}]"), windows),
+            Kind::Left => {
+                left.left_join_stream(&right, move |l, r| format!("[{l}, {}]", show(r)), windows)
+            }
+            Kind::Outer => left.outer_join_stream(
+                &right,
+                move |l, r| format!("[{}, {}]", show(l), show(r)),
+                windows,
+            ),
+        };
+        joined.to("out");
+        let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("ss")).unwrap();
+        let l = driver.create_input_topic::<String, String>("left");
+        let r = driver.create_input_topic::<String, String>("right");
+        for (ts, side, v) in events {
+            match side {
+                'L' => l.pipe_input_at("k".into(), v.to_string(), *ts),
+                _ => r.pipe_input_at("k".into(), v.to_string(), *ts),
+            }
+        }
+        let out = driver
+            .create_output_topic::<String, String>("out")
+            .read_records_to_list()
+            .into_iter()
+            .map(|r| (r.value, r.timestamp))
+            .collect();
+        (out, driver.metrics().late_records_dropped)
+    }
+
+    fn expect(pairs: &[(&str, i64)]) -> Vec<(String, i64)> {
+        pairs.iter().map(|(v, t)| (v.to_string(), *t)).collect()
+    }
+
+    /// The Kafka Streams docs' KStream–KStream join table (one key, a window covering every
+    /// record; null-valued records left out).
+    const DOCUMENTED: &[(i64, char, &str)] = &[
+        (3, 'L', "A"),
+        (4, 'R', "a"),
+        (5, 'L', "B"),
+        (6, 'R', "b"),
+        (9, 'L', "C"),
+        (10, 'R', "c"),
+        (14, 'R', "d"),
+        (15, 'L', "D"),
+    ];
+
+    fn documented_inner() -> Vec<(String, i64)> {
+        expect(&[
+            ("[A, a]", 4),
+            ("[B, a]", 5),
+            ("[A, b]", 6),
+            ("[B, b]", 6),
+            ("[C, a]", 9),
+            ("[C, b]", 9),
+            ("[A, c]", 10),
+            ("[B, c]", 10),
+            ("[C, c]", 10),
+            ("[A, d]", 14),
+            ("[B, d]", 14),
+            ("[C, d]", 14),
+            ("[D, a]", 15),
+            ("[D, b]", 15),
+            ("[D, c]", 15),
+            ("[D, d]", 15),
+        ])
+    }
+
+    #[test]
+    fn inner_left_and_outer_joins_match_the_documented_table() {
+        let w = JoinWindows::of_time_difference_without_grace(Duration::from_millis(20));
+        for kind in [Kind::Inner, Kind::Left, Kind::Outer] {
+            // Every record finds a partner, so no join type adds null results.
+            assert_eq!(run(kind, w, DOCUMENTED).0, documented_inner());
+        }
+    }
+
+    #[test]
+    fn records_join_only_within_the_window() {
+        let w = JoinWindows::of_time_difference_without_grace(Duration::from_millis(5));
+        let (out, _) = run(
+            Kind::Inner,
+            w,
+            &[
+                (10, 'L', "A"),
+                (15, 'R', "a"),
+                (16, 'R', "b"),
+                (4, 'R', "late-but-in-window"),
+            ],
+        );
+        // b is 6 after A: outside. The record at 4 is 6 before A: outside as well.
+        assert_eq!(out, expect(&[("[A, a]", 15)]));
+    }
+
+    #[test]
+    fn asymmetric_windows_use_before_and_after() {
+        let w = JoinWindows::of_time_difference_without_grace(Duration::ZERO)
+            .before(Duration::ZERO)
+            .after(Duration::from_millis(10));
+        // Right records may be up to 10 later than the left record, never earlier.
+        let (out, _) = run(
+            Kind::Inner,
+            w,
+            &[
+                (5, 'R', "early"),
+                (10, 'L', "A"),
+                (20, 'R', "a"),
+                (21, 'R', "b"),
+            ],
+        );
+        assert_eq!(out, expect(&[("[A, a]", 20)]));
+    }
+
+    #[test]
+    fn left_join_emits_unmatched_records_only_after_their_window_closes() {
+        let w = JoinWindows::of_time_difference_and_grace(
+            Duration::from_millis(5),
+            Duration::from_millis(2),
+        );
+        // A (t=10) can match right records in [5, 15]; it closes when stream time passes
+        // 10 + 5 + 5 + 2 = 22.
+        let events = [
+            (10, 'L', "A"),
+            (12, 'L', "B"),
+            (14, 'R', "b"),
+            (22, 'R', "x"),
+            (23, 'R', "y"),
+        ];
+        let (out, _) = run(Kind::Left, w, &events);
+        assert_eq!(
+            out,
+            expect(&[("[A, b]", 14), ("[B, b]", 14)]),
+            "both matched: no null result"
+        );
+        let events = [(10, 'L', "A"), (20, 'R', "x"), (22, 'R', "y")];
+        let (out, _) = run(Kind::Left, w, &events);
+        assert!(
+            out.is_empty(),
+            "A's window has not closed at stream time 22: {out:?}"
+        );
+        let events = [(10, 'L', "A"), (20, 'R', "x"), (23, 'R', "y")];
+        let (out, _) = run(Kind::Left, w, &events);
+        assert_eq!(out, expect(&[("[A, null]", 10)]));
+    }
+
+    #[test]
+    fn outer_join_emits_unmatched_records_of_both_sides() {
+        let w = JoinWindows::of_time_difference_without_grace(Duration::from_millis(1));
+        let events = [(10, 'L', "A"), (20, 'R', "a"), (40, 'L', "B")];
+        let (out, _) = run(Kind::Outer, w, &events);
+        // A closes after 12, a after 22: both emitted when stream time reaches 40.
+        assert_eq!(out, expect(&[("[A, null]", 10), ("[null, a]", 20)]));
+    }
+
+    #[test]
+    fn late_records_are_dropped_and_counted() {
+        let w = JoinWindows::of_time_difference_without_grace(Duration::from_millis(5));
+        let (out, late) = run(Kind::Inner, w, &[(100, 'L', "A"), (90, 'R', "old")]);
+        assert!(out.is_empty());
+        assert_eq!(late, 1);
+    }
+}

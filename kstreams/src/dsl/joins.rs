@@ -168,3 +168,423 @@ impl<K: Data, V: Data> KStream<K, V> {
         self.join_table_internal(table, "KSTREAM-LEFTJOIN", joiner)
     }
 }
+
+/// The window of a stream–stream join: records join when the other side's timestamp lies
+/// within `before` earlier and `after` later than their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JoinWindows {
+    before: i64,
+    after: i64,
+    grace: i64,
+}
+
+impl JoinWindows {
+    /// Records join when their timestamps differ by at most `difference`; records arriving
+    /// after stream time passed their window are dropped.
+    pub fn of_time_difference_without_grace(difference: std::time::Duration) -> Self {
+        Self::of_time_difference_and_grace(difference, std::time::Duration::ZERO)
+    }
+
+    /// Like [`of_time_difference_without_grace`](Self::of_time_difference_without_grace),
+    /// accepting out-of-order records for `grace` longer.
+    pub fn of_time_difference_and_grace(
+        difference: std::time::Duration,
+        grace: std::time::Duration,
+    ) -> Self {
+        let d = difference.as_millis() as i64;
+        JoinWindows {
+            before: d,
+            after: d,
+            grace: grace.as_millis() as i64,
+        }
+    }
+
+    /// How much earlier the other side's record may be.
+    pub fn before(mut self, before: std::time::Duration) -> Self {
+        self.before = before.as_millis() as i64;
+        self
+    }
+
+    /// How much later the other side's record may be.
+    pub fn after(mut self, after: std::time::Duration) -> Self {
+        self.after = after.as_millis() as i64;
+        self
+    }
+
+    /// How long after a record's timestamp it can no longer be joined: both window bounds
+    /// plus the grace period.
+    fn close_after(&self) -> i64 {
+        self.before + self.after + self.grace
+    }
+}
+
+type StreamJoiner<V, VO, VR> = Arc<dyn Fn(Option<&V>, Option<&VO>) -> VR + Send + Sync>;
+
+/// Which input of a stream–stream join a processor serves.
+trait JoinSide<V, VO>: 'static {
+    type This: Data;
+    type Other: Data;
+    /// 0 for the left stream, 1 for the right.
+    const SIDE: u8;
+    fn pair<'a>(
+        this: Option<&'a Self::This>,
+        other: Option<&'a Self::Other>,
+    ) -> (Option<&'a V>, Option<&'a VO>);
+}
+
+struct LeftSide;
+struct RightSide;
+
+impl<V: Data, VO: Data> JoinSide<V, VO> for LeftSide {
+    type This = V;
+    type Other = VO;
+    const SIDE: u8 = 0;
+    fn pair<'a>(this: Option<&'a V>, other: Option<&'a VO>) -> (Option<&'a V>, Option<&'a VO>) {
+        (this, other)
+    }
+}
+
+impl<V: Data, VO: Data> JoinSide<V, VO> for RightSide {
+    type This = VO;
+    type Other = V;
+    const SIDE: u8 = 1;
+    fn pair<'a>(this: Option<&'a VO>, other: Option<&'a V>) -> (Option<&'a V>, Option<&'a VO>) {
+        (other, this)
+    }
+}
+
+fn ordered(t: i64) -> [u8; 8] {
+    ((t as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn from_ordered(b: &[u8]) -> i64 {
+    let mut buf = [0u8; 8];
+    buf.copy_from_slice(&b[..8]);
+    (u64::from_be_bytes(buf) ^ (1 << 63)) as i64
+}
+
+/// Key of an unmatched record in the shared outer-join store: when it closes, which side,
+/// its timestamp, then its key bytes. Ordered by close time.
+fn unmatched_key(closes: i64, side: u8, timestamp: i64, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(17 + key.len());
+    out.extend_from_slice(&ordered(closes));
+    out.push(side);
+    out.extend_from_slice(&ordered(timestamp));
+    out.extend_from_slice(key);
+    out
+}
+
+struct StreamJoinConfig<K, V, VO, VR> {
+    this_store: String,
+    other_store: String,
+    /// Store of not-yet-matched records, for left and outer joins.
+    unmatched_store: Option<String>,
+    /// Whether this side's unmatched records are emitted (left side of left/outer joins,
+    /// right side of outer joins).
+    emit_unmatched: bool,
+    windows: JoinWindows,
+    joiner: StreamJoiner<V, VO, VR>,
+    key_serde: crate::serde::SerdeRef<K>,
+    left_serde: crate::serde::SerdeRef<V>,
+    right_serde: crate::serde::SerdeRef<VO>,
+}
+
+struct StreamJoinProcessor<K, V, VO, VR, S: JoinSide<V, VO>> {
+    config: Arc<StreamJoinConfig<K, V, VO, VR>>,
+    this: Option<crate::state::WindowStore<K, S::This>>,
+    other: Option<crate::state::WindowStore<K, S::Other>>,
+    unmatched: Option<crate::state::KeyValueStore<Vec<u8>, Vec<u8>>>,
+}
+
+impl<K: Data, V: Data, VO: Data, VR: Data, S: JoinSide<V, VO>>
+    StreamJoinProcessor<K, V, VO, VR, S>
+{
+    /// Emits, oldest first, the unmatched records whose window closed before `stream_time`.
+    fn emit_closed(
+        &self,
+        ctx: &mut ProcessorContext<'_, K, VR>,
+        stream_time: i64,
+    ) -> Result<(), BoxError> {
+        let Some(store) = &self.unmatched else {
+            return Ok(());
+        };
+        let upper = ordered(stream_time).to_vec();
+        for (key, value) in store.range(&Vec::new(), &upper)? {
+            if key.len() < 17 || from_ordered(&key) >= stream_time {
+                continue;
+            }
+            store.delete(&key)?;
+            let timestamp = from_ordered(&key[9..17]);
+            let record_key = self.config.key_serde.deserialize(Some(&key[17..]))?;
+            let joined = if key[8] == 0 {
+                let left = self.config.left_serde.deserialize(Some(&value))?;
+                (self.config.joiner)(Some(&left), None)
+            } else {
+                let right = self.config.right_serde.deserialize(Some(&value))?;
+                (self.config.joiner)(None, Some(&right))
+            };
+            ctx.forward(Record::new(record_key, joined, timestamp))?;
+        }
+        Ok(())
+    }
+}
+
+impl<K: Data, V: Data, VO: Data, VR: Data, S: JoinSide<V, VO>> Processor<K, S::This, K, VR>
+    for StreamJoinProcessor<K, V, VO, VR, S>
+{
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, VR>) -> Result<(), BoxError> {
+        self.this = Some(ctx.window_store(&self.config.this_store)?);
+        self.other = Some(ctx.window_store(&self.config.other_store)?);
+        if let Some(name) = &self.config.unmatched_store {
+            self.unmatched = Some(ctx.key_value_store(name)?);
+        }
+        Ok(())
+    }
+
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, VR>,
+        r: Record<K, S::This>,
+    ) -> Result<(), BoxError> {
+        let (this, other) = match (&self.this, &self.other) {
+            (Some(t), Some(o)) => (t, o),
+            _ => return Err("join stores not initialized".into()),
+        };
+        let w = self.config.windows;
+        // The other side's records that may join: for the left stream [t - before, t + after],
+        // for the right stream the mirror image.
+        let (lower, upper) = if S::SIDE == 0 {
+            (w.before, w.after)
+        } else {
+            (w.after, w.before)
+        };
+        let t = r.timestamp;
+        let stream_time = ctx.stream_time();
+        if t + upper + w.grace < stream_time {
+            ctx.record_late();
+            return Ok(());
+        }
+        this.put(&r.key, &r.value, t)?;
+        let matches = other.fetch_range(&r.key, t - lower, t + upper)?;
+        let key_bytes = match &self.unmatched {
+            Some(_) => self.config.key_serde.serialize(&r.key)?.unwrap_or_default(),
+            None => Vec::new(),
+        };
+        for (other_t, other_value) in &matches {
+            let (left, right) = S::pair(Some(&r.value), Some(other_value));
+            let joined = (self.config.joiner)(left, right);
+            ctx.forward(Record {
+                key: r.key.clone(),
+                value: joined,
+                timestamp: t.max(*other_t),
+                headers: r.headers.clone(),
+            })?;
+            if let Some(store) = &self.unmatched {
+                let other_side = 1 - S::SIDE;
+                store.delete(&unmatched_key(
+                    other_t + w.close_after(),
+                    other_side,
+                    *other_t,
+                    &key_bytes,
+                ))?;
+            }
+        }
+        if matches.is_empty() && self.config.emit_unmatched {
+            if let Some(store) = &self.unmatched {
+                let (left, right) = S::pair(Some(&r.value), None);
+                let value = match (left, right) {
+                    (Some(l), _) => self.config.left_serde.serialize(l)?,
+                    (_, Some(rv)) => self.config.right_serde.serialize(rv)?,
+                    _ => None,
+                };
+                store.put(
+                    &unmatched_key(t + w.close_after(), S::SIDE, t, &key_bytes),
+                    &value.unwrap_or_default(),
+                )?;
+            }
+        }
+        self.emit_closed(ctx, stream_time)
+    }
+}
+
+impl<K: Data + DefaultSerde, V: Data + DefaultSerde> KStream<K, V> {
+    #[allow(clippy::too_many_arguments)]
+    fn join_stream_internal<VO: Data + DefaultSerde, VR: Data>(
+        &self,
+        other: &KStream<K, VO>,
+        windows: JoinWindows,
+        joiner: StreamJoiner<V, VO, VR>,
+        prefix: &str,
+        left_unmatched: bool,
+        right_unmatched: bool,
+    ) -> KStream<K, VR> {
+        let mut graph = self.graph.borrow_mut();
+        let (key_serde, left_serde, right_serde) =
+            (K::default_serde(), V::default_serde(), VO::default_serde());
+        let left_input = if self.repartition_required {
+            let base = graph.next_name(&format!("{prefix}-LEFT-REPARTITION"));
+            graph.add_repartition(self.node, &base, key_serde.clone(), left_serde.clone())
+        } else {
+            self.node
+        };
+        let right_input = if other.repartition_required {
+            let base = graph.next_name(&format!("{prefix}-RIGHT-REPARTITION"));
+            graph.add_repartition(other.node, &base, key_serde.clone(), right_serde.clone())
+        } else {
+            other.node
+        };
+        let size =
+            std::time::Duration::from_millis((windows.before + windows.after + 1).max(1) as u64);
+        let retention = std::time::Duration::from_millis((windows.close_after() + 1).max(1) as u64);
+        let this_store = format!("{}-store", graph.next_name("KSTREAM-JOINTHIS"));
+        let other_store = format!("{}-store", graph.next_name("KSTREAM-JOINOTHER"));
+        graph.add_store(
+            crate::state::Stores::window_store_builder_with(
+                this_store.clone(),
+                size,
+                retention,
+                true,
+                key_serde.clone(),
+                left_serde.clone(),
+            )
+            .into_def(false),
+        );
+        graph.add_store(
+            crate::state::Stores::window_store_builder_with(
+                other_store.clone(),
+                size,
+                retention,
+                true,
+                key_serde.clone(),
+                right_serde.clone(),
+            )
+            .into_def(false),
+        );
+        let unmatched_store = (left_unmatched || right_unmatched).then(|| {
+            let name = format!("{}-store", graph.next_name("KSTREAM-OUTERSHARED"));
+            graph.add_store(
+                crate::state::Stores::key_value_store_builder_with(
+                    name.clone(),
+                    crate::serde::Serdes::bytes(),
+                    crate::serde::Serdes::bytes(),
+                )
+                .into_def(false),
+            );
+            name
+        });
+        let config = |this: &str, other: &str, emit: bool| {
+            Arc::new(StreamJoinConfig {
+                this_store: this.to_string(),
+                other_store: other.to_string(),
+                unmatched_store: unmatched_store.clone(),
+                emit_unmatched: emit,
+                windows,
+                joiner: joiner.clone(),
+                key_serde: key_serde.clone(),
+                left_serde: left_serde.clone(),
+                right_serde: right_serde.clone(),
+            })
+        };
+        let mut stores = vec![this_store.clone(), other_store.clone()];
+        stores.extend(unmatched_store.iter().cloned());
+        let left_config = config(&this_store, &other_store, left_unmatched);
+        let right_config = config(&other_store, &this_store, right_unmatched);
+        let left_name = graph.next_name(&format!("{prefix}-THIS"));
+        let left_node = graph.add_processor(
+            left_name,
+            NodeKind::Processor,
+            &[left_input],
+            stores.clone(),
+            move || StreamJoinProcessor::<K, V, VO, VR, LeftSide> {
+                config: left_config.clone(),
+                this: None,
+                other: None,
+                unmatched: None,
+            },
+        );
+        let right_name = graph.next_name(&format!("{prefix}-OTHER"));
+        let right_node = graph.add_processor(
+            right_name,
+            NodeKind::Processor,
+            &[right_input],
+            stores,
+            move || StreamJoinProcessor::<K, V, VO, VR, RightSide> {
+                config: right_config.clone(),
+                this: None,
+                other: None,
+                unmatched: None,
+            },
+        );
+        let merged = graph.add_fn(
+            "KSTREAM-MERGE",
+            &[left_node, right_node],
+            |ctx, r: Record<K, VR>| ctx.forward(r),
+        );
+        drop(graph);
+        KStream::new(self.graph.clone(), merged, false)
+    }
+
+    /// Joins records of both streams with the same key whose timestamps are within the
+    /// window; the result has the later of the two timestamps.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// let views = builder.stream::<String, String>("views");
+    /// let clicks = builder.stream::<String, String>("clicks");
+    /// views
+    ///     .join_stream(&clicks, |v, c| format!("{v}->{c}"),
+    ///         JoinWindows::of_time_difference_without_grace(Duration::from_millis(10)))
+    ///     .to("view-clicks");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("ss")).unwrap();
+    /// driver.create_input_topic::<String, String>("views").pipe_input_at("u".into(), "ad".into(), 100);
+    /// driver.create_input_topic::<String, String>("clicks").pipe_input_at("u".into(), "buy".into(), 105);
+    /// let out = driver.create_output_topic::<String, String>("view-clicks");
+    /// assert_eq!(out.read_value(), Some("ad->buy".to_string()));
+    /// ```
+    pub fn join_stream<VO: Data + DefaultSerde, VR: Data>(
+        &self,
+        other: &KStream<K, VO>,
+        joiner: impl Fn(&V, &VO) -> VR + Send + Sync + 'static,
+        windows: JoinWindows,
+    ) -> KStream<K, VR> {
+        let joiner: StreamJoiner<V, VO, VR> = Arc::new(move |l, r| match (l, r) {
+            (Some(l), Some(r)) => joiner(l, r),
+            _ => unreachable!("an inner join only joins matched records"),
+        });
+        self.join_stream_internal(other, windows, joiner, "KSTREAM-JOIN", false, false)
+    }
+
+    /// Like [`join_stream`](Self::join_stream); a left record that found no match is joined
+    /// with `None` once its window has closed (no early, spurious `None` results).
+    pub fn left_join_stream<VO: Data + DefaultSerde, VR: Data>(
+        &self,
+        other: &KStream<K, VO>,
+        joiner: impl Fn(&V, Option<&VO>) -> VR + Send + Sync + 'static,
+        windows: JoinWindows,
+    ) -> KStream<K, VR> {
+        let joiner: StreamJoiner<V, VO, VR> = Arc::new(move |l, r| match l {
+            Some(l) => joiner(l, r),
+            None => unreachable!("a left join emits right records only when matched"),
+        });
+        self.join_stream_internal(other, windows, joiner, "KSTREAM-LEFTJOIN", true, false)
+    }
+
+    /// Like [`left_join_stream`](Self::left_join_stream), for unmatched records of both sides.
+    pub fn outer_join_stream<VO: Data + DefaultSerde, VR: Data>(
+        &self,
+        other: &KStream<K, VO>,
+        joiner: impl Fn(Option<&V>, Option<&VO>) -> VR + Send + Sync + 'static,
+        windows: JoinWindows,
+    ) -> KStream<K, VR> {
+        self.join_stream_internal(
+            other,
+            windows,
+            Arc::new(joiner),
+            "KSTREAM-OUTERJOIN",
+            true,
+            true,
+        )
+    }
+}

@@ -22,6 +22,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
+pub use joins::JoinWindows;
 pub use kgrouped::{KGroupedStream, KGroupedTable};
 pub use kstream::{BranchedKStream, KStream};
 pub use ktable::KTable;
