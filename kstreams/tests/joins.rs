@@ -345,3 +345,167 @@ mod stream_stream {
         assert_eq!(late, 1);
     }
 }
+
+mod table_table {
+    use kstreams::config::StreamsConfig;
+    use kstreams::dsl::*;
+    use kstreams::state::KeyValueStore;
+    use kstreams::testing::TestDriver;
+
+    #[derive(Clone, Copy, PartialEq)]
+    enum Kind {
+        Inner,
+        Left,
+        Outer,
+    }
+
+    /// The Kafka Streams docs' KTable–KTable join table: (timestamp, side, value or tombstone).
+    const EVENTS: &[(i64, char, Option<&str>)] = &[
+        (1, 'L', None),
+        (2, 'R', None),
+        (3, 'L', Some("A")),
+        (4, 'R', Some("a")),
+        (5, 'L', Some("B")),
+        (6, 'R', Some("b")),
+        (7, 'L', None),
+        (8, 'R', None),
+        (9, 'L', Some("C")),
+        (10, 'R', Some("c")),
+        (11, 'R', None),
+        (12, 'L', None),
+        (13, 'R', None),
+        (14, 'R', Some("d")),
+        (15, 'L', Some("D")),
+    ];
+
+    fn run(kind: Kind) -> (Vec<(i64, Option<String>)>, Vec<(String, String)>) {
+        let builder = StreamsBuilder::new();
+        let left = builder.table::<String, String>("left", Materialized::default());
+        let right = builder.table::<String, String>("right", Materialized::default());
+        let show = |v: Option<&String>| v.map_or("null".to_string(), Clone::clone);
+        let m = Materialized::named("joined");
+        let joined = match kind {
+            Kind::Inner => left.join_with(&right, |l, r| format!("[{l}, {r}]"), m),
+            Kind::Left => left.left_join_with(&right, move |l, r| format!("[{l}, {}]", show(r)), m),
+            Kind::Outer => {
+                left.outer_join_with(&right, move |l, r| format!("[{}, {}]", show(l), show(r)), m)
+            }
+        };
+        joined.to_stream().to("out");
+        let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("tt")).unwrap();
+        let l = driver.create_input_topic::<String, Option<String>>("left");
+        let r = driver.create_input_topic::<String, Option<String>>("right");
+        for (ts, side, v) in EVENTS {
+            let topic = if *side == 'L' { &l } else { &r };
+            topic.pipe_input_at("k".into(), v.map(str::to_string), *ts);
+        }
+        let out = driver
+            .create_output_topic::<String, Option<String>>("out")
+            .read_records_to_list()
+            .into_iter()
+            .map(|r| (r.timestamp, r.value))
+            .collect();
+        let store: KeyValueStore<String, String> = driver.key_value_store("joined").unwrap();
+        (out, store.all().unwrap())
+    }
+
+    fn expect(rows: &[(i64, Option<&str>)]) -> Vec<(i64, Option<String>)> {
+        rows.iter()
+            .map(|(t, v)| (*t, v.map(str::to_string)))
+            .collect()
+    }
+
+    #[test]
+    fn inner_join_matches_the_documented_table() {
+        let (out, store) = run(Kind::Inner);
+        assert_eq!(
+            out,
+            expect(&[
+                (4, Some("[A, a]")),
+                (5, Some("[B, a]")),
+                (6, Some("[B, b]")),
+                (7, None),
+                (10, Some("[C, c]")),
+                (11, None),
+                (15, Some("[D, d]"))
+            ])
+        );
+        assert_eq!(store, vec![("k".to_string(), "[D, d]".to_string())]);
+    }
+
+    #[test]
+    fn left_join_matches_the_documented_table() {
+        let (out, _) = run(Kind::Left);
+        assert_eq!(
+            out,
+            expect(&[
+                (3, Some("[A, null]")),
+                (4, Some("[A, a]")),
+                (5, Some("[B, a]")),
+                (6, Some("[B, b]")),
+                (7, None),
+                (9, Some("[C, null]")),
+                (10, Some("[C, c]")),
+                (11, Some("[C, null]")),
+                (12, None),
+                (15, Some("[D, d]")),
+            ])
+        );
+    }
+
+    #[test]
+    fn outer_join_matches_the_documented_table() {
+        let (out, _) = run(Kind::Outer);
+        assert_eq!(
+            out,
+            expect(&[
+                (3, Some("[A, null]")),
+                (4, Some("[A, a]")),
+                (5, Some("[B, a]")),
+                (6, Some("[B, b]")),
+                (7, Some("[null, b]")),
+                (8, None),
+                (9, Some("[C, null]")),
+                (10, Some("[C, c]")),
+                (11, Some("[C, null]")),
+                (12, None),
+                (14, Some("[null, d]")),
+                (15, Some("[D, d]")),
+            ])
+        );
+    }
+
+    #[test]
+    fn an_aggregation_over_a_join_subtracts_retracted_results() {
+        // Orders per customer tier: when a customer's tier changes, the order moves.
+        let builder = StreamsBuilder::new();
+        let orders = builder.table::<String, String>("orders", Materialized::default()); // order -> customer
+        let customers = builder.table::<String, String>("tiers", Materialized::default()); // customer -> tier
+        let by_customer = orders
+            .group_by(|order, customer| (customer.clone(), order.clone()))
+            .count();
+        by_customer
+            .join(&customers, |count, tier| format!("{tier}:{count}"))
+            .to_stream()
+            .to("out");
+        let driver =
+            TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("agg-join")).unwrap();
+        let o = driver.create_input_topic::<String, Option<String>>("orders");
+        let t = driver.create_input_topic::<String, Option<String>>("tiers");
+        t.pipe_input_at("c1".into(), Some("gold".into()), 0);
+        o.pipe_input_at("o1".into(), Some("c1".into()), 1);
+        o.pipe_input_at("o2".into(), Some("c1".into()), 2);
+        t.pipe_input_at("c1".into(), Some("silver".into()), 3);
+        let out = driver
+            .create_output_topic::<String, Option<String>>("out")
+            .read_values_to_list();
+        assert_eq!(
+            out,
+            vec![
+                Some("gold:1".into()),
+                Some("gold:2".into()),
+                Some("silver:2".into())
+            ]
+        );
+    }
+}

@@ -588,3 +588,221 @@ impl<K: Data + DefaultSerde, V: Data + DefaultSerde> KStream<K, V> {
         )
     }
 }
+
+type TableJoiner<V, VO, VR> = Arc<dyn Fn(Option<&V>, Option<&VO>) -> Option<VR> + Send + Sync>;
+
+/// One side of a table–table join: on a change of this side, joins the old and the new
+/// value with the other side's current row.
+struct TableJoinSide<K, V, VO, VR, S: JoinSide<V, VO>> {
+    other_store: String,
+    joiner: TableJoiner<V, VO, VR>,
+    other: Option<TimestampedKeyValueStore<K, S::Other>>,
+}
+
+impl<K: Data, V: Data, VO: Data, VR: Data, S: JoinSide<V, VO>>
+    Processor<K, super::ops::Change<S::This>, K, super::ops::Change<VR>>
+    for TableJoinSide<K, V, VO, VR, S>
+{
+    fn init(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, super::ops::Change<VR>>,
+    ) -> Result<(), BoxError> {
+        self.other = Some(ctx.timestamped_key_value_store(&self.other_store)?);
+        Ok(())
+    }
+
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, super::ops::Change<VR>>,
+        r: Record<K, super::ops::Change<S::This>>,
+    ) -> Result<(), BoxError> {
+        let other = self
+            .other
+            .as_ref()
+            .ok_or("store not initialized")?
+            .get(&r.key)?;
+        let other_value = other.as_ref().map(|o| &o.value);
+        let join = |this: Option<&S::This>| {
+            let (left, right) = S::pair(this, other_value);
+            (self.joiner)(left, right)
+        };
+        let new = join(r.value.new.as_ref());
+        let old = join(r.value.old.as_ref());
+        if new.is_none() && old.is_none() {
+            return Ok(());
+        }
+        let timestamp = r.timestamp.max(other.map_or(i64::MIN, |o| o.timestamp));
+        ctx.forward(Record {
+            key: r.key,
+            value: super::ops::Change { new, old },
+            timestamp,
+            headers: r.headers,
+        })
+    }
+}
+
+impl<K: Data, V: Data> KTable<K, V> {
+    fn join_table_internal<VO: Data, VR: Data>(
+        &self,
+        other: &KTable<K, VO>,
+        joiner: TableJoiner<V, VO, VR>,
+        prefix: &str,
+        materialized: Option<Materialized<K, VR>>,
+        value_serde: crate::serde::SerdeRef<VR>,
+    ) -> KTable<K, VR> {
+        let mut graph = self.graph.borrow_mut();
+        let left_store = self.ensure_store(&mut graph);
+        let right_store = other.ensure_store(&mut graph);
+        let (left_joiner, right_joiner) = (joiner.clone(), joiner);
+        let name = graph.next_name(&format!("{prefix}-THIS"));
+        let store = right_store.clone();
+        let left = graph.add_processor(
+            name,
+            NodeKind::Processor,
+            &[self.node],
+            vec![left_store.clone(), right_store.clone()],
+            move || TableJoinSide::<K, V, VO, VR, LeftSide> {
+                other_store: store.clone(),
+                joiner: left_joiner.clone(),
+                other: None,
+            },
+        );
+        let name = graph.next_name(&format!("{prefix}-OTHER"));
+        let store = left_store.clone();
+        let right = graph.add_processor(
+            name,
+            NodeKind::Processor,
+            &[other.node],
+            vec![left_store, right_store],
+            move || TableJoinSide::<K, V, VO, VR, RightSide> {
+                other_store: store.clone(),
+                joiner: right_joiner.clone(),
+                other: None,
+            },
+        );
+        let merged = graph.add_fn(
+            "KTABLE-MERGE",
+            &[left, right],
+            |ctx, r: Record<K, super::ops::Change<VR>>| ctx.forward(r),
+        );
+        drop(graph);
+        let table = KTable::new(
+            self.graph.clone(),
+            merged,
+            None,
+            self.key_serde.clone(),
+            value_serde,
+        );
+        match materialized {
+            Some(m) => {
+                let mut graph = self.graph.borrow_mut();
+                let serde = m.value_serde.clone();
+                let store = materialize(&mut graph, m, "KTABLE-JOIN-STATE-STORE");
+                let name = graph.next_name("KTABLE-MATERIALIZE");
+                let store_name = store.clone();
+                let node = graph.add_processor(
+                    name,
+                    NodeKind::Processor,
+                    &[merged],
+                    vec![store.clone()],
+                    move || TableTransform::<K, VR, VR> {
+                        f: Arc::new(|_, v| Some(v)),
+                        store_name: Some(store_name.clone()),
+                        store: None,
+                    },
+                );
+                drop(graph);
+                KTable::new(
+                    self.graph.clone(),
+                    node,
+                    Some(store),
+                    self.key_serde.clone(),
+                    serde,
+                )
+            }
+            None => table,
+        }
+    }
+
+    /// Joins two tables on their key: a row exists in the result while both sides have
+    /// one. Updates of either side emit the new result (and retract the old one).
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// let names = builder.table::<String, String>("names", Materialized::default());
+    /// let emails = builder.table::<String, String>("emails", Materialized::default());
+    /// names.join(&emails, |n, e| format!("{n} <{e}>")).to_stream().to("contacts");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("tt")).unwrap();
+    /// driver.create_input_topic::<String, Option<String>>("names").pipe_input_at("u".into(), Some("Ann".into()), 1);
+    /// driver.create_input_topic::<String, Option<String>>("emails").pipe_input_at("u".into(), Some("a@x".into()), 2);
+    /// let out = driver.create_output_topic::<String, Option<String>>("contacts");
+    /// assert_eq!(out.read_value(), Some(Some("Ann <a@x>".to_string())));
+    /// ```
+    pub fn join<VO: Data, VR: Data + DefaultSerde>(
+        &self,
+        other: &KTable<K, VO>,
+        joiner: impl Fn(&V, &VO) -> VR + Send + Sync + 'static,
+    ) -> KTable<K, VR> {
+        let joiner: TableJoiner<V, VO, VR> = Arc::new(move |l, r| Some(joiner(l?, r?)));
+        self.join_table_internal(other, joiner, "KTABLE-JOIN", None, VR::default_serde())
+    }
+
+    /// Like [`join`](Self::join), keeping left rows without a right row (joined with `None`).
+    pub fn left_join<VO: Data, VR: Data + DefaultSerde>(
+        &self,
+        other: &KTable<K, VO>,
+        joiner: impl Fn(&V, Option<&VO>) -> VR + Send + Sync + 'static,
+    ) -> KTable<K, VR> {
+        let joiner: TableJoiner<V, VO, VR> = Arc::new(move |l, r| Some(joiner(l?, r)));
+        self.join_table_internal(other, joiner, "KTABLE-LEFTJOIN", None, VR::default_serde())
+    }
+
+    /// Like [`join`](Self::join), keeping rows of either side without a partner.
+    pub fn outer_join<VO: Data, VR: Data + DefaultSerde>(
+        &self,
+        other: &KTable<K, VO>,
+        joiner: impl Fn(Option<&V>, Option<&VO>) -> VR + Send + Sync + 'static,
+    ) -> KTable<K, VR> {
+        let joiner: TableJoiner<V, VO, VR> =
+            Arc::new(move |l, r| (l.is_some() || r.is_some()).then(|| joiner(l, r)));
+        self.join_table_internal(other, joiner, "KTABLE-OUTERJOIN", None, VR::default_serde())
+    }
+
+    /// [`join`](Self::join) with the result kept in a queryable store.
+    pub fn join_with<VO: Data, VR: Data>(
+        &self,
+        other: &KTable<K, VO>,
+        joiner: impl Fn(&V, &VO) -> VR + Send + Sync + 'static,
+        materialized: Materialized<K, VR>,
+    ) -> KTable<K, VR> {
+        let joiner: TableJoiner<V, VO, VR> = Arc::new(move |l, r| Some(joiner(l?, r?)));
+        let serde = materialized.value_serde.clone();
+        self.join_table_internal(other, joiner, "KTABLE-JOIN", Some(materialized), serde)
+    }
+
+    /// [`left_join`](Self::left_join) with the result kept in a queryable store.
+    pub fn left_join_with<VO: Data, VR: Data>(
+        &self,
+        other: &KTable<K, VO>,
+        joiner: impl Fn(&V, Option<&VO>) -> VR + Send + Sync + 'static,
+        materialized: Materialized<K, VR>,
+    ) -> KTable<K, VR> {
+        let joiner: TableJoiner<V, VO, VR> = Arc::new(move |l, r| Some(joiner(l?, r)));
+        let serde = materialized.value_serde.clone();
+        self.join_table_internal(other, joiner, "KTABLE-LEFTJOIN", Some(materialized), serde)
+    }
+
+    /// [`outer_join`](Self::outer_join) with the result kept in a queryable store.
+    pub fn outer_join_with<VO: Data, VR: Data>(
+        &self,
+        other: &KTable<K, VO>,
+        joiner: impl Fn(Option<&V>, Option<&VO>) -> VR + Send + Sync + 'static,
+        materialized: Materialized<K, VR>,
+    ) -> KTable<K, VR> {
+        let joiner: TableJoiner<V, VO, VR> =
+            Arc::new(move |l, r| (l.is_some() || r.is_some()).then(|| joiner(l, r)));
+        let serde = materialized.value_serde.clone();
+        self.join_table_internal(other, joiner, "KTABLE-OUTERJOIN", Some(materialized), serde)
+    }
+}
