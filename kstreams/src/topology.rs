@@ -106,6 +106,9 @@ pub(crate) struct SubtopologyDef {
 
 /// The shared, immutable definition behind a [`Topology`].
 pub(crate) struct TopologyInner {
+    /// The sub-topology that fills global stores (it makes no tasks per partition: one
+    /// global task reads every partition), if any.
+    pub global: Option<usize>,
     pub nodes: Vec<NodeDef>,
     pub stores: HashMap<String, Arc<StoreDef>>,
     pub subtopologies: Vec<SubtopologyDef>,
@@ -209,6 +212,7 @@ impl Topology {
         nodes: Vec<NodeDef>,
         stores: HashMap<String, Arc<StoreDef>>,
         repartition_topics: Vec<String>,
+        global_nodes: &std::collections::HashSet<usize>,
     ) -> Topology {
         // Sub-topologies: nodes joined by an edge or by a shared store.
         let mut uf: Vec<usize> = (0..nodes.len()).collect();
@@ -237,6 +241,10 @@ impl Topology {
                 union(&mut uf, id, child);
             }
             for store in &node.stores {
+                // Global stores are shared by every task; they do not tie sub-topologies.
+                if global_nodes.contains(&id) != stores.get(store).is_some_and(|d| d.global) {
+                    continue;
+                }
                 match store_owner.get(store.as_str()) {
                     Some(&other) => union(&mut uf, id, other),
                     None => {
@@ -246,12 +254,16 @@ impl Topology {
             }
         }
         let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-        for id in 0..nodes.len() {
+        for id in (0..nodes.len()).filter(|id| !global_nodes.contains(id)) {
             let root = find(&mut uf, id);
             groups.entry(root).or_default().push(id);
         }
+        let mut global_ids: Vec<usize> = global_nodes.iter().copied().collect();
+        global_ids.sort_unstable();
+        let global = (!global_ids.is_empty()).then_some(groups.len());
         let subtopologies: Vec<SubtopologyDef> = groups
             .into_values()
+            .chain(global.map(|_| global_ids))
             .map(|ids| {
                 let mut source_topics = Vec::new();
                 let mut sub_stores = Vec::new();
@@ -304,6 +316,7 @@ impl Topology {
         }
         Topology {
             inner: Arc::new(TopologyInner {
+                global,
                 nodes,
                 stores,
                 subtopologies,
@@ -353,6 +366,7 @@ impl Topology {
             .collect();
         TopologyDescription {
             subtopologies,
+            global_subtopology: graph.global,
             internal_topics: graph.internal_topics.clone(),
         }
     }
@@ -442,8 +456,10 @@ pub struct SubtopologyDescription {
 /// The printable structure of a topology (Kafka Streams' `TopologyDescription`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopologyDescription {
-    /// Sub-topologies in order.
+    /// Sub-topologies in order (the global one, if any, last).
     pub subtopologies: Vec<SubtopologyDescription>,
+    /// Index of the sub-topology that fills global stores, which makes no tasks.
+    pub global_subtopology: Option<usize>,
     /// Repartition and changelog topics the application needs.
     pub internal_topics: Vec<InternalTopic>,
 }
@@ -462,7 +478,15 @@ impl fmt::Display for TopologyDescription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "Topologies:")?;
         for sub in &self.subtopologies {
-            writeln!(f, "   Sub-topology: {}", sub.id)?;
+            if Some(sub.id) == self.global_subtopology {
+                writeln!(
+                    f,
+                    "   Sub-topology: {} for global store (will not generate tasks)",
+                    sub.id
+                )?;
+            } else {
+                writeln!(f, "   Sub-topology: {}", sub.id)?;
+            }
             for node in &sub.nodes {
                 match &node.kind {
                     NodeType::Source { topics } => writeln!(

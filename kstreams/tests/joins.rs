@@ -509,3 +509,72 @@ mod table_table {
         );
     }
 }
+
+mod global {
+    use kstreams::config::StreamsConfig;
+    use kstreams::dsl::*;
+    use kstreams::state::KeyValueStore;
+    use kstreams::testing::TestDriver;
+
+    #[test]
+    fn global_tables_join_by_a_mapped_key_without_repartitioning() {
+        let builder = StreamsBuilder::new();
+        let products = builder
+            .global_table::<String, String>("products", Materialized::named("products-store"));
+        let lines = builder.stream::<String, String>("lines"); // order id -> product id
+        lines
+            .left_join_global(
+                &products,
+                |_, product| product.clone(),
+                |p, name| format!("{p}:{}", name.map_or("?", String::as_str)),
+            )
+            .to("named");
+        lines
+            .join_global(
+                &products,
+                |_, product| product.clone(),
+                |p, name| format!("{p}:{name}"),
+            )
+            .to("inner");
+        let topology = builder.build().unwrap();
+        let description = topology.describe();
+        let text = description.to_string();
+        assert!(
+            text.contains("Sub-topology: 1 for global store (will not generate tasks)"),
+            "{text}"
+        );
+        assert_eq!(description.global_subtopology, Some(1));
+        assert!(
+            description.internal_topics.is_empty(),
+            "no repartition, no changelog: {text}"
+        );
+
+        let driver = TestDriver::new(&topology, StreamsConfig::new("g")).unwrap();
+        let products_in = driver.create_input_topic::<String, Option<String>>("products");
+        let lines_in = driver.create_input_topic::<String, String>("lines");
+        products_in.pipe_input_at("p1".into(), Some("kettle".into()), 0);
+        lines_in.pipe_input_at("o1".into(), "p1".into(), 1);
+        lines_in.pipe_input_at("o2".into(), "p2".into(), 2);
+        products_in.pipe_input_at("p1".into(), None, 3);
+        lines_in.pipe_input_at("o3".into(), "p1".into(), 4);
+        let named = driver
+            .create_output_topic::<String, String>("named")
+            .read_key_values_to_list();
+        let pairs = |v: &[(&str, &str)]| {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            named,
+            pairs(&[("o1", "p1:kettle"), ("o2", "p2:?"), ("o3", "p1:?")])
+        );
+        let inner = driver
+            .create_output_topic::<String, String>("inner")
+            .read_key_values_to_list();
+        assert_eq!(inner, pairs(&[("o1", "p1:kettle")]));
+        let store: KeyValueStore<String, String> =
+            driver.key_value_store("products-store").unwrap();
+        assert_eq!(store.approximate_num_entries(), 0);
+    }
+}

@@ -45,6 +45,8 @@ pub(crate) struct GraphBuilder {
     /// For windowed aggregation nodes: how long after a window's end it closes (grace, plus
     /// the gap for sessions), found by `suppress` walking up from a windowed table.
     window_close: HashMap<usize, i64>,
+    /// Nodes of the global sub-topology (sources and processors of global tables).
+    global_nodes: HashSet<usize>,
 }
 
 /// Kafka's rule for topic names, also applied to store and operator names that become
@@ -293,6 +295,10 @@ impl GraphBuilder {
         }
     }
 
+    pub(crate) fn mark_global(&mut self, node: usize) {
+        self.global_nodes.insert(node);
+    }
+
     pub(crate) fn add_store(&mut self, def: StoreDef) {
         self.check(&def.name);
         if self.stores.contains_key(&def.name) {
@@ -328,6 +334,7 @@ impl GraphBuilder {
             self.nodes.clone(),
             self.stores.clone(),
             self.repartition_topics.clone(),
+            &self.global_nodes,
         ))
     }
 }

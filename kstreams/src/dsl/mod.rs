@@ -10,6 +10,7 @@
 //! as needing a repartition; a following `group_by_key` then routes records through a
 //! `<application-id>-<name>-repartition` topic so that equal keys meet in one task.
 
+mod global;
 mod graph;
 mod joins;
 mod kgrouped;
@@ -22,6 +23,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
+pub use global::GlobalKTable;
 pub use joins::JoinWindows;
 pub use kgrouped::{KGroupedStream, KGroupedTable};
 pub use kstream::{BranchedKStream, KStream};

@@ -13,7 +13,7 @@ use crate::error::{BoxError, StreamsError};
 use crate::processor::{Headers, Punctuation, PunctuationType, ScheduleId, TaskId};
 use crate::runtime::node::{NodeOps, SourceInput};
 use crate::serde::SerdeError;
-use crate::state::{StoreContext, StoreRegistry};
+use crate::state::{StoreContext, StoreEntry, StoreRegistry};
 use crate::topology::TopologyInner;
 
 /// A record as read from a topic, still in bytes.
@@ -300,6 +300,7 @@ impl Task {
         partition: i32,
         config: &StreamsConfig,
         wall_clock: i64,
+        global_stores: &[StoreEntry],
     ) -> Result<Task, StreamsError> {
         let task_id = TaskId {
             subtopology: subtopology as u32,
@@ -311,7 +312,9 @@ impl Task {
             partition,
         };
         for name in &topology.subtopologies[subtopology].stores {
-            if let Some(def) = topology.stores.get(name) {
+            if let Some(global) = global_stores.iter().find(|g| &*g.name == name) {
+                stores.insert(global.clone());
+            } else if let Some(def) = topology.stores.get(name) {
                 stores.insert(def.build(&store_ctx));
             }
         }

@@ -22,7 +22,7 @@ use crate::serde::{Serde, SerdeError, SerdeRef};
 
 pub(crate) use in_memory::{InMemoryKeyValueStore, InMemoryWindowStore};
 pub(crate) use logging::{ChangelogBuffer, LoggedKeyValueStore, LoggedWindowStore};
-pub(crate) use registry::{StoreContext, StoreDef, StoreKind, StoreRegistry};
+pub(crate) use registry::{StoreContext, StoreDef, StoreEntry, StoreKind, StoreRegistry};
 
 /// A failed state store operation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -638,6 +638,7 @@ impl<K: 'static, V: 'static> StoreBuilder<K, V> {
             store_type: self.store_type,
             logging: self.logging,
             timestamped,
+            global: false,
             serdes: Arc::new(StoreSerdes {
                 key: self.key_serde,
                 value: self.value_serde,

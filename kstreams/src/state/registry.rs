@@ -29,6 +29,8 @@ pub(crate) struct StoreDef {
     /// Changelog topic configs; `None` when logging is off.
     pub logging: Option<BTreeMap<String, String>>,
     pub timestamped: bool,
+    /// Filled by the global task and shared by every task.
+    pub global: bool,
     pub serdes: Arc<dyn Any + Send + Sync>,
 }
 
@@ -131,6 +133,7 @@ impl StoreBytes {
 }
 
 /// A store built for one task.
+#[derive(Clone)]
 pub(crate) struct StoreEntry {
     pub name: Arc<str>,
     pub bytes: StoreBytes,
@@ -157,6 +160,11 @@ impl StoreRegistry {
 
     pub(crate) fn insert(&mut self, entry: StoreEntry) {
         self.entries.insert(entry.name.to_string(), entry);
+    }
+
+    /// Every store, for sharing global stores with the stream tasks.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = &StoreEntry> {
+        self.entries.values()
     }
 
     pub(crate) fn contains(&self, name: &str) -> bool {

@@ -141,8 +141,17 @@ impl TestDriver {
         let inner = &topology.inner;
         let mut tasks = Vec::new();
         let mut readers = HashMap::new();
-        for sub in 0..inner.subtopologies.len() {
-            let task = Task::new(inner, sub, 0, &config, wall_clock_ms)?;
+        let mut globals = Vec::new();
+        if let Some(global) = inner.global {
+            let task = Task::new(inner, global, 0, &config, wall_clock_ms, &[])?;
+            globals.extend(task.ctx.stores.entries().cloned());
+            for topic in task.source_topics() {
+                readers.insert(topic.to_string(), tasks.len());
+            }
+            tasks.push(task);
+        }
+        for sub in (0..inner.subtopologies.len()).filter(|s| Some(*s) != inner.global) {
+            let task = Task::new(inner, sub, 0, &config, wall_clock_ms, &globals)?;
             for topic in task.source_topics() {
                 readers.insert(topic.to_string(), tasks.len());
             }

@@ -1,0 +1,212 @@
+//! [`GlobalKTable`]: a table replicated in full to every task, so a stream can join it by
+//! any key without repartitioning.
+//!
+//! A global table's store is filled by one global task that reads every partition of the
+//! topic; it has no changelog (the topic itself is restored from). Every stream task reads
+//! the same store.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crate::error::BoxError;
+use crate::processor::{Processor, ProcessorContext, Record};
+use crate::serde::{DefaultSerde, Serdes};
+use crate::state::{Stores, TimestampedKeyValueStore};
+use crate::topology::{NodeKind, TopicRef};
+
+use super::kstream::KStream;
+use super::ops::TableSource;
+use super::{Consumed, Data, Materialized, StreamsBuilder};
+
+/// A table of a topic with every partition in every task (Kafka Streams' `GlobalKTable`).
+pub struct GlobalKTable<K, V> {
+    store: String,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> Clone for GlobalKTable<K, V> {
+    fn clone(&self) -> Self {
+        GlobalKTable {
+            store: self.store.clone(),
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<K, V> GlobalKTable<K, V> {
+    /// The name of the store holding the table.
+    pub fn queryable_store_name(&self) -> &str {
+        &self.store
+    }
+}
+
+impl StreamsBuilder {
+    /// A global table of a topic, with the types' default serdes.
+    pub fn global_table<K: DefaultSerde + Data, V: DefaultSerde + Data>(
+        &self,
+        topic: &str,
+        materialized: Materialized<K, V>,
+    ) -> GlobalKTable<K, V> {
+        self.global_table_with(topic, Consumed::default(), materialized)
+    }
+
+    /// A global table of a topic, read as `consumed` says.
+    pub fn global_table_with<K: Data, V: Data>(
+        &self,
+        topic: &str,
+        consumed: Consumed<K, V>,
+        materialized: Materialized<K, V>,
+    ) -> GlobalKTable<K, V> {
+        let mut graph = self.graph.borrow_mut();
+        let source = graph.add_source(
+            vec![TopicRef::External(topic.to_string())],
+            consumed.key_serde,
+            Serdes::optional(consumed.value_serde),
+            None,
+            consumed.name,
+            true,
+        );
+        let store = materialized
+            .name
+            .clone()
+            .unwrap_or_else(|| graph.next_name("GLOBALKTABLE-STATE-STORE"));
+        let mut def = Stores::key_value_store_builder_with(
+            store.clone(),
+            materialized.key_serde,
+            materialized.value_serde,
+        )
+        .with_logging_disabled()
+        .into_def(true);
+        def.global = true;
+        graph.add_store(def);
+        let name = graph.next_name("KTABLE-SOURCE");
+        let store_name = store.clone();
+        let node = graph.add_processor(
+            name,
+            NodeKind::Processor,
+            &[source],
+            vec![store.clone()],
+            move || TableSource::<K, V> {
+                store_name: store_name.clone(),
+                store: None,
+            },
+        );
+        graph.mark_global(source);
+        graph.mark_global(node);
+        GlobalKTable {
+            store,
+            _types: PhantomData,
+        }
+    }
+}
+
+type GlobalJoiner<K, V, KG, VG, VR> = (
+    Arc<dyn Fn(&K, &V) -> KG + Send + Sync>,
+    Arc<dyn Fn(V, Option<&VG>) -> Option<VR> + Send + Sync>,
+);
+
+struct StreamGlobalJoin<K, V, KG, VG, VR> {
+    store_name: String,
+    joiner: GlobalJoiner<K, V, KG, VG, VR>,
+    store: Option<TimestampedKeyValueStore<KG, VG>>,
+}
+
+impl<K: Data, V: Data, KG: Data, VG: Data, VR: Data> Processor<K, V, K, VR>
+    for StreamGlobalJoin<K, V, KG, VG, VR>
+{
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, VR>) -> Result<(), BoxError> {
+        self.store = Some(ctx.timestamped_key_value_store(&self.store_name)?);
+        Ok(())
+    }
+
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, K, VR>,
+        r: Record<K, V>,
+    ) -> Result<(), BoxError> {
+        let store = self.store.as_ref().ok_or("store not initialized")?;
+        let (key_of, joiner) = &self.joiner;
+        let row = store.get(&key_of(&r.key, &r.value))?;
+        match joiner(r.value, row.as_ref().map(|v| &v.value)) {
+            Some(joined) => ctx.forward(Record {
+                key: r.key,
+                value: joined,
+                timestamp: r.timestamp,
+                headers: r.headers,
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<K: Data, V: Data> KStream<K, V> {
+    fn join_global_internal<KG: Data, VG: Data, VR: Data>(
+        &self,
+        table: &GlobalKTable<KG, VG>,
+        prefix: &str,
+        joiner: GlobalJoiner<K, V, KG, VG, VR>,
+    ) -> KStream<K, VR> {
+        let mut graph = self.graph.borrow_mut();
+        let name = graph.next_name(prefix);
+        let store_name = table.store.clone();
+        let node = graph.add_processor(
+            name,
+            NodeKind::Processor,
+            &[self.node],
+            vec![table.store.clone()],
+            move || StreamGlobalJoin {
+                store_name: store_name.clone(),
+                joiner: joiner.clone(),
+                store: None,
+            },
+        );
+        drop(graph);
+        // The key is unchanged and the lookup needs no co-partitioning.
+        KStream::new(self.graph.clone(), node, self.repartition_required)
+    }
+
+    /// Joins each record with the global table's row for `key_of(key, value)`; records
+    /// without a row are dropped.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// let products = builder.global_table::<String, String>("products", Materialized::default());
+    /// builder
+    ///     .stream::<String, String>("order-lines") // order id -> product id
+    ///     .join_global(&products, |_, product| product.clone(), |product, name| format!("{product}={name}"))
+    ///     .to("named-lines");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("g")).unwrap();
+    /// driver.create_input_topic::<String, Option<String>>("products")
+    ///     .pipe_input_at("p1".into(), Some("Kettle".into()), 0);
+    /// driver.create_input_topic::<String, String>("order-lines").pipe_input_at("o1".into(), "p1".into(), 1);
+    /// let out = driver.create_output_topic::<String, String>("named-lines");
+    /// assert_eq!(out.read_key_value(), Some(("o1".to_string(), "p1=Kettle".to_string())));
+    /// ```
+    pub fn join_global<KG: Data, VG: Data, VR: Data>(
+        &self,
+        table: &GlobalKTable<KG, VG>,
+        key_of: impl Fn(&K, &V) -> KG + Send + Sync + 'static,
+        joiner: impl Fn(V, &VG) -> VR + Send + Sync + 'static,
+    ) -> KStream<K, VR> {
+        let joiner = (
+            Arc::new(key_of) as Arc<dyn Fn(&K, &V) -> KG + Send + Sync>,
+            Arc::new(move |v, row: Option<&VG>| row.map(|row| joiner(v, row))) as Arc<_>,
+        );
+        self.join_global_internal(table, "KSTREAM-JOIN-GLOBAL", joiner)
+    }
+
+    /// Like [`join_global`](Self::join_global), joining records without a row with `None`.
+    pub fn left_join_global<KG: Data, VG: Data, VR: Data>(
+        &self,
+        table: &GlobalKTable<KG, VG>,
+        key_of: impl Fn(&K, &V) -> KG + Send + Sync + 'static,
+        joiner: impl Fn(V, Option<&VG>) -> VR + Send + Sync + 'static,
+    ) -> KStream<K, VR> {
+        let joiner = (
+            Arc::new(key_of) as Arc<dyn Fn(&K, &V) -> KG + Send + Sync>,
+            Arc::new(move |v, row: Option<&VG>| Some(joiner(v, row))) as Arc<_>,
+        );
+        self.join_global_internal(table, "KSTREAM-LEFTJOIN-GLOBAL", joiner)
+    }
+}
