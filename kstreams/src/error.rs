@@ -23,6 +23,15 @@ pub enum TopologyError {
     /// A processor names a store that no builder defines.
     #[error("processor `{processor}` uses state store `{store}`, which is not defined")]
     UnknownStore { processor: String, store: String },
+    /// Topics that are joined have different partition counts, so equal keys would not
+    /// meet in one task.
+    #[error(
+        "topics joined with each other must have the same number of partitions, but have {0:?}"
+    )]
+    NotCopartitioned(Vec<(String, i32)>),
+    /// A source topic does not exist.
+    #[error("source topic `{0}` does not exist")]
+    MissingSourceTopic(String),
     /// The topology has no source.
     #[error("the topology has no source topic")]
     NoSources,

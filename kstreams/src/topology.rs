@@ -106,6 +106,8 @@ pub(crate) struct SubtopologyDef {
 
 /// The shared, immutable definition behind a [`Topology`].
 pub(crate) struct TopologyInner {
+    /// Source topics whose records meet in a join: they must have equal partition counts.
+    pub copartition_groups: Vec<Vec<TopicRef>>,
     /// The sub-topology that fills global stores (it makes no tasks per partition: one
     /// global task reads every partition), if any.
     pub global: Option<usize>,
@@ -213,6 +215,7 @@ impl Topology {
         stores: HashMap<String, Arc<StoreDef>>,
         repartition_topics: Vec<String>,
         global_nodes: &std::collections::HashSet<usize>,
+        join_nodes: &std::collections::HashSet<usize>,
     ) -> Topology {
         // Sub-topologies: nodes joined by an edge or by a shared store.
         let mut uf: Vec<usize> = (0..nodes.len()).collect();
@@ -314,8 +317,14 @@ impl Topology {
                 }
             }
         }
+        let copartition_groups = subtopologies
+            .iter()
+            .filter(|s| s.nodes.iter().any(|n| join_nodes.contains(n)) && s.source_topics.len() > 1)
+            .map(|s| s.source_topics.clone())
+            .collect();
         Topology {
             inner: Arc::new(TopologyInner {
+                copartition_groups,
                 global,
                 nodes,
                 stores,
@@ -402,6 +411,56 @@ impl Topology {
         topics.sort();
         topics.dedup();
         topics
+    }
+
+    /// Groups of topics (full names) whose records meet in a join, so partition `p` of each
+    /// must go to the same task: they need equal partition counts.
+    pub fn copartition_groups(&self, application_id: &str) -> Vec<Vec<String>> {
+        self.inner
+            .copartition_groups
+            .iter()
+            .map(|group| group.iter().map(|t| t.resolve(application_id)).collect())
+            .collect()
+    }
+
+    /// Checks co-partitioning against the actual partition counts (`None`: topic missing).
+    /// Internal repartition topics are created by kstreams with the group's count, so only
+    /// user topics are compared.
+    ///
+    /// ```
+    /// use kstreams::dsl::{Materialized, StreamsBuilder};
+    /// let builder = StreamsBuilder::new();
+    /// let users = builder.table::<String, String>("users", Materialized::default());
+    /// builder.stream::<String, String>("clicks").join(&users, |c, u| format!("{c}{u}")).to("out");
+    /// let topology = builder.build().unwrap();
+    /// let counts = |t: &str| Some(if t == "users" { 4 } else { 8 });
+    /// assert!(topology.check_copartitioning("app", counts).is_err());
+    /// assert!(topology.check_copartitioning("app", |_| Some(8)).is_ok());
+    /// ```
+    pub fn check_copartitioning(
+        &self,
+        application_id: &str,
+        partitions: impl Fn(&str) -> Option<i32>,
+    ) -> Result<(), crate::TopologyError> {
+        for group in &self.inner.copartition_groups {
+            let counts: Vec<(String, i32)> = group
+                .iter()
+                .filter_map(|t| match t {
+                    TopicRef::External(name) => Some(name.clone()),
+                    TopicRef::Internal(_) => None,
+                })
+                .map(|name| {
+                    let count = partitions(&name)
+                        .ok_or_else(|| crate::TopologyError::MissingSourceTopic(name.clone()))?;
+                    Ok((name, count))
+                })
+                .collect::<Result<_, crate::TopologyError>>()?;
+            if counts.windows(2).any(|w| w[0].1 != w[1].1) {
+                return Err(crate::TopologyError::NotCopartitioned(counts));
+            }
+        }
+        let _ = application_id;
+        Ok(())
     }
 
     /// The names of every state store.

@@ -578,3 +578,59 @@ mod global {
         assert_eq!(store.approximate_num_entries(), 0);
     }
 }
+
+mod copartitioning {
+    use std::time::Duration;
+
+    use kstreams::dsl::*;
+    use kstreams::TopologyError;
+
+    #[test]
+    fn joined_topics_form_copartition_groups_checked_against_partition_counts() {
+        let builder = StreamsBuilder::new();
+        let views = builder.stream::<String, String>("views");
+        let clicks = builder.stream::<String, String>("clicks");
+        let window = JoinWindows::of_time_difference_without_grace(Duration::from_secs(1));
+        views
+            .join_stream(&clicks, |v, c| format!("{v}{c}"), window)
+            .to("out");
+        // A rekeyed stream joins through a repartition topic that kstreams sizes itself.
+        let users = builder.table::<String, String>("users", Materialized::default());
+        builder
+            .stream::<String, String>("orders")
+            .select_key(|_, user| user.clone())
+            .join(&users, |o, u| format!("{o}{u}"))
+            .to("enriched");
+        // No join: no group.
+        builder.stream::<String, String>("other").to("copy");
+        let topology = builder.build().unwrap();
+        let mut groups = topology.copartition_groups("app");
+        groups.iter_mut().for_each(|g| g.sort());
+        groups.sort();
+        assert_eq!(groups.len(), 2, "{groups:?}");
+        assert_eq!(groups[1], vec!["clicks".to_string(), "views".to_string()]);
+        assert!(groups[0].contains(&"users".to_string()));
+        assert!(groups[0]
+            .iter()
+            .any(|t| t.starts_with("app-") && t.ends_with("-repartition")));
+
+        let counts = |t: &str| match t {
+            "views" => Some(6),
+            "clicks" => Some(3),
+            "missing" => None,
+            _ => Some(6),
+        };
+        assert_eq!(
+            topology.check_copartitioning("app", counts),
+            Err(TopologyError::NotCopartitioned(vec![
+                ("views".into(), 6),
+                ("clicks".into(), 3)
+            ]))
+        );
+        assert!(topology.check_copartitioning("app", |_| Some(6)).is_ok());
+        assert_eq!(
+            topology.check_copartitioning("app", |t| (t != "users").then_some(6)),
+            Err(TopologyError::MissingSourceTopic("users".into()))
+        );
+    }
+}

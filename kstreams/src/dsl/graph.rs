@@ -47,6 +47,8 @@ pub(crate) struct GraphBuilder {
     window_close: HashMap<usize, i64>,
     /// Nodes of the global sub-topology (sources and processors of global tables).
     global_nodes: HashSet<usize>,
+    /// Join processors: their sub-topology's source topics must be co-partitioned.
+    join_nodes: HashSet<usize>,
 }
 
 /// Kafka's rule for topic names, also applied to store and operator names that become
@@ -295,6 +297,10 @@ impl GraphBuilder {
         }
     }
 
+    pub(crate) fn mark_join(&mut self, node: usize) {
+        self.join_nodes.insert(node);
+    }
+
     pub(crate) fn mark_global(&mut self, node: usize) {
         self.global_nodes.insert(node);
     }
@@ -335,6 +341,7 @@ impl GraphBuilder {
             self.stores.clone(),
             self.repartition_topics.clone(),
             &self.global_nodes,
+            &self.join_nodes,
         ))
     }
 }

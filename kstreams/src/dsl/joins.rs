@@ -117,6 +117,7 @@ impl<K: Data, V: Data> KStream<K, V> {
                 store: None,
             },
         );
+        graph.mark_join(node);
         drop(graph);
         KStream::new(self.graph.clone(), node, false)
     }
@@ -515,6 +516,8 @@ impl<K: Data + DefaultSerde, V: Data + DefaultSerde> KStream<K, V> {
                 unmatched: None,
             },
         );
+        graph.mark_join(left_node);
+        graph.mark_join(right_node);
         let merged = graph.add_fn(
             "KSTREAM-MERGE",
             &[left_node, right_node],
@@ -680,6 +683,8 @@ impl<K: Data, V: Data> KTable<K, V> {
                 other: None,
             },
         );
+        graph.mark_join(left);
+        graph.mark_join(right);
         let merged = graph.add_fn(
             "KTABLE-MERGE",
             &[left, right],
