@@ -434,12 +434,11 @@ impl Topology {
     /// builder.stream::<String, String>("clicks").join(&users, |c, u| format!("{c}{u}")).to("out");
     /// let topology = builder.build().unwrap();
     /// let counts = |t: &str| Some(if t == "users" { 4 } else { 8 });
-    /// assert!(topology.check_copartitioning("app", counts).is_err());
-    /// assert!(topology.check_copartitioning("app", |_| Some(8)).is_ok());
+    /// assert!(topology.check_copartitioning(counts).is_err());
+    /// assert!(topology.check_copartitioning(|_| Some(8)).is_ok());
     /// ```
     pub fn check_copartitioning(
         &self,
-        application_id: &str,
         partitions: impl Fn(&str) -> Option<i32>,
     ) -> Result<(), crate::TopologyError> {
         for group in &self.inner.copartition_groups {
@@ -459,7 +458,6 @@ impl Topology {
                 return Err(crate::TopologyError::NotCopartitioned(counts));
             }
         }
-        let _ = application_id;
         Ok(())
     }
 

@@ -621,15 +621,15 @@ mod copartitioning {
             _ => Some(6),
         };
         assert_eq!(
-            topology.check_copartitioning("app", counts),
+            topology.check_copartitioning(counts),
             Err(TopologyError::NotCopartitioned(vec![
                 ("views".into(), 6),
                 ("clicks".into(), 3)
             ]))
         );
-        assert!(topology.check_copartitioning("app", |_| Some(6)).is_ok());
+        assert!(topology.check_copartitioning(|_| Some(6)).is_ok());
         assert_eq!(
-            topology.check_copartitioning("app", |t| (t != "users").then_some(6)),
+            topology.check_copartitioning(|t| (t != "users").then_some(6)),
             Err(TopologyError::MissingSourceTopic("users".into()))
         );
     }
