@@ -634,3 +634,146 @@ mod copartitioning {
         );
     }
 }
+
+mod foreign_key {
+    use std::collections::BTreeMap;
+
+    use kstreams::config::StreamsConfig;
+    use kstreams::dsl::*;
+    use kstreams::state::KeyValueStore;
+    use kstreams::testing::{TestDriver, TestInputTopic, TestOutputTopic};
+    use proptest::prelude::*;
+
+    struct Fixture {
+        driver: TestDriver,
+        orders: TestInputTopic<String, Option<String>>,
+        customers: TestInputTopic<String, Option<String>>,
+        out: TestOutputTopic<String, Option<String>>,
+        store: String,
+    }
+
+    /// orders: order -> customer id; customers: customer id -> name.
+    fn fixture(left: bool) -> Fixture {
+        let builder = StreamsBuilder::new();
+        let orders = builder.table::<String, String>("orders", Materialized::default());
+        let customers = builder.table::<String, String>("customers", Materialized::default());
+        let joined = if left {
+            orders.left_join_on_foreign_key(
+                &customers,
+                |c| c.clone(),
+                |c, name| format!("{c}:{}", name.map_or("?", String::as_str)),
+            )
+        } else {
+            orders.join_on_foreign_key(&customers, |c| c.clone(), |c, name| format!("{c}:{name}"))
+        };
+        joined.to_stream().to("out");
+        let store = joined
+            .queryable_store_name()
+            .expect("results are materialized")
+            .to_string();
+        let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("fk")).unwrap();
+        Fixture {
+            store,
+            orders: driver.create_input_topic("orders"),
+            customers: driver.create_input_topic("customers"),
+            out: driver.create_output_topic("out"),
+            driver,
+        }
+    }
+
+    fn some(k: &str, v: &str) -> (String, Option<String>) {
+        (k.to_string(), Some(v.to_string()))
+    }
+
+    #[test]
+    fn rows_follow_foreign_key_changes_and_right_updates() {
+        let f = fixture(false);
+        f.customers
+            .pipe_input_at("c1".into(), Some("Ann".into()), 0);
+        f.customers
+            .pipe_input_at("c2".into(), Some("Bob".into()), 0);
+        f.orders.pipe_input_at("o1".into(), Some("c1".into()), 1);
+        f.orders.pipe_input_at("o2".into(), Some("c1".into()), 2);
+        assert_eq!(
+            f.out.read_key_values_to_list(),
+            vec![some("o1", "c1:Ann"), some("o2", "c1:Ann")]
+        );
+        // A right update reaches every row that references it.
+        f.customers
+            .pipe_input_at("c1".into(), Some("Anna".into()), 3);
+        assert_eq!(
+            f.out.read_key_values_to_list(),
+            vec![some("o1", "c1:Anna"), some("o2", "c1:Anna")]
+        );
+        // o1 moves to c2; c1's later updates no longer reach it.
+        f.orders.pipe_input_at("o1".into(), Some("c2".into()), 4);
+        f.customers
+            .pipe_input_at("c1".into(), Some("Annie".into()), 5);
+        assert_eq!(
+            f.out.read_key_values_to_list(),
+            vec![some("o1", "c2:Bob"), some("o2", "c1:Annie")]
+        );
+        // Deleting the right row removes inner-join rows; deleting a left row removes its row.
+        f.customers.pipe_input_at("c2".into(), None, 6);
+        f.orders.pipe_input_at("o2".into(), None, 7);
+        assert_eq!(
+            f.out.read_key_values_to_list(),
+            vec![("o1".to_string(), None), ("o2".to_string(), None)]
+        );
+    }
+
+    #[test]
+    fn left_foreign_key_join_keeps_rows_without_a_right_row() {
+        let f = fixture(true);
+        f.orders.pipe_input_at("o1".into(), Some("c9".into()), 1);
+        f.customers
+            .pipe_input_at("c9".into(), Some("Zed".into()), 2);
+        f.customers.pipe_input_at("c9".into(), None, 3);
+        assert_eq!(
+            f.out.read_key_values_to_list(),
+            vec![some("o1", "c9:?"), some("o1", "c9:Zed"), some("o1", "c9:?")]
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn foreign_key_join_matches_a_model(
+            events in prop::collection::vec(
+                (any::<bool>(), 0u8..5, prop::option::weighted(0.75, 0u8..4)), 0..60),
+            left in any::<bool>(),
+        ) {
+            let f = fixture(left);
+            let mut orders: BTreeMap<String, String> = BTreeMap::new();
+            let mut customers: BTreeMap<String, String> = BTreeMap::new();
+            for (i, (is_order, id, value)) in events.iter().enumerate() {
+                if *is_order {
+                    let (key, value) = (format!("o{id}"), value.map(|c| format!("c{c}")));
+                    f.orders.pipe_input_at(key.clone(), value.clone(), i as i64);
+                    match value { Some(v) => { orders.insert(key, v); } None => { orders.remove(&key); } }
+                } else {
+                    let (key, value) = (format!("c{}", id % 4), value.map(|n| format!("name{n}")));
+                    f.customers.pipe_input_at(key.clone(), value.clone(), i as i64);
+                    match value { Some(v) => { customers.insert(key, v); } None => { customers.remove(&key); } }
+                }
+            }
+            let expected: BTreeMap<String, String> = orders
+                .iter()
+                .filter_map(|(o, c)| match customers.get(c) {
+                    Some(name) => Some((o.clone(), format!("{c}:{name}"))),
+                    None if left => Some((o.clone(), format!("{c}:?"))),
+                    None => None,
+                })
+                .collect();
+            let store: KeyValueStore<String, String> = f.driver.key_value_store(&f.store).unwrap();
+            let actual: BTreeMap<String, String> = store.all().unwrap().into_iter().collect();
+            prop_assert_eq!(&actual, &expected);
+            // The last emitted value per key agrees with the result table.
+            let emitted: BTreeMap<String, Option<String>> = f.out.read_key_values_to_list().into_iter().collect();
+            for (key, value) in emitted {
+                prop_assert_eq!(value.as_ref(), expected.get(&key), "key {}", key);
+            }
+        }
+    }
+}

@@ -10,6 +10,7 @@
 //! as needing a repartition; a following `group_by_key` then routes records through a
 //! `<application-id>-<name>-repartition` topic so that equal keys meet in one task.
 
+mod fk_join;
 mod global;
 mod graph;
 mod joins;

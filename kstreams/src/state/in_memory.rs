@@ -60,6 +60,15 @@ impl KeyValueBytesStore for InMemoryKeyValueStore {
     fn approximate_num_entries(&self) -> u64 {
         self.map.read().unwrap_or_else(|e| e.into_inner()).len() as u64
     }
+
+    fn prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        Ok(map
+            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
 }
 
 /// Segments of a window store: window start → (key, sequence number) → value.

@@ -71,6 +71,10 @@ impl KeyValueBytesStore for LoggedKeyValueStore {
     fn approximate_num_entries(&self) -> u64 {
         self.inner.approximate_num_entries()
     }
+
+    fn prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        self.inner.prefix(prefix)
+    }
 }
 
 /// The changelog key of a window store entry: key bytes, then the window start and a

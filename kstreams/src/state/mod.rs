@@ -74,6 +74,9 @@ pub(crate) trait KeyValueBytesStore: Send + Sync {
         to: Option<&[u8]>,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
     fn approximate_num_entries(&self) -> u64;
+    /// Entries whose key starts with `prefix`, in key order.
+    #[allow(clippy::type_complexity)]
+    fn prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
 }
 
 /// One entry of a window store at the byte level.
@@ -223,6 +226,14 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
     pub fn range(&self, from: &K, to: &K) -> Result<Vec<(K, V)>, StoreError> {
         let (from, to) = (self.key_bytes(from)?, self.key_bytes(to)?);
         let entries = self.inner.range(Some(&from), Some(&to))?;
+        self.decode_entries(entries)
+    }
+
+    /// Entries whose serialized key starts with the serialized `prefix` (for string keys:
+    /// keys that start with the prefix string), in key order.
+    pub fn prefix_scan(&self, prefix: &K) -> Result<Vec<(K, V)>, StoreError> {
+        let prefix = self.key_bytes(prefix)?;
+        let entries = self.inner.prefix(&prefix)?;
         self.decode_entries(entries)
     }
 
