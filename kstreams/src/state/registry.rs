@@ -6,6 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex};
 
+use crate::serde::SerdeRef;
+
 use super::{
     ChangelogBuffer, InMemoryKeyValueStore, InMemoryWindowStore, KeyValueBytesStore, KeyValueStore,
     LoggedKeyValueStore, LoggedWindowStore, PlainValueSerde, SessionStore, StoreError, StoreSerdes,
@@ -193,6 +195,23 @@ impl StoreRegistry {
             })
     }
 
+    /// The value serde of a plain-value view: for timestamped stores it drops timestamps on
+    /// reads and stamps the current record time on writes.
+    fn plain_value_serde<K, V: 'static>(
+        &self,
+        entry: &StoreEntry,
+        serdes: &StoreSerdes<K, V>,
+    ) -> SerdeRef<V> {
+        if entry.timestamped {
+            Arc::new(PlainValueSerde {
+                inner: ValueAndTimestampSerde(serdes.value.clone()),
+                clock: self.clock.clone(),
+            })
+        } else {
+            serdes.value.clone()
+        }
+    }
+
     fn kv_bytes(entry: &StoreEntry) -> Result<Arc<dyn KeyValueBytesStore>, StoreError> {
         match &entry.bytes {
             StoreBytes::KeyValue(s) => Ok(s.clone()),
@@ -211,14 +230,7 @@ impl StoreRegistry {
         let entry = self.entry(name)?;
         let bytes = Self::kv_bytes(entry)?;
         let serdes = Self::serdes::<K, V>(entry)?;
-        let value_serde = if entry.timestamped {
-            Arc::new(PlainValueSerde {
-                inner: ValueAndTimestampSerde(serdes.value.clone()),
-                clock: self.clock.clone(),
-            }) as _
-        } else {
-            serdes.value.clone()
-        };
+        let value_serde = self.plain_value_serde(entry, serdes);
         Ok(KeyValueStore::new(
             entry.name.clone(),
             bytes,
@@ -268,14 +280,7 @@ impl StoreRegistry {
         let entry = self.entry(name)?;
         let bytes = Self::window_bytes(entry)?;
         let serdes = Self::serdes::<K, V>(entry)?;
-        let value_serde = if entry.timestamped {
-            Arc::new(PlainValueSerde {
-                inner: ValueAndTimestampSerde(serdes.value.clone()),
-                clock: self.clock.clone(),
-            }) as _
-        } else {
-            serdes.value.clone()
-        };
+        let value_serde = self.plain_value_serde(entry, serdes);
         Ok(WindowStore::new(
             entry.name.clone(),
             bytes,
@@ -313,14 +318,7 @@ impl StoreRegistry {
     ) -> Result<SessionStore<K, V>, StoreError> {
         let (entry, bytes) = self.session_bytes(name)?;
         let serdes = Self::serdes::<K, V>(entry)?;
-        let value_serde = if entry.timestamped {
-            Arc::new(PlainValueSerde {
-                inner: ValueAndTimestampSerde(serdes.value.clone()),
-                clock: self.clock.clone(),
-            }) as _
-        } else {
-            serdes.value.clone()
-        };
+        let value_serde = self.plain_value_serde(entry, serdes);
         Ok(SessionStore::new(
             entry.name.clone(),
             bytes,
