@@ -8,12 +8,11 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use crate::error::BoxError;
-use crate::processor::{Processor, ProcessorContext, Record};
 use crate::serde::{DefaultSerde, Serdes};
-use crate::state::{Stores, TimestampedKeyValueStore};
+use crate::state::Stores;
 use crate::topology::{NodeKind, TopicRef};
 
+use super::joins::{mapped_key, StreamTableJoin, StreamTableJoiner};
 use super::kstream::KStream;
 use super::ops::TableSource;
 use super::{Consumed, Data, Materialized, StreamsBuilder};
@@ -100,51 +99,13 @@ impl StreamsBuilder {
     }
 }
 
-type GlobalJoiner<K, V, KG, VG, VR> = (
-    Arc<dyn Fn(&K, &V) -> KG + Send + Sync>,
-    Arc<dyn Fn(V, Option<&VG>) -> Option<VR> + Send + Sync>,
-);
-
-struct StreamGlobalJoin<K, V, KG, VG, VR> {
-    store_name: String,
-    joiner: GlobalJoiner<K, V, KG, VG, VR>,
-    store: Option<TimestampedKeyValueStore<KG, VG>>,
-}
-
-impl<K: Data, V: Data, KG: Data, VG: Data, VR: Data> Processor<K, V, K, VR>
-    for StreamGlobalJoin<K, V, KG, VG, VR>
-{
-    fn init(&mut self, ctx: &mut ProcessorContext<'_, K, VR>) -> Result<(), BoxError> {
-        self.store = Some(ctx.timestamped_key_value_store(&self.store_name)?);
-        Ok(())
-    }
-
-    fn process(
-        &mut self,
-        ctx: &mut ProcessorContext<'_, K, VR>,
-        r: Record<K, V>,
-    ) -> Result<(), BoxError> {
-        let store = self.store.as_ref().ok_or("store not initialized")?;
-        let (key_of, joiner) = &self.joiner;
-        let row = store.get(&key_of(&r.key, &r.value))?;
-        match joiner(r.value, row.as_ref().map(|v| &v.value)) {
-            Some(joined) => ctx.forward(Record {
-                key: r.key,
-                value: joined,
-                timestamp: r.timestamp,
-                headers: r.headers,
-            }),
-            None => Ok(()),
-        }
-    }
-}
-
 impl<K: Data, V: Data> KStream<K, V> {
     fn join_global_internal<KG: Data, VG: Data, VR: Data>(
         &self,
         table: &GlobalKTable<KG, VG>,
         prefix: &str,
-        joiner: GlobalJoiner<K, V, KG, VG, VR>,
+        key_of: Arc<dyn Fn(&K, &V) -> KG + Send + Sync>,
+        joiner: StreamTableJoiner<V, VG, VR>,
     ) -> KStream<K, VR> {
         let mut graph = self.graph.borrow_mut();
         let name = graph.next_name(prefix);
@@ -154,8 +115,9 @@ impl<K: Data, V: Data> KStream<K, V> {
             NodeKind::Processor,
             &[self.node],
             vec![table.store.clone()],
-            move || StreamGlobalJoin {
+            move || StreamTableJoin {
                 store_name: store_name.clone(),
+                lookup: mapped_key(key_of.clone()),
                 joiner: joiner.clone(),
                 store: None,
             },
@@ -189,11 +151,9 @@ impl<K: Data, V: Data> KStream<K, V> {
         key_of: impl Fn(&K, &V) -> KG + Send + Sync + 'static,
         joiner: impl Fn(V, &VG) -> VR + Send + Sync + 'static,
     ) -> KStream<K, VR> {
-        let joiner = (
-            Arc::new(key_of) as Arc<dyn Fn(&K, &V) -> KG + Send + Sync>,
-            Arc::new(move |v, row: Option<&VG>| row.map(|row| joiner(v, row))) as Arc<_>,
-        );
-        self.join_global_internal(table, "KSTREAM-JOIN-GLOBAL", joiner)
+        let joiner: StreamTableJoiner<V, VG, VR> =
+            Arc::new(move |v, row| row.map(|row| joiner(v, row)));
+        self.join_global_internal(table, "KSTREAM-JOIN-GLOBAL", Arc::new(key_of), joiner)
     }
 
     /// Like [`join_global`](Self::join_global), joining records without a row with `None`.
@@ -203,10 +163,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         key_of: impl Fn(&K, &V) -> KG + Send + Sync + 'static,
         joiner: impl Fn(V, Option<&VG>) -> VR + Send + Sync + 'static,
     ) -> KStream<K, VR> {
-        let joiner = (
-            Arc::new(key_of) as Arc<dyn Fn(&K, &V) -> KG + Send + Sync>,
-            Arc::new(move |v, row: Option<&VG>| Some(joiner(v, row))) as Arc<_>,
-        );
-        self.join_global_internal(table, "KSTREAM-LEFTJOIN-GLOBAL", joiner)
+        let joiner: StreamTableJoiner<V, VG, VR> = Arc::new(move |v, row| Some(joiner(v, row)));
+        self.join_global_internal(table, "KSTREAM-LEFTJOIN-GLOBAL", Arc::new(key_of), joiner)
     }
 }

@@ -7,6 +7,7 @@
 //! that is not materialized yet (after `filter` or `map_values` without `Materialized`) is
 //! materialized for the join.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::error::BoxError;
@@ -21,16 +22,40 @@ use super::ktable::KTable;
 use super::ops::TableTransform;
 use super::{Data, GraphBuilder, Materialized};
 
-type StreamTableJoiner<K, V, VT, VR> = Arc<dyn Fn(&K, V, Option<&VT>) -> Option<VR> + Send + Sync>;
+/// Computes the key a stream record looks up in a table: its own key (borrowed, for
+/// co-partitioned tables) or one mapped from key and value (for global tables).
+pub(crate) type LookupKey<K, V, KT> = Arc<dyn for<'a> Fn(&'a K, &V) -> Cow<'a, KT> + Send + Sync>;
 
-struct StreamTableJoin<K, V, VT, VR> {
-    store_name: String,
-    joiner: StreamTableJoiner<K, V, VT, VR>,
-    store: Option<TimestampedKeyValueStore<K, VT>>,
+/// Joins a stream value with the looked-up row (`None`: no row), or drops it (`None`).
+pub(crate) type StreamTableJoiner<V, VT, VR> =
+    Arc<dyn Fn(V, Option<&VT>) -> Option<VR> + Send + Sync>;
+
+/// The lookup key of a table join: the record's own key.
+pub(crate) fn own_key<'a, K: Clone, V>(key: &'a K, _: &V) -> Cow<'a, K> {
+    Cow::Borrowed(key)
 }
 
-impl<K: Data, V: Data, VT: Data, VR: Data> Processor<K, V, K, VR>
-    for StreamTableJoin<K, V, VT, VR>
+/// The lookup key of a global table join: computed from the record.
+pub(crate) fn mapped_key<K: 'static, V: 'static, KT: Clone + 'static>(
+    key_of: Arc<dyn Fn(&K, &V) -> KT + Send + Sync>,
+) -> LookupKey<K, V, KT> {
+    // Gives the closure its higher-ranked signature where it is written.
+    fn higher_ranked<K, V, KT: Clone, F: for<'a> Fn(&'a K, &V) -> Cow<'a, KT>>(f: F) -> F {
+        f
+    }
+    Arc::new(higher_ranked(move |k: &K, v: &V| Cow::Owned(key_of(k, v))))
+}
+
+/// Looks each stream record up in a table's store (a partition's table or a global one).
+pub(crate) struct StreamTableJoin<K, V, KT: Clone, VT, VR> {
+    pub store_name: String,
+    pub lookup: LookupKey<K, V, KT>,
+    pub joiner: StreamTableJoiner<V, VT, VR>,
+    pub store: Option<TimestampedKeyValueStore<KT, VT>>,
+}
+
+impl<K: Data, V: Data, KT: Data, VT: Data, VR: Data> Processor<K, V, K, VR>
+    for StreamTableJoin<K, V, KT, VT, VR>
 {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, K, VR>) -> Result<(), BoxError> {
         self.store = Some(ctx.timestamped_key_value_store(&self.store_name)?);
@@ -43,8 +68,8 @@ impl<K: Data, V: Data, VT: Data, VR: Data> Processor<K, V, K, VR>
         r: Record<K, V>,
     ) -> Result<(), BoxError> {
         let store = self.store.as_ref().ok_or("store not initialized")?;
-        let row = store.get(&r.key)?;
-        match (self.joiner)(&r.key, r.value, row.as_ref().map(|v| &v.value)) {
+        let row = store.get(&(self.lookup)(&r.key, &r.value))?;
+        match (self.joiner)(r.value, row.as_ref().map(|v| &v.value)) {
             Some(joined) => ctx.forward(Record {
                 key: r.key,
                 value: joined,
@@ -86,7 +111,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         &self,
         table: &KTable<K, VT>,
         prefix: &str,
-        joiner: StreamTableJoiner<K, V, VT, VR>,
+        joiner: StreamTableJoiner<V, VT, VR>,
     ) -> KStream<K, VR>
     where
         V: DefaultSerde,
@@ -113,6 +138,7 @@ impl<K: Data, V: Data> KStream<K, V> {
             vec![store],
             move || StreamTableJoin {
                 store_name: store_name.clone(),
+                lookup: Arc::new(own_key::<K, V>) as LookupKey<K, V, K>,
                 joiner: joiner.clone(),
                 store: None,
             },
@@ -150,8 +176,8 @@ impl<K: Data, V: Data> KStream<K, V> {
     where
         V: DefaultSerde,
     {
-        let joiner: StreamTableJoiner<K, V, VT, VR> =
-            Arc::new(move |_, v, row| row.map(|row| joiner(v, row)));
+        let joiner: StreamTableJoiner<V, VT, VR> =
+            Arc::new(move |v, row| row.map(|row| joiner(v, row)));
         self.join_table_internal(table, "KSTREAM-JOIN", joiner)
     }
 
@@ -164,8 +190,7 @@ impl<K: Data, V: Data> KStream<K, V> {
     where
         V: DefaultSerde,
     {
-        let joiner: StreamTableJoiner<K, V, VT, VR> =
-            Arc::new(move |_, v, row| Some(joiner(v, row)));
+        let joiner: StreamTableJoiner<V, VT, VR> = Arc::new(move |v, row| Some(joiner(v, row)));
         self.join_table_internal(table, "KSTREAM-LEFTJOIN", joiner)
     }
 }
