@@ -222,6 +222,27 @@ fn sliding_windows_cover_every_distinct_set_of_close_records() {
     );
 }
 
+#[test]
+fn suppressed_sessions_emit_only_the_final_merged_session() {
+    let (_d, input, out) = count_topology(
+        |g| {
+            g.windowed_by_session(SessionWindows::of_inactivity_gap_with_no_grace(ms(5)))
+                .count()
+        },
+        Some(Suppressed::until_window_closes()),
+    );
+    input.pipe_input_at("a".into(), "x".into(), 0);
+    input.pipe_input_at("a".into(), "x".into(), 3); // session [0,3]
+    input.pipe_input_at("a".into(), "x".into(), 8); // extends it to [0,8]
+    input.pipe_input_at("b".into(), "x".into(), 13);
+    assert!(
+        out.is_empty(),
+        "[0,8] can still grow until stream time passes 8 + 5"
+    );
+    input.pipe_input_at("b".into(), "x".into(), 14);
+    assert_eq!(out.read_key_values_to_list(), vec![kv("a@0-8", Some(3))]);
+}
+
 trait CountWithName<K> {
     fn count_with_name(&self, name: &str) -> KTable<Windowed<K>, i64>;
 }

@@ -1006,6 +1006,11 @@ impl<K: Data, V: Data> SuppressProcessor<K, V> {
             }
             let timestamp = i64::from_be_bytes(value[..8].try_into()?);
             let change = self.change_serde.deserialize(Some(&value[8..]))?;
+            // Final results drop tombstones: a window that was merged away or deleted
+            // before it closed was never emitted, so there is nothing to retract.
+            if change.new.is_none() {
+                continue;
+            }
             ctx.forward(Record::new(windowed, change, timestamp))?;
         }
         Ok(())
