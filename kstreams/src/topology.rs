@@ -89,6 +89,9 @@ pub struct InternalTopic {
     pub configs: BTreeMap<String, String>,
     /// The sub-topology that reads it (repartition) or owns its store (changelog).
     pub subtopology: usize,
+    /// The partition count asked for (`Repartitioned::with_partitions`); otherwise it is
+    /// derived from the source topics, see [`Topology::internal_topic_partitions`].
+    pub partitions: Option<i32>,
 }
 
 impl InternalTopic {
@@ -214,6 +217,7 @@ impl Topology {
         nodes: Vec<NodeDef>,
         stores: HashMap<String, Arc<StoreDef>>,
         repartition_topics: Vec<String>,
+        requested_partitions: &HashMap<String, i32>,
         global_nodes: &std::collections::HashSet<usize>,
         join_nodes: &std::collections::HashSet<usize>,
     ) -> Topology {
@@ -297,6 +301,7 @@ impl Topology {
             configs.insert("cleanup.policy".to_string(), "delete".to_string());
             configs.insert("retention.ms".to_string(), "-1".to_string());
             internal_topics.push(InternalTopic {
+                partitions: requested_partitions.get(&name).copied(),
                 name,
                 kind: InternalTopicKind::Repartition,
                 configs,
@@ -308,6 +313,7 @@ impl Topology {
                 if let Some(def) = stores.get(store) {
                     if let Some(topic) = def.changelog_topic() {
                         internal_topics.push(InternalTopic {
+                            partitions: None,
                             name: topic,
                             kind: InternalTopicKind::Changelog,
                             configs: def.changelog_configs(),
@@ -459,6 +465,113 @@ impl Topology {
             }
         }
         Ok(())
+    }
+
+    /// The partition count of every internal topic (by name without the application-id
+    /// prefix), given the partition counts of the user topics the topology reads:
+    ///
+    /// * a sub-topology has as many partitions (tasks) as its largest source topic;
+    /// * a repartition topic gets the count asked for, else the count of the user topics it
+    ///   is joined with (so they stay co-partitioned), else that of the sub-topology writing it;
+    /// * a changelog has as many partitions as the sub-topology owning its store.
+    ///
+    /// ```
+    /// use kstreams::dsl::{Materialized, StreamsBuilder};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("words").group_by(|_, w| w.clone())
+    ///     .count_with(Materialized::named("counts"));
+    /// let plan = builder.build().unwrap().internal_topic_partitions(|_| Some(6)).unwrap();
+    /// assert_eq!(plan["counts-repartition"], 6);
+    /// assert_eq!(plan["counts-changelog"], 6);
+    /// ```
+    pub fn internal_topic_partitions(
+        &self,
+        source_partitions: impl Fn(&str) -> Option<i32>,
+    ) -> Result<BTreeMap<String, i32>, crate::TopologyError> {
+        let inner = &self.inner;
+        let sub_of: HashMap<usize, usize> = inner
+            .subtopologies
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| s.nodes.iter().map(move |&n| (n, i)))
+            .collect();
+        let writer: HashMap<&str, usize> = inner
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(id, n)| match &n.kind {
+                NodeKind::Sink(Some(TopicRef::Internal(t))) => Some((t.as_str(), sub_of[&id])),
+                _ => None,
+            })
+            .collect();
+        let external = |name: &str| {
+            source_partitions(name)
+                .ok_or_else(|| crate::TopologyError::MissingSourceTopic(name.to_string()))
+        };
+        // Repartition topics joined with user topics take their (equal) count.
+        let mut repartition: HashMap<String, i32> = HashMap::new();
+        for topic in inner
+            .internal_topics
+            .iter()
+            .filter(|t| t.kind == InternalTopicKind::Repartition)
+        {
+            if let Some(p) = topic.partitions {
+                repartition.insert(topic.name.clone(), p);
+                continue;
+            }
+            let internal = TopicRef::Internal(topic.name.clone());
+            for group in inner
+                .copartition_groups
+                .iter()
+                .filter(|g| g.contains(&internal))
+            {
+                let mut max = None;
+                for t in group {
+                    if let TopicRef::External(name) = t {
+                        max = max.max(Some(external(name)?));
+                    }
+                }
+                if let Some(max) = max {
+                    repartition.insert(topic.name.clone(), max);
+                }
+            }
+        }
+        // Sub-topologies and the repartition topics they write, upstream first.
+        let mut subs: Vec<Option<i32>> = vec![None; inner.subtopologies.len()];
+        for _ in 0..=inner.subtopologies.len() {
+            for (i, sub) in inner.subtopologies.iter().enumerate() {
+                if subs[i].is_some() {
+                    continue;
+                }
+                let mut max = Some(0);
+                for topic in &sub.source_topics {
+                    let count = match topic {
+                        TopicRef::External(name) => Some(external(name)?),
+                        TopicRef::Internal(name) => repartition.get(name).copied(),
+                    };
+                    max = max.zip(count).map(|(a, b)| a.max(b));
+                }
+                subs[i] = max;
+            }
+            for (name, &w) in &writer {
+                if let (false, Some(count)) = (repartition.contains_key(*name), subs[w]) {
+                    repartition.insert(name.to_string(), count);
+                }
+            }
+        }
+        inner
+            .internal_topics
+            .iter()
+            .map(|t| {
+                let count = match t.kind {
+                    InternalTopicKind::Repartition => repartition.get(&t.name).copied(),
+                    InternalTopicKind::Changelog => subs[t.subtopology],
+                };
+                let count = count
+                    .ok_or_else(|| crate::TopologyError::MissingSourceTopic(t.name.clone()))?;
+                Ok((t.name.clone(), count.max(1)))
+            })
+            .collect()
     }
 
     /// The names of every state store.

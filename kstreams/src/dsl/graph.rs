@@ -39,6 +39,8 @@ pub(crate) struct GraphBuilder {
     nodes: Vec<NodeDef>,
     stores: HashMap<String, Arc<StoreDef>>,
     repartition_topics: Vec<String>,
+    /// Partition counts asked for with `Repartitioned::with_partitions`, by topic name.
+    repartition_partitions: HashMap<String, i32>,
     external_sources: HashSet<String>,
     errors: Vec<TopologyError>,
     counter: usize,
@@ -297,6 +299,18 @@ impl GraphBuilder {
         }
     }
 
+    /// Fixes the partition count of the repartition topic `<base>-repartition`.
+    pub(crate) fn set_repartition_partitions(&mut self, base: &str, partitions: i32) {
+        if partitions < 1 {
+            self.errors.push(TopologyError::InvalidName {
+                name: base.to_string(),
+                reason: format!("a topic needs at least one partition, not {partitions}"),
+            });
+        }
+        self.repartition_partitions
+            .insert(format!("{base}-repartition"), partitions);
+    }
+
     pub(crate) fn mark_join(&mut self, node: usize) {
         self.join_nodes.insert(node);
     }
@@ -340,6 +354,7 @@ impl GraphBuilder {
             self.nodes.clone(),
             self.stores.clone(),
             self.repartition_topics.clone(),
+            &self.repartition_partitions,
             &self.global_nodes,
             &self.join_nodes,
         ))

@@ -309,6 +309,9 @@ impl<K: Data, V: Data> KStream<K, V> {
         let base = repartitioned
             .name
             .unwrap_or_else(|| graph.next_name("KSTREAM-REPARTITION"));
+        if let Some(partitions) = repartitioned.partitions {
+            graph.set_repartition_partitions(&base, partitions);
+        }
         let node = graph.add_repartition(
             self.node,
             &base,
