@@ -312,6 +312,9 @@ fn table_keeps_the_latest_value_and_tombstones_delete() {
         ]
     );
     assert_eq!(d.metrics().dropped_records, 1, "the keyless table record");
+    // u1 twice, u2 once and its delete: the tombstone for the absent u3 is not logged.
+    let changelog = d.create_output_topic::<String, Option<String>>("t-users-store-changelog");
+    assert_eq!(changelog.queue_size(), 4);
 }
 
 #[test]

@@ -257,11 +257,11 @@ impl<K: Clone + 'static, V: Clone + 'static> Processor<K, Option<V>, K, Change<V
                 },
             )?,
             None => {
-                store.delete(&record.key)?;
                 if old.is_none() {
-                    // Deleting a key that does not exist changes nothing.
+                    // Deleting a key that does not exist changes nothing (and logs nothing).
                     return Ok(());
                 }
+                store.delete(&record.key)?;
             }
         }
         ctx.forward(Record {
@@ -423,6 +423,9 @@ impl<K: Clone + 'static, V: 'static, VA: Clone + 'static> Processor<K, Change<V>
             current = Some((self.adder)(&record.key, new, current));
         }
         let timestamp = record.timestamp.max(prior_ts);
+        if current.is_none() && prior_value.is_none() {
+            return Ok(());
+        }
         match &current {
             Some(v) => store.put(
                 &record.key,
@@ -434,9 +437,6 @@ impl<K: Clone + 'static, V: 'static, VA: Clone + 'static> Processor<K, Change<V>
             None => {
                 store.delete(&record.key)?;
             }
-        }
-        if current.is_none() && prior_value.is_none() {
-            return Ok(());
         }
         ctx.forward(Record {
             key: record.key,
