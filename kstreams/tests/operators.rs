@@ -487,6 +487,11 @@ fn try_operators_dead_letter_failures_with_the_source_bytes_and_error_headers() 
         .last_str(dead_letter::ERROR_MESSAGE)
         .unwrap()
         .starts_with("not a number"));
+    let processor = r.headers.last_str(dead_letter::ERROR_PROCESSOR).unwrap();
+    assert!(
+        processor.starts_with("KSTREAM-TRY-FLATMAPVALUES-"),
+        "{processor}"
+    );
     assert_eq!(d.metrics().dead_lettered_records, 1);
 }
 

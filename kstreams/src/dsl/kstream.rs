@@ -371,7 +371,7 @@ impl<K: Data, V: Data> KStream<K, V> {
                 Ok(true) => ctx.forward(r),
                 Ok(false) => Ok(()),
                 Err(e) => {
-                    ctx.dead_letter("KSTREAM-TRY-FILTER", &e);
+                    ctx.dead_letter(&e);
                     Ok(())
                 }
             }
@@ -400,7 +400,7 @@ impl<K: Data, V: Data> KStream<K, V> {
                     Ok(())
                 }
                 Err(e) => {
-                    ctx.dead_letter("KSTREAM-TRY-FLATMAP", &e);
+                    ctx.dead_letter(&e);
                     Ok(())
                 }
             }
@@ -429,7 +429,7 @@ impl<K: Data, V: Data> KStream<K, V> {
                     Ok(())
                 }
                 Err(e) => {
-                    ctx.dead_letter("KSTREAM-TRY-FLATMAPVALUES", &e);
+                    ctx.dead_letter(&e);
                     Ok(())
                 }
             }

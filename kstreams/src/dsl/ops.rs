@@ -151,14 +151,15 @@ impl<K: 'static, V: 'static> Processor<K, V, (), ()> for SinkProcessor<K, V> {
             (None, TopicChoice::Dynamic(f)) => f(&record.key, &record.value).into(),
             (None, TopicChoice::Fixed(t)) => t.resolve(ctx.application_id()).into(),
         };
+        let name = ctx.name;
         let task = ctx.task_mut();
         let key = match self.key_serde.serialize(&record.key) {
             Ok(k) => k,
-            Err(e) => return task.on_serialization_error("sink", &topic, "key", e),
+            Err(e) => return task.on_serialization_error(name, &topic, "key", e),
         };
         let value = match self.value_serde.serialize(&record.value) {
             Ok(v) => v,
-            Err(e) => return task.on_serialization_error("sink", &topic, "value", e),
+            Err(e) => return task.on_serialization_error(name, &topic, "value", e),
         };
         task.output.push(ProducerRecord {
             topic,

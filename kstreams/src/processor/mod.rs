@@ -238,6 +238,7 @@ pub struct ProcessorContext<'a, K, V> {
     pub(crate) task: &'a mut TaskContext,
     pub(crate) children: &'a Children<K, V>,
     pub(crate) node: usize,
+    pub(crate) name: &'a str,
 }
 
 impl<K: Clone + 'static, V: Clone + 'static> ProcessorContext<'_, K, V> {
@@ -361,9 +362,15 @@ impl<K, V> ProcessorContext<'_, K, V> {
         &self.task.application_id
     }
 
-    /// Sends the source record to the dead-letter topic with this error in its headers.
-    pub fn dead_letter(&mut self, processor: &str, error: &dyn std::fmt::Display) {
-        self.task.dead_letter("processing", processor, error)
+    /// The name of the processor running, as in [`Topology::describe`](crate::topology::Topology::describe).
+    pub fn processor_name(&self) -> &str {
+        self.name
+    }
+
+    /// Sends the source record to the dead-letter topic with this error (and this processor's
+    /// name) in its headers; processing goes on.
+    pub fn dead_letter(&mut self, error: &dyn std::fmt::Display) {
+        self.task.dead_letter("processing", self.name, error)
     }
 
     /// Counts one late record, dropped by a windowed operator.

@@ -112,6 +112,7 @@ where
             task,
             children: &self.children,
             node: self.node,
+            name: &self.name,
         };
         self.processor
             .process(&mut ctx, record)
@@ -128,6 +129,7 @@ where
             task,
             children: &self.children,
             node: self.node,
+            name: &self.name,
         };
         self.processor
             .init(&mut ctx)
@@ -143,6 +145,7 @@ where
             task,
             children: &self.children,
             node: self.node,
+            name: &self.name,
         };
         self.processor
             .punctuate(&mut ctx, punctuation)
