@@ -37,6 +37,7 @@
 pub mod config;
 pub mod dsl;
 pub mod error;
+pub mod kafka;
 pub mod processor;
 mod runtime;
 pub mod serde;

@@ -77,9 +77,11 @@ impl StoreDef {
                 ctx.partition,
             ))
         });
+        let restore;
         let bytes = match (self.kind, self.store_type) {
             (StoreKind::KeyValue | StoreKind::Session { .. }, StoreType::InMemory) => {
                 let mut store: Arc<dyn KeyValueBytesStore> = Arc::new(InMemoryKeyValueStore::new());
+                restore = Some(StoreBytes::KeyValue(store.clone()));
                 if let Some(log) = &changelog {
                     store = Arc::new(LoggedKeyValueStore {
                         inner: store,
@@ -90,6 +92,7 @@ impl StoreDef {
             }
             (StoreKind::Window(spec), StoreType::InMemory) => {
                 let mut store: Arc<dyn WindowBytesStore> = Arc::new(InMemoryWindowStore::new(spec));
+                restore = Some(StoreBytes::Window(store.clone()));
                 if let Some(log) = &changelog {
                     store = Arc::new(LoggedWindowStore {
                         inner: store,
@@ -107,6 +110,7 @@ impl StoreDef {
         };
         StoreEntry {
             name: self.name.as_str().into(),
+            restore,
             bytes,
             timestamped: self.timestamped,
             serdes: self.serdes.clone(),
@@ -138,10 +142,42 @@ impl StoreBytes {
 #[derive(Clone)]
 pub(crate) struct StoreEntry {
     pub name: Arc<str>,
+    /// The store below its changelog layer, where restored records go.
+    pub restore: Option<StoreBytes>,
     pub bytes: StoreBytes,
     pub timestamped: bool,
     pub serdes: Arc<dyn Any + Send + Sync>,
     pub changelog: Option<Arc<ChangelogBuffer>>,
+}
+
+impl StoreEntry {
+    /// Applies one changelog record to the store without logging it again.
+    pub(crate) fn restore_record(
+        &self,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        match &self.restore {
+            Some(StoreBytes::KeyValue(store)) | Some(StoreBytes::Session(store)) => match value {
+                Some(v) => store.put(key.to_vec(), v.to_vec()),
+                None => store.delete(key).map(|_| ()),
+            },
+            Some(StoreBytes::Window(store)) => {
+                if key.len() < 12 {
+                    return Err(StoreError::Storage {
+                        store: self.name.to_string(),
+                        message: "corrupt window changelog key".into(),
+                    });
+                }
+                let (record_key, rest) = key.split_at(key.len() - 12);
+                let start = i64::from_be_bytes(rest[..8].try_into().expect("8 bytes"));
+                store
+                    .put(record_key, start, value.map(<[u8]>::to_vec))
+                    .map(|_| ())
+            }
+            None => Ok(()),
+        }
+    }
 }
 
 /// The stores of one task, by name.
@@ -171,6 +207,13 @@ impl StoreRegistry {
 
     pub(crate) fn contains(&self, name: &str) -> bool {
         self.entries.contains_key(name)
+    }
+
+    /// Stores with a changelog: (store, full changelog topic name).
+    pub(crate) fn logged(&self) -> impl Iterator<Item = (&StoreEntry, &Arc<ChangelogBuffer>)> {
+        self.entries
+            .values()
+            .filter_map(|e| e.changelog.as_ref().map(|c| (e, c)))
     }
 
     pub(crate) fn changelogs(&self) -> impl Iterator<Item = &Arc<ChangelogBuffer>> {
