@@ -165,3 +165,95 @@ fn word_count_runs_on_a_broker_and_resumes_after_a_restart() {
         .collect();
     assert_eq!(latest, expected);
 }
+
+#[test]
+fn poison_records_go_to_the_dead_letter_topic_while_processing_continues() {
+    use kstreams::config::ErrorPolicy;
+    use rdkafka::message::Headers as _;
+
+    let broker = EmbeddedBroker::start().unwrap();
+    let bootstrap = broker.bootstrap_servers().to_string();
+    broker.create_topic("amounts", 1, &[]).unwrap();
+    broker.create_topic("doubled", 1, &[]).unwrap();
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, i64>("amounts")
+        .map_values(|v| v * 2)
+        .to("doubled");
+    let topology = builder.build().unwrap();
+    let mut config = config(&bootstrap).deserialization_policy(ErrorPolicy::DeadLetter);
+    config.application_id = "poison-e2e".into();
+
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    let good = 21i64.to_be_bytes();
+    producer
+        .send(BaseRecord::to("amounts").key("a").payload(&good[..]))
+        .unwrap();
+    producer
+        .send(BaseRecord::to("amounts").key("bad").payload("not a long"))
+        .unwrap();
+    producer
+        .send(BaseRecord::to("amounts").key("b").payload(&good[..]))
+        .unwrap();
+    producer.flush(Duration::from_secs(10)).unwrap();
+
+    let mut streams = KafkaStreams::new(&topology, config);
+    streams.start().unwrap();
+    let read = |topic: &str, count: usize| {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", format!("reader-{topic}"))
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "300")
+            .create()
+            .unwrap();
+        consumer.subscribe(&[topic]).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut out = Vec::new();
+        while out.len() < count {
+            assert!(
+                Instant::now() < deadline,
+                "read {} of {count} from {topic}",
+                out.len()
+            );
+            if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+                out.push(m.unwrap().detach());
+            }
+        }
+        out
+    };
+    let doubled = read("doubled", 2);
+    let values: Vec<i64> = doubled
+        .iter()
+        .map(|m| i64::from_be_bytes(m.payload().unwrap().try_into().unwrap()))
+        .collect();
+    assert_eq!(values, vec![42, 42]);
+    let dead = read("poison-e2e-dlq", 1);
+    assert_eq!(dead[0].key(), Some(&b"bad"[..]));
+    assert_eq!(dead[0].payload(), Some(&b"not a long"[..]));
+    let headers = dead[0].headers().unwrap();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|h| h.key == name)
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    assert_eq!(
+        header(kstreams::dead_letter::ERROR_TOPIC).as_deref(),
+        Some("amounts")
+    );
+    assert_eq!(
+        header(kstreams::dead_letter::ERROR_OFFSET).as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        header(kstreams::dead_letter::ERROR_KIND).as_deref(),
+        Some("deserialization")
+    );
+    streams.close();
+}

@@ -211,6 +211,12 @@ impl KafkaStreams {
                 None => missing.push((name, partitions, topic.configs.clone())),
             }
         }
+        // The dead-letter topic takes records from try_* operators and from the dead-letter
+        // policies; brokers may not create topics on first write.
+        let dead_letter = self.config.dead_letter_topic();
+        if !counts.contains_key(&dead_letter) {
+            missing.push((dead_letter, 1, BTreeMap::new()));
+        }
         if missing.is_empty() {
             return Ok(());
         }
