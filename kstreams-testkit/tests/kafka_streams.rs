@@ -257,3 +257,113 @@ fn poison_records_go_to_the_dead_letter_topic_while_processing_continues() {
     );
     streams.close();
 }
+
+#[test]
+fn two_instances_split_the_partitions_and_hand_over_state_exactly() {
+    let broker = EmbeddedBroker::start().unwrap();
+    let bootstrap = broker.bootstrap_servers().to_string();
+    broker.create_topic("text-input", 4, &[]).unwrap();
+    broker.create_topic("word-counts", 4, &[]).unwrap();
+    let topology = word_count();
+    let mut app = config(&bootstrap);
+    app.application_id = "wordcount-scale".into();
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "scale-reader")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "300")
+        .create()
+        .unwrap();
+    reader.subscribe(&["word-counts"]).unwrap();
+    let mut latest = HashMap::new();
+    let mut expected: HashMap<&str, i64> = HashMap::new();
+    let mut feed = |lines: &[&str], expected: &mut HashMap<&'static str, i64>| {
+        produce(&bootstrap, lines);
+        for line in lines {
+            for word in line.split_whitespace() {
+                let word: &'static str = Box::leak(word.to_string().into_boxed_str());
+                *expected.entry(word).or_insert(0) += 1;
+            }
+        }
+    };
+
+    let mut first = KafkaStreams::new(&topology, app.clone());
+    first.start().unwrap();
+    feed(&["alpha beta gamma delta", "alpha beta"], &mut expected);
+    await_counts(&reader, &mut latest, &expected);
+
+    assert_eq!(
+        first.local_tasks().len(),
+        8,
+        "2 sub-topologies x 4 partitions"
+    );
+
+    let mut second = KafkaStreams::new(&topology, app.clone());
+    second.start().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while first.local_tasks().len() != 4 || second.local_tasks().len() != 4 {
+        assert!(
+            Instant::now() < deadline,
+            "tasks {:?} / {:?}",
+            first.local_tasks(),
+            second.local_tasks()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (a, b) = (first.local_tasks(), second.local_tasks());
+    assert!(
+        a.iter().all(|t| !b.contains(t)),
+        "each task runs once: {a:?} / {b:?}"
+    );
+    // The range assignor gives partition p of both sub-topologies' topics to one member.
+    let partitions = |tasks: &[kstreams::processor::TaskId]| {
+        let mut p: Vec<i32> = tasks.iter().map(|t| t.partition).collect();
+        p.sort();
+        p.dedup();
+        p
+    };
+    assert_eq!(
+        partitions(&a).len() + partitions(&b).len(),
+        4,
+        "{a:?} / {b:?}"
+    );
+    feed(
+        &["alpha gamma epsilon", "zeta eta theta iota"],
+        &mut expected,
+    );
+    await_counts(&reader, &mut latest, &expected);
+
+    // Stopping one moves its tasks, with their state, to the other.
+    first.close();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while second.local_tasks().len() != 8 {
+        assert!(
+            Instant::now() < deadline,
+            "tasks {:?}",
+            second.local_tasks()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    feed(
+        &["alpha beta gamma delta epsilon zeta eta theta iota"],
+        &mut expected,
+    );
+    await_counts(&reader, &mut latest, &expected);
+    second.close();
+    let quiet = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < quiet {
+        if let Some(message) = reader.poll(Duration::from_millis(100)) {
+            let message = message.unwrap();
+            let word = String::from_utf8(message.key().unwrap().to_vec()).unwrap();
+            let count = i64::from_be_bytes(message.payload().unwrap().try_into().unwrap());
+            latest.insert(word, count);
+        }
+    }
+    let expected: HashMap<String, i64> =
+        expected.iter().map(|(w, c)| (w.to_string(), *c)).collect();
+    assert_eq!(
+        latest, expected,
+        "every count exact after scaling out and in"
+    );
+}

@@ -32,7 +32,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::config::{ProcessingGuarantee, StreamsConfig};
 use crate::error::StreamsError;
-use crate::processor::Headers;
+use crate::processor::{Headers, TaskId};
 use crate::runtime::task::{ConsumerRecord, ProducerRecord, Task};
 use crate::topology::Topology;
 
@@ -57,6 +57,8 @@ type StateListener = Box<dyn Fn(State, State) + Send + Sync>;
 
 struct Shared {
     state: Mutex<State>,
+    /// The tasks each stream thread runs, by thread index.
+    tasks: Mutex<BTreeMap<usize, Vec<TaskId>>>,
     listener: Mutex<Option<StateListener>>,
     shutdown: AtomicBool,
 }
@@ -106,6 +108,7 @@ impl KafkaStreams {
             config,
             shared: Arc::new(Shared {
                 state: Mutex::new(State::Created),
+                tasks: Mutex::new(BTreeMap::new()),
                 listener: Mutex::new(None),
                 shutdown: AtomicBool::new(false),
             }),
@@ -120,6 +123,14 @@ impl KafkaStreams {
             .listener
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(Box::new(listener));
+    }
+
+    /// The tasks (sub-topology and partition) the threads of this instance run now.
+    pub fn local_tasks(&self) -> Vec<TaskId> {
+        let tasks = self.shared.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all: Vec<TaskId> = tasks.values().flatten().copied().collect();
+        all.sort();
+        all
     }
 
     /// The current state.
@@ -159,6 +170,7 @@ impl KafkaStreams {
                 &self.config,
                 self.client_config(),
                 self.shared.clone(),
+                index,
             )?;
             let shared = self.shared.clone();
             let handle = std::thread::Builder::new()
@@ -345,6 +357,7 @@ struct StreamThread {
     config: StreamsConfig,
     client: ClientConfig,
     shared: Arc<Shared>,
+    index: usize,
 }
 
 impl StreamThread {
@@ -353,12 +366,14 @@ impl StreamThread {
         config: &StreamsConfig,
         client: ClientConfig,
         shared: Arc<Shared>,
+        index: usize,
     ) -> Result<Self, StreamsError> {
         Ok(StreamThread {
             topology: topology.clone(),
             config: config.clone(),
             client,
             shared,
+            index,
         })
     }
 
@@ -430,6 +445,12 @@ impl StreamThread {
                     self.restore(&mut task)?;
                     tasks.borrow_mut().insert((sub, partition), task);
                 }
+                let ids = tasks.borrow().values().map(Task::id).collect();
+                self.shared
+                    .tasks
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(self.index, ids);
                 self.shared.set(State::Running);
             }
             if let Some(message) = message {
@@ -483,6 +504,11 @@ impl StreamThread {
                 last_commit = Instant::now();
             }
         };
+        self.shared
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.index);
         let committed = consumer.context().commit(&consumer);
         consumer.unsubscribe();
         result.and(committed)

@@ -350,6 +350,10 @@ impl Task {
         Ok(task)
     }
 
+    pub(crate) fn id(&self) -> TaskId {
+        self.ctx.task_id
+    }
+
     /// The full names of the topics this task reads.
     pub(crate) fn source_topics(&self) -> impl Iterator<Item = &Arc<str>> {
         self.sources.keys()
