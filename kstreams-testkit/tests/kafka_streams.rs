@@ -54,13 +54,16 @@ fn produce(bootstrap: &str, lines: &[&str]) {
 }
 
 /// Reads `word-counts` until the latest count of every expected word is as expected.
-fn await_counts(
+fn await_counts<W: AsRef<str> + std::fmt::Debug>(
     consumer: &BaseConsumer,
     latest: &mut HashMap<String, i64>,
-    expected: &HashMap<&str, i64>,
+    expected: &HashMap<W, i64>,
 ) {
     let deadline = Instant::now() + Duration::from_secs(90);
-    while expected.iter().any(|(w, c)| latest.get(*w) != Some(c)) {
+    while expected
+        .iter()
+        .any(|(w, c)| latest.get(w.as_ref()) != Some(c))
+    {
         assert!(
             Instant::now() < deadline,
             "counts so far {latest:?}, expected {expected:?}"
@@ -277,14 +280,11 @@ fn two_instances_split_the_partitions_and_hand_over_state_exactly() {
         .unwrap();
     reader.subscribe(&["word-counts"]).unwrap();
     let mut latest = HashMap::new();
-    let mut expected: HashMap<&str, i64> = HashMap::new();
-    let mut feed = |lines: &[&str], expected: &mut HashMap<&'static str, i64>| {
+    let mut expected: HashMap<String, i64> = HashMap::new();
+    let feed = |lines: &[&str], expected: &mut HashMap<String, i64>| {
         produce(&bootstrap, lines);
-        for line in lines {
-            for word in line.split_whitespace() {
-                let word: &'static str = Box::leak(word.to_string().into_boxed_str());
-                *expected.entry(word).or_insert(0) += 1;
-            }
+        for word in lines.iter().flat_map(|l| l.split_whitespace()) {
+            *expected.entry(word.to_string()).or_insert(0) += 1;
         }
     };
 
@@ -360,8 +360,6 @@ fn two_instances_split_the_partitions_and_hand_over_state_exactly() {
             latest.insert(word, count);
         }
     }
-    let expected: HashMap<String, i64> =
-        expected.iter().map(|(w, c)| (w.to_string(), *c)).collect();
     assert_eq!(
         latest, expected,
         "every count exact after scaling out and in"
