@@ -83,6 +83,21 @@ impl Shared {
 }
 
 /// A streams application running on Kafka (Kafka Streams' `KafkaStreams`).
+///
+/// ```no_run
+/// use kstreams::config::StreamsConfig;
+/// use kstreams::dsl::StreamsBuilder;
+/// use kstreams::kafka::KafkaStreams;
+///
+/// let builder = StreamsBuilder::new();
+/// builder.stream::<String, String>("orders").filter(|_, v| !v.is_empty()).to("valid-orders");
+/// let mut config = StreamsConfig::new("order-filter");
+/// config.bootstrap_servers = "localhost:9092".into();
+/// let mut streams = KafkaStreams::new(&builder.build().unwrap(), config);
+/// streams.start().unwrap();
+/// // ... until shutdown:
+/// streams.close();
+/// ```
 pub struct KafkaStreams {
     topology: Topology,
     config: StreamsConfig,
