@@ -12,6 +12,20 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Message};
 
+/// A consumer of `topic` from the beginning, in its own group.
+fn reader(bootstrap: &str, group: &str, topic: &str) -> BaseConsumer {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "300")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    consumer
+}
+
 fn word_count() -> kstreams::topology::Topology {
     let builder = StreamsBuilder::new();
     builder
@@ -85,15 +99,7 @@ fn word_count_runs_on_a_broker_and_resumes_after_a_restart() {
     broker.create_topic("word-counts", 2, &[]).unwrap();
     let topology = word_count();
 
-    let reader: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("group.id", "word-count-reader")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "6000")
-        .set("heartbeat.interval.ms", "300")
-        .create()
-        .unwrap();
-    reader.subscribe(&["word-counts"]).unwrap();
+    let reader = reader(&bootstrap, "word-count-reader", "word-counts");
     let mut latest = HashMap::new();
 
     produce(&bootstrap, &["to be or not to be", "that is the question"]);
@@ -206,15 +212,7 @@ fn poison_records_go_to_the_dead_letter_topic_while_processing_continues() {
     let mut streams = KafkaStreams::new(&topology, config);
     streams.start().unwrap();
     let read = |topic: &str, count: usize| {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .set("group.id", format!("reader-{topic}"))
-            .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "6000")
-            .set("heartbeat.interval.ms", "300")
-            .create()
-            .unwrap();
-        consumer.subscribe(&[topic]).unwrap();
+        let consumer = reader(&bootstrap, &format!("reader-{topic}"), topic);
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut out = Vec::new();
         while out.len() < count {
@@ -270,15 +268,7 @@ fn two_instances_split_the_partitions_and_hand_over_state_exactly() {
     let topology = word_count();
     let mut app = config(&bootstrap);
     app.application_id = "wordcount-scale".into();
-    let reader: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("group.id", "scale-reader")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "6000")
-        .set("heartbeat.interval.ms", "300")
-        .create()
-        .unwrap();
-    reader.subscribe(&["word-counts"]).unwrap();
+    let reader = reader(&bootstrap, "scale-reader", "word-counts");
     let mut latest = HashMap::new();
     let mut expected: HashMap<String, i64> = HashMap::new();
     let feed = |lines: &[&str], expected: &mut HashMap<String, i64>| {
