@@ -13,7 +13,7 @@ use std::sync::Arc;
 use crate::error::BoxError;
 use crate::processor::{Processor, ProcessorContext, Record};
 use crate::serde::DefaultSerde;
-use crate::state::TimestampedKeyValueStore;
+use crate::state::{from_ordered, ordered, TimestampedKeyValueStore};
 use crate::topology::NodeKind;
 
 use super::kgrouped::materialize;
@@ -277,16 +277,6 @@ impl<V: Data, VO: Data> JoinSide<V, VO> for RightSide {
     fn pair<'a>(this: Option<&'a VO>, other: Option<&'a V>) -> (Option<&'a V>, Option<&'a VO>) {
         (other, this)
     }
-}
-
-fn ordered(t: i64) -> [u8; 8] {
-    ((t as u64) ^ (1 << 63)).to_be_bytes()
-}
-
-fn from_ordered(b: &[u8]) -> i64 {
-    let mut buf = [0u8; 8];
-    buf.copy_from_slice(&b[..8]);
-    (u64::from_be_bytes(buf) ^ (1 << 63)) as i64
 }
 
 /// Key of an unmatched record in the shared outer-join store: when it closes, which side,

@@ -17,7 +17,7 @@ use std::time::Duration;
 use crate::error::BoxError;
 use crate::processor::{Processor, ProcessorContext, Punctuation, PunctuationType, Record};
 use crate::serde::{DefaultSerde, Serde, SerdeError, SerdeRef, Serdes};
-use crate::state::{KeyValueStore, SessionStore, Stores, ValueAndTimestamp, WindowStore};
+use crate::state::{ordered, KeyValueStore, SessionStore, Stores, ValueAndTimestamp, WindowStore};
 use crate::topology::NodeKind;
 
 use super::kgrouped::KGroupedStream;
@@ -982,10 +982,6 @@ struct SuppressProcessor<K, V> {
     emitted_until: i64,
     last_stream_time: i64,
     wall_at_last_advance: i64,
-}
-
-fn ordered(t: i64) -> [u8; 8] {
-    ((t as u64) ^ (1 << 63)).to_be_bytes()
 }
 
 impl<K: Data, V: Data> SuppressProcessor<K, V> {

@@ -358,14 +358,16 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
     }
 }
 
-/// Order-preserving encoding of an `i64` (sign bit flipped, big-endian).
-fn ordered(t: i64) -> [u8; 8] {
+/// Order-preserving encoding of an `i64` (sign bit flipped, big-endian): byte order equals
+/// numeric order, so store keys that start with a time sort by that time.
+pub(crate) fn ordered(t: i64) -> [u8; 8] {
     ((t as u64) ^ (1 << 63)).to_be_bytes()
 }
 
-fn from_ordered(b: &[u8]) -> i64 {
+/// Reads an [`ordered`] `i64` from the first 8 bytes of `b`.
+pub(crate) fn from_ordered(b: &[u8]) -> i64 {
     let mut buf = [0u8; 8];
-    buf.copy_from_slice(b);
+    buf.copy_from_slice(&b[..8]);
     (u64::from_be_bytes(buf) ^ (1 << 63)) as i64
 }
 
