@@ -417,21 +417,17 @@ impl StreamThread {
             .create_with_context(context)
             .map_err(kafka)?;
         let inner = &self.topology.inner;
-        let mut source_topics: Vec<String> = inner
+        // Full topic name → the sub-topology reading it, resolved once, not per record.
+        let readers: HashMap<String, usize> = inner
             .subtopologies
             .iter()
-            .flat_map(|s| s.source_topics.iter().map(|t| t.resolve(&app)))
+            .enumerate()
+            .flat_map(|(i, s)| s.source_topics.iter().map(move |t| (t, i)))
+            .map(|(t, i)| (t.resolve(&app), i))
             .collect();
-        source_topics.sort();
-        source_topics.dedup();
-        let topic_refs: Vec<&str> = source_topics.iter().map(String::as_str).collect();
+        let topic_refs: Vec<&str> = readers.keys().map(String::as_str).collect();
         consumer.subscribe(&topic_refs).map_err(kafka)?;
-        let sub_of = |topic: &str| {
-            inner
-                .subtopologies
-                .iter()
-                .position(|s| s.source_topics.iter().any(|t| t.resolve(&app) == topic))
-        };
+        let sub_of = |topic: &str| readers.get(topic).copied();
 
         let tasks: RefCell<HashMap<(usize, i32), Task>> = RefCell::new(HashMap::new());
         let mut last_commit = Instant::now();
