@@ -1,4 +1,9 @@
-//! tansu running inside this process on SQLite storage.
+//! tansu running inside this process on SQLite storage, with transactions.
+//!
+//! The broker is assembled from tansu's public parts rather than `tansu_broker::Broker`, whose
+//! router cannot be extended: [`TxnStore`] wraps tansu's storage engine to repair its
+//! transaction bookkeeping, and [`routes`] adds `EndTxn` and a `read_committed` Fetch to
+//! tansu's route table and runs the accept loop.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,14 +14,44 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
-use tansu_broker::broker::Broker;
-use tansu_broker::coordinator::group::administrator::Controller;
-use tansu_storage::StorageContainer;
+use tansu_storage::{BrokerRegistrationRequest, Storage as _, StorageContainer};
 use url::Url;
 
-use crate::{free_port, TestkitError};
+use crate::routes;
+use crate::txn_store::TxnStore;
+use crate::TestkitError;
+
+const CLUSTER_ID: &str = "kstreams";
+const NODE_ID: i32 = 111;
+
+/// Aborts transactions that outlive their timeout, every second.
+///
+/// tansu's `Broker::listen` also runs `Storage::maintain` (retention, compaction) at start
+/// and every 10 minutes; we do not. Its compaction keeps the last record per key with no
+/// regard for transactions: every commit (and every abort) marker has the same key, so it
+/// would delete all but the last of them, and the records of open or aborted transactions
+/// would supersede committed ones. Kafka never guarantees when compaction runs, so tests
+/// cannot rely on it anyway.
+async fn abort_expired_transactions(store: TxnStore) {
+    let mut interval = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        interval.tick().await;
+        if let Err(e) = store.abort_expired().await {
+            eprintln!("embedded broker: aborting timed-out transactions: {e:?}");
+        }
+    }
+}
 
 /// A tansu broker serving on a local port, stopped when dropped.
+///
+/// Unlike tansu 0.6 as released, it runs Kafka transactions: `EndTxn` commits or aborts,
+/// `read_committed` consumers stop at the last stable offset and skip aborted transactions,
+/// transactional consumer offsets apply on commit only, a producer re-initialising its
+/// `transactional.id` fences the old one and aborts its open transaction, and a transaction
+/// open longer than its `transaction.timeout.ms` is aborted. Overlapping transactions of
+/// several producers on one partition work; `OffsetFetch`'s `require_stable` is ignored (a
+/// pending transactional offset commit is simply not visible yet). Retention and compaction
+/// do not run (tansu's compaction would delete transaction markers).
 ///
 /// ```no_run
 /// let broker = kstreams_testkit::EmbeddedBroker::start().unwrap();
@@ -34,8 +69,8 @@ impl EmbeddedBroker {
     /// Starts a broker on an ephemeral port with its data in a fresh temporary directory.
     pub fn start() -> Result<Self, TestkitError> {
         let dir = tempfile::tempdir()?;
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-        let mut broker = Self::start_with(&dir.path().join("tansu.db"), addr)?;
+        let listener = std::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        let mut broker = Self::start_on(&dir.path().join("tansu.db"), listener)?;
         broker._dir = Some(dir);
         Ok(broker)
     }
@@ -43,11 +78,17 @@ impl EmbeddedBroker {
     /// Starts a broker listening on `addr` with its data in the SQLite file `data_file`, so
     /// the data survives a restart.
     pub fn start_with(data_file: &Path, addr: SocketAddr) -> Result<Self, TestkitError> {
+        Self::start_on(data_file, std::net::TcpListener::bind(addr)?)
+    }
+
+    fn start_on(data_file: &Path, listener: std::net::TcpListener) -> Result<Self, TestkitError> {
+        let addr = listener.local_addr()?;
+        listener.set_nonblocking(true)?;
         let data_file = std::path::absolute(data_file)?;
         if let Some(parent) = data_file.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        let listener = Url::parse(&format!("tcp://{addr}"))
+        let advertised = Url::parse(&format!("tcp://{addr}"))
             .map_err(|e| TestkitError::Broker(e.to_string()))?;
         // tansu reads the URL path without its leading `/` (relative to the working
         // directory), so an absolute path takes one more: sqlite:////tmp/x.db.
@@ -58,24 +99,40 @@ impl EmbeddedBroker {
             .thread_name("tansu")
             .enable_all()
             .build()?;
-        let mut broker = runtime.block_on(async {
-            Broker::<Controller<StorageContainer>, StorageContainer>::builder()
-                .node_id(111)
-                .cluster_id("kstreams")
-                .incarnation_id(uuid::Uuid::new_v4())
-                .advertised_listener(listener.clone())
-                .storage(storage)
-                .listener(listener)
-                .silent(true)
-                .build()
-                .await
-                .map_err(|e| TestkitError::Broker(format!("{e:?}")))
-        })?;
-        runtime.spawn(async move {
-            if let Err(e) = broker.serve(tokio::time::Instant::now()).await {
-                eprintln!("embedded broker stopped: {e:?}");
+        let store = runtime
+            .block_on(async {
+                let storage = StorageContainer::builder()
+                    .cluster_id(CLUSTER_ID)
+                    .node_id(NODE_ID)
+                    .advertised_listener(advertised)
+                    .storage(storage)
+                    .silent(true)
+                    .build()
+                    .await?;
+                storage
+                    .register_broker(BrokerRegistrationRequest {
+                        broker_id: NODE_ID,
+                        cluster_id: CLUSTER_ID.into(),
+                        incarnation_id: uuid::Uuid::new_v4(),
+                        rack: None,
+                    })
+                    .await?;
+                TxnStore::open(storage, &data_file, CLUSTER_ID).await
+            })
+            .map_err(|e| TestkitError::Broker(format!("{e:?}")))?;
+        let listener = {
+            let _entered = runtime.enter();
+            tokio::net::TcpListener::from_std(listener)?
+        };
+        runtime.spawn({
+            let store = store.clone();
+            async move {
+                if let Err(e) = routes::serve(listener, store, CLUSTER_ID.into()).await {
+                    eprintln!("embedded broker stopped: {e:?}");
+                }
             }
         });
+        runtime.spawn(abort_expired_transactions(store));
         let embedded = EmbeddedBroker {
             bootstrap: addr.to_string(),
             data_file,

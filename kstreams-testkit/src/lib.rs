@@ -1,19 +1,25 @@
 //! In-process Kafka-protocol brokers for kstreams tests, examples and demos, and a broker
 //! conformance check.
 //!
-//! * [`EmbeddedBroker`] runs [tansu](https://tansu.io) in this process on SQLite storage: a
-//!   real Kafka-protocol broker on a local port that any Kafka client can use. It supports
-//!   topic creation with configs, consumer groups and offsets, but not transactions
-//!   (tansu 0.6 does not route `EndTxn`).
+//! * [`EmbeddedBroker`] runs [tansu](https://tansu.io) 0.6 in this process on SQLite storage: a
+//!   real Kafka-protocol broker on a local port that any Kafka client can use, with topic
+//!   creation with configs, consumer groups and offsets, and transactions. tansu 0.6 itself
+//!   does not route `EndTxn`, ignores `read_committed` in Fetch and loses track of a producer's
+//!   second and later transactions; the testkit serves tansu's routes with those fixed (see
+//!   [`EmbeddedBroker`]), so exactly-once tests can run on it and a `read_committed` consumer
+//!   sees only committed records.
 //! * [`MockKafka`] wraps librdkafka's mock cluster: transactions and fault injection (broker
 //!   down, latency, request errors), but no topic configs (topics are created up front), and
-//!   `read_committed` consumers still see records of aborted transactions.
+//!   `read_committed` consumers still see records of aborted transactions (the mock writes no
+//!   transaction markers), so it cannot check exactly-once output.
 //! * [`conformance`] checks what kstreams relies on from a broker, against either of these or
 //!   any external cluster (`cargo run -p kstreams-testkit --bin conformance -- <bootstrap>`).
 
 pub mod conformance;
 mod embedded;
 mod mock;
+mod routes;
+mod txn_store;
 
 pub use embedded::EmbeddedBroker;
 pub use mock::MockKafka;

@@ -31,7 +31,7 @@ impl MockKafka {
     }
 
     /// Creates every topic a topology reads or writes, internal ones with the application-id
-    /// prefix, all with `partitions` partitions (the mock cluster cannot create them on
+    /// prefix, and its dead-letter topic, all with `partitions` partitions (the mock cluster cannot create them on
     /// demand with configs).
     pub fn create_topology_topics(
         &self,
@@ -44,11 +44,14 @@ impl MockKafka {
             .internal_topics
             .iter()
             .map(|t| t.full_name(application_id));
+        // The runtime writes bad records to `<application-id>-dlq` by default.
+        let dead_letter = std::iter::once(format!("{application_id}-dlq"));
         for topic in topology
             .source_topics()
             .into_iter()
             .chain(topology.sink_topics())
             .chain(internal)
+            .chain(dead_letter)
         {
             self.create_topic(&topic, partitions)?;
         }

@@ -50,7 +50,19 @@ fn config(bootstrap: &str) -> StreamsConfig {
         ("session.timeout.ms".into(), "6000".into()),
         ("heartbeat.interval.ms".into(), "300".into()),
     ];
+    // Each instance its own state directory, as separate processes would have.
+    config.state_dir = std::env::temp_dir().join(format!("kstreams-e2e-{}", uuid_like()));
     config
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 fn produce(bootstrap: &str, lines: &[&str]) {
@@ -354,4 +366,230 @@ fn two_instances_split_the_partitions_and_hand_over_state_exactly() {
         latest, expected,
         "every count exact after scaling out and in"
     );
+}
+
+#[test]
+fn a_stream_joins_a_global_table_on_a_broker() {
+    let broker = EmbeddedBroker::start().unwrap();
+    let bootstrap = broker.bootstrap_servers().to_string();
+    broker
+        .create_topic("products", 3, &[("cleanup.policy", "compact")])
+        .unwrap();
+    broker.create_topic("order-lines", 2, &[]).unwrap();
+    broker.create_topic("named-lines", 2, &[]).unwrap();
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    for (id, name) in [("p1", "kettle"), ("p2", "teapot"), ("p3", "mug")] {
+        producer
+            .send(BaseRecord::to("products").key(id).payload(name))
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+    let builder = StreamsBuilder::new();
+    let products = builder.global_table::<String, String>(
+        "products",
+        kstreams::dsl::Materialized::named("products-store"),
+    );
+    builder
+        .stream::<String, String>("order-lines")
+        .join_global(
+            &products,
+            |_, product| product.clone(),
+            |_, name| name.clone(),
+        )
+        .to("named-lines");
+    let mut app = config(&bootstrap);
+    app.application_id = "global-e2e".into();
+    let mut streams = KafkaStreams::new(&builder.build().unwrap(), app);
+    streams.start().unwrap();
+    // The global store is filled before start() returns.
+    let store = streams.store::<String, String>("products-store").unwrap();
+    assert_eq!(
+        store.get(&"p2".to_string()).unwrap().as_deref(),
+        Some("teapot")
+    );
+    for (order, product) in [("o1", "p3"), ("o2", "p1"), ("o3", "p9"), ("o4", "p2")] {
+        producer
+            .send(BaseRecord::to("order-lines").key(order).payload(product))
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+    let consumer = reader(&bootstrap, "global-reader", "named-lines");
+    let mut named = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while named.len() < 3 {
+        assert!(Instant::now() < deadline, "{named:?}");
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m.unwrap();
+            named.insert(
+                String::from_utf8(m.key().unwrap().to_vec()).unwrap(),
+                String::from_utf8(m.payload().unwrap().to_vec()).unwrap(),
+            );
+        }
+    }
+    let expected: HashMap<String, String> = [("o1", "mug"), ("o2", "kettle"), ("o4", "teapot")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(
+        named, expected,
+        "o3 has no product and is dropped by the inner join"
+    );
+    // The global table keeps up with its topic while the application runs.
+    producer
+        .send(BaseRecord::to("products").key("p9").payload("saucer"))
+        .unwrap();
+    producer.flush(Duration::from_secs(10)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.get(&"p9".to_string()).unwrap().is_none() {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    streams.close();
+}
+
+#[test]
+fn records_the_broker_cannot_take_are_dead_lettered_with_their_source() {
+    use kstreams::config::ErrorPolicy;
+    use rdkafka::message::Headers as _;
+
+    let broker = EmbeddedBroker::start().unwrap();
+    let bootstrap = broker.bootstrap_servers().to_string();
+    broker.create_topic("sizes", 1, &[]).unwrap();
+    broker.create_topic("blown-up", 1, &[]).unwrap();
+    let builder = StreamsBuilder::new();
+    // A value of n becomes n KiB: "2000" is larger than the producer's message.max.bytes.
+    builder
+        .stream::<String, String>("sizes")
+        .map_values(|v| "x".repeat(v.parse::<usize>().unwrap_or(0) * 1024))
+        .to("blown-up");
+    let mut app = config(&bootstrap).production_policy(ErrorPolicy::DeadLetter);
+    app.application_id = "production-e2e".into();
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    for (k, v) in [("small", "1"), ("huge", "2000"), ("tiny", "2")] {
+        producer
+            .send(BaseRecord::to("sizes").key(k).payload(v))
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+    let mut streams = KafkaStreams::new(&builder.build().unwrap(), app);
+    streams.start().unwrap();
+    let out = reader(&bootstrap, "blown-reader", "blown-up");
+    let mut sizes = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sizes.len() < 2 {
+        assert!(Instant::now() < deadline);
+        if let Some(m) = out.poll(Duration::from_millis(100)) {
+            sizes.push(m.unwrap().payload().unwrap().len());
+        }
+    }
+    assert_eq!(
+        sizes,
+        vec![1024, 2048],
+        "processing went on past the failed record"
+    );
+    let dlq = reader(&bootstrap, "blown-dlq-reader", "production-e2e-dlq");
+    let dead = loop {
+        assert!(Instant::now() < deadline);
+        if let Some(m) = dlq.poll(Duration::from_millis(100)) {
+            break m.unwrap().detach();
+        }
+    };
+    assert_eq!(dead.key(), Some(&b"huge"[..]), "the source record's key");
+    assert_eq!(
+        dead.payload(),
+        Some(&b"2000"[..]),
+        "the source record's value"
+    );
+    let headers = dead.headers().unwrap();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|h| h.key == name)
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    assert_eq!(
+        header(kstreams::dead_letter::ERROR_KIND).as_deref(),
+        Some("production")
+    );
+    assert_eq!(
+        header(kstreams::dead_letter::ERROR_TOPIC).as_deref(),
+        Some("sizes")
+    );
+    assert_eq!(
+        header(kstreams::dead_letter::ERROR_OFFSET).as_deref(),
+        Some("1")
+    );
+    assert!(header(kstreams::dead_letter::ERROR_MESSAGE)
+        .unwrap()
+        .contains("blown-up"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while streams.metrics().dead_lettered_records != 1 {
+        assert!(Instant::now() < deadline, "{:?}", streams.metrics());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    streams.close();
+}
+
+#[test]
+fn metrics_are_exported_in_prometheus_format() {
+    let broker = EmbeddedBroker::start().unwrap();
+    let bootstrap = broker.bootstrap_servers().to_string();
+    broker.create_topic("text-input", 2, &[]).unwrap();
+    broker.create_topic("word-counts", 2, &[]).unwrap();
+    let mut app = config(&bootstrap);
+    app.application_id = "metrics-e2e".into();
+    let mut streams = KafkaStreams::new(&word_count(), app);
+    streams.start().unwrap();
+    produce(&bootstrap, &["a b c", "a b", "a"]);
+    let reader = reader(&bootstrap, "metrics-reader", "word-counts");
+    let mut latest = HashMap::new();
+    await_counts(
+        &reader,
+        &mut latest,
+        &HashMap::from([("a", 3), ("b", 2), ("c", 1)]),
+    );
+    // Rates, lag and task counters are published about once a second.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let snapshot = streams.metrics();
+        if snapshot.records_consumed >= 9
+            && snapshot.records_produced > 0
+            && snapshot.commits > 0
+            && !snapshot.consumer_lag.is_empty()
+        {
+            assert!(snapshot.consumer_lag.values().all(|lag| *lag >= 0));
+            break;
+        }
+        assert!(Instant::now() < deadline, "{snapshot:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let text = streams.metrics_text();
+    for series in [
+        "kstreams_records_consumed_total{thread=\"metrics-e2e-StreamThread-1\"}",
+        "kstreams_records_produced_total",
+        "kstreams_records_consumed_rate",
+        "kstreams_process_latency_seconds_bucket",
+        "kstreams_commit_latency_seconds_count",
+        "kstreams_consumer_lag{",
+        "kstreams_rebalances_total",
+        "kstreams_dead_lettered_records_total",
+        "kstreams_dropped_records_total",
+        "kstreams_active_tasks",
+    ] {
+        assert!(text.contains(series), "missing {series} in\n{text}");
+    }
+    // The same series in an application's own registry.
+    let mut registry = kstreams::prometheus_client::registry::Registry::default();
+    streams.register_metrics(&mut registry);
+    let mut own = String::new();
+    kstreams::prometheus_client::encoding::text::encode(&mut own, &registry).unwrap();
+    assert!(own.contains("kstreams_records_consumed_total"));
+    streams.close();
 }

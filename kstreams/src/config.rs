@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use crate::state::StoreType;
+
 /// What to do with a record that cannot be deserialized, processed or produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ErrorPolicy {
@@ -62,6 +64,21 @@ pub struct StreamsConfig {
     pub dead_letter_topic: Option<String>,
     /// Extra librdkafka properties applied to every client (`security.protocol`, ...).
     pub client_overrides: Vec<(String, String)>,
+    /// Where stores keep their data unless a store says otherwise.
+    pub default_store_type: StoreType,
+    /// Bytes of the write cache in front of each store; `0` turns caching off.
+    pub store_cache_max_bytes: usize,
+    /// Bytes of the RocksDB block cache shared by every persistent store of the instance.
+    pub rocksdb_block_cache_bytes: usize,
+    /// Bytes of RocksDB memtables, across every persistent store of the instance (charged to
+    /// the block cache).
+    pub rocksdb_write_buffer_bytes: usize,
+    /// `host:port` where this instance serves interactive queries, published to the other
+    /// instances of the application so they can route a key to its host.
+    pub application_server: Option<String>,
+    /// Transaction timeout under exactly-once: how long the broker lets an instance that
+    /// stopped mid-transaction hold back `read_committed` readers before aborting it.
+    pub transaction_timeout: Duration,
 }
 
 impl StreamsConfig {
@@ -79,7 +96,60 @@ impl StreamsConfig {
             production_policy: ErrorPolicy::Fail,
             dead_letter_topic: None,
             client_overrides: Vec::new(),
+            default_store_type: StoreType::InMemory,
+            store_cache_max_bytes: 1 << 20,
+            rocksdb_block_cache_bytes: 64 << 20,
+            rocksdb_write_buffer_bytes: 32 << 20,
+            application_server: None,
+            transaction_timeout: Duration::from_secs(10),
         }
+    }
+
+    /// Sets the bootstrap servers.
+    pub fn with_bootstrap_servers(mut self, servers: impl Into<String>) -> Self {
+        self.bootstrap_servers = servers.into();
+        self
+    }
+
+    /// Sets the processing guarantee.
+    pub fn with_processing_guarantee(mut self, guarantee: ProcessingGuarantee) -> Self {
+        self.processing_guarantee = guarantee;
+        self
+    }
+
+    /// Sets the commit interval.
+    pub fn with_commit_interval(mut self, interval: Duration) -> Self {
+        self.commit_interval = interval;
+        self
+    }
+
+    /// Sets the state directory.
+    pub fn with_state_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.state_dir = dir.into();
+        self
+    }
+
+    /// Sets the number of stream threads.
+    pub fn with_stream_threads(mut self, threads: usize) -> Self {
+        self.num_stream_threads = threads;
+        self
+    }
+
+    /// Sets the default store type.
+    pub fn with_default_store_type(mut self, store_type: StoreType) -> Self {
+        self.default_store_type = store_type;
+        self
+    }
+
+    /// Adds a librdkafka property for every client (`security.protocol`, `sasl.mechanism`,
+    /// `session.timeout.ms`, ...).
+    pub fn with_client_override(
+        mut self,
+        key: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Self {
+        self.client_overrides.push((key.into(), value.into()));
+        self
     }
 
     /// Sets the deserialization error policy.

@@ -46,6 +46,9 @@ pub mod testing;
 pub mod topology;
 
 pub use error::{BoxError, StreamsError, TopologyError};
+/// The Prometheus client [`KafkaStreams::register_metrics`](kafka::KafkaStreams::register_metrics)
+/// registers into, re-exported so applications use the same version.
+pub use prometheus_client;
 pub use runtime::TaskMetrics;
 
 /// Header names kstreams writes on dead-letter records.

@@ -29,6 +29,7 @@ pub(crate) fn materialize<K: 'static, V: 'static>(
     if !materialized.logging {
         builder = builder.with_logging_disabled();
     }
+    builder.store_type = materialized.store_type;
     graph.add_store(builder.into_def(true));
     name
 }

@@ -211,6 +211,7 @@ pub struct Materialized<K, V> {
     pub(crate) value_serde: SerdeRef<V>,
     pub(crate) logging: bool,
     pub(crate) retention: Option<std::time::Duration>,
+    pub(crate) store_type: Option<crate::state::StoreType>,
 }
 
 impl<K: DefaultSerde, V: DefaultSerde> Default for Materialized<K, V> {
@@ -235,6 +236,7 @@ impl<K, V> Materialized<K, V> {
             value_serde,
             logging: true,
             retention: None,
+            store_type: None,
         }
     }
 
@@ -253,6 +255,22 @@ impl<K, V> Materialized<K, V> {
     /// Keeps the store without a changelog: it is not restored after a restart.
     pub fn with_logging_disabled(mut self) -> Self {
         self.logging = false;
+        self
+    }
+
+    /// Keeps the store in memory or on disk (default: the configuration's
+    /// [`default_store_type`](crate::config::StreamsConfig::default_store_type)).
+    ///
+    /// ```
+    /// use kstreams::dsl::{Materialized, StreamsBuilder};
+    /// use kstreams::state::StoreType;
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("clicks").group_by_key()
+    ///     .count_with(Materialized::named("clicks-per-user").with_store_type(StoreType::InMemory));
+    /// assert_eq!(builder.build().unwrap().store_names(), vec!["clicks-per-user"]);
+    /// ```
+    pub fn with_store_type(mut self, store_type: crate::state::StoreType) -> Self {
+        self.store_type = Some(store_type);
         self
     }
 }

@@ -275,6 +275,7 @@ fn window_store<K: 'static, VA: 'static>(
     if !materialized.logging {
         builder = builder.with_logging_disabled();
     }
+    builder.store_type = materialized.store_type;
     graph.add_store(builder.into_def(true));
     (name, materialized.key_serde, materialized.value_serde)
 }
@@ -785,6 +786,7 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
         if !materialized.logging {
             builder = builder.with_logging_disabled();
         }
+        builder.store_type = materialized.store_type;
         graph.add_store(builder.into_def(true));
         let input = self.grouped.partitioned_input(&mut graph, &name);
         let node_name = graph.next_name("KSTREAM-SESSION-WINDOWED-AGGREGATE");

@@ -13,7 +13,7 @@ use crate::error::{BoxError, StreamsError};
 use crate::processor::{Headers, Punctuation, PunctuationType, ScheduleId, TaskId};
 use crate::runtime::node::{NodeOps, SourceInput};
 use crate::serde::SerdeError;
-use crate::state::{StoreContext, StoreEntry, StoreRegistry};
+use crate::state::{StoreContext, StoreEntry, StoreRegistry, StoreSettings, TaskDirectory};
 use crate::topology::TopologyInner;
 
 /// A record as read from a topic, still in bytes.
@@ -91,6 +91,9 @@ pub(crate) struct TaskContext {
     pub record_timestamp: i64,
     /// The source record being processed (none during punctuation).
     pub current: Option<Rc<ConsumerRecord>>,
+    /// The source record processed last, kept until the next one: the runtime dead-letters
+    /// it when an output it caused cannot be produced.
+    pub last: Option<Rc<ConsumerRecord>>,
     schedules: Vec<Schedule>,
     next_schedule_id: u64,
     pub metrics: TaskMetrics,
@@ -283,6 +286,13 @@ pub const DLQ_ERROR_PARTITION: &str = "__streams.errors.partition";
 /// Header with the source offset.
 pub const DLQ_ERROR_OFFSET: &str = "__streams.errors.offset";
 
+/// Where a task's stores come from: the process's store settings and, for persistent
+/// stores, the task's locked directory.
+pub(crate) struct TaskEnv<'a> {
+    pub settings: &'a StoreSettings,
+    pub directory: Option<&'a TaskDirectory>,
+}
+
 /// One partition of one sub-topology.
 pub(crate) struct Task {
     pub ctx: TaskContext,
@@ -301,6 +311,7 @@ impl Task {
         config: &StreamsConfig,
         wall_clock: i64,
         global_stores: &[StoreEntry],
+        env: &TaskEnv<'_>,
     ) -> Result<Task, StreamsError> {
         let task_id = TaskId {
             subtopology: subtopology as u32,
@@ -310,12 +321,14 @@ impl Task {
         let store_ctx = StoreContext {
             application_id: &config.application_id,
             partition,
+            directory: env.directory,
+            settings: env.settings,
         };
         for name in &topology.subtopologies[subtopology].stores {
             if let Some(global) = global_stores.iter().find(|g| &*g.name == name) {
                 stores.insert(global.clone());
             } else if let Some(def) = topology.stores.get(name) {
-                stores.insert(def.build(&store_ctx));
+                stores.insert(def.build(&store_ctx)?);
             }
         }
         let ctx = TaskContext {
@@ -331,6 +344,7 @@ impl Task {
             wall_clock,
             record_timestamp: -1,
             current: None,
+            last: None,
             schedules: Vec::new(),
             next_schedule_id: 0,
             metrics: TaskMetrics::default(),
@@ -376,7 +390,7 @@ impl Task {
             Err(err) => self.on_error(err),
         };
         self.ctx.flush_changelogs();
-        self.ctx.current = None;
+        self.ctx.last = self.ctx.current.take();
         result?;
         self.punctuate(PunctuationType::StreamTime, self.ctx.stream_time)?;
         Ok(())
@@ -452,6 +466,16 @@ impl Task {
     /// Takes the records produced so far.
     pub(crate) fn take_output(&mut self) -> Vec<ProducerRecord> {
         std::mem::take(&mut self.ctx.output)
+    }
+
+    /// Writes down every store's cache, so that their changelog records join the output:
+    /// what a commit does before the output is flushed.
+    pub(crate) fn flush_stores(&mut self) -> Result<(), StreamsError> {
+        for entry in self.ctx.stores.entries() {
+            entry.flush()?;
+        }
+        self.ctx.flush_changelogs();
+        Ok(())
     }
 
     /// Closes every processor once.

@@ -75,6 +75,17 @@ impl KeyValueBytesStore for LoggedKeyValueStore {
     fn prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
         self.inner.prefix(prefix)
     }
+
+    fn apply_batch(&self, batch: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), StoreError> {
+        for (key, value) in &batch {
+            self.log.push(key.clone(), value.clone());
+        }
+        self.inner.apply_batch(batch)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.inner.flush()
+    }
 }
 
 /// The changelog key of a window store entry: key bytes, then the window start and a
@@ -126,5 +137,9 @@ impl WindowBytesStore for LoggedWindowStore {
 
     fn approximate_num_entries(&self) -> u64 {
         self.inner.approximate_num_entries()
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.inner.flush()
     }
 }

@@ -8,9 +8,14 @@
 //! topic so the store can be restored elsewhere). Typed handles serialize keys and values with
 //! the store's serdes, so range queries follow the byte order of the key encoding.
 
+mod caching;
+mod directory;
 mod in_memory;
 mod logging;
+mod notify;
 mod registry;
+#[cfg(feature = "rocksdb")]
+mod rocksdb;
 
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -20,9 +25,15 @@ use std::sync::Arc;
 
 use crate::serde::{Serde, SerdeError, SerdeRef};
 
+#[cfg(feature = "rocksdb")]
+pub(crate) use self::rocksdb::RocksDbShared;
+pub(crate) use directory::{Checkpoint, LockError, StateDirectory, TaskDirectory};
 pub(crate) use in_memory::{InMemoryKeyValueStore, InMemoryWindowStore};
 pub(crate) use logging::{ChangelogBuffer, LoggedKeyValueStore, LoggedWindowStore};
-pub(crate) use registry::{StoreContext, StoreDef, StoreEntry, StoreKind, StoreRegistry};
+pub(crate) use notify::{ChangeHub, RawChange};
+pub(crate) use registry::{
+    StoreContext, StoreDef, StoreEntry, StoreKind, StoreRegistry, StoreSettings,
+};
 
 /// A failed state store operation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -77,6 +88,22 @@ pub(crate) trait KeyValueBytesStore: Send + Sync {
     /// Entries whose key starts with `prefix`, in key order.
     #[allow(clippy::type_complexity)]
     fn prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    /// Applies puts (`Some`) and deletes (`None`) in order, as one batch where the store can.
+    fn apply_batch(&self, batch: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), StoreError> {
+        for (key, value) in batch {
+            match value {
+                Some(value) => self.put(key, value)?,
+                None => {
+                    self.delete(&key)?;
+                }
+            }
+        }
+        Ok(())
+    }
+    /// Writes down whatever a layer holds back (a cache); called on every commit.
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// One entry of a window store at the byte level.
@@ -97,6 +124,17 @@ pub(crate) trait WindowBytesStore: Send + Sync {
     fn fetch_all(&self, from: i64, to: i64) -> Result<Vec<WindowEntry>, StoreError>;
     fn window_size(&self) -> i64;
     fn approximate_num_entries(&self) -> u64;
+    /// Applies writes in order, as one batch where the store can.
+    fn apply_batch(&self, batch: Vec<(Vec<u8>, i64, Option<Vec<u8>>)>) -> Result<(), StoreError> {
+        for (key, start, value) in batch {
+            self.put(&key, start, value)?;
+        }
+        Ok(())
+    }
+    /// Writes down whatever a layer holds back (a cache); called on every commit.
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Serdes of a store's key and value, kept type-erased in the registry.
@@ -580,11 +618,22 @@ impl<V: 'static> Serde<V> for PlainValueSerde<V> {
 }
 
 /// Where a store keeps its data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// A store's type is chosen with [`StoreBuilder::with_store_type`] or
+/// [`Materialized::with_store_type`](crate::dsl::Materialized::with_store_type); otherwise
+/// [`StreamsConfig::default_store_type`](crate::config::StreamsConfig::default_store_type)
+/// decides. Either kind sits below the same cache and changelog layers and answers queries
+/// the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StoreType {
     /// A sorted map in memory. Every write is also recorded for the store's changelog topic
-    /// (unless logging is off), which is what a restart restores from.
+    /// (unless logging is off), which is what a restart restores from — in full.
+    #[default]
     InMemory,
+    /// RocksDB on disk under the task's directory in the state directory. A restart finds
+    /// the data in place and restores only the changelog written after the last checkpoint.
+    #[cfg(feature = "rocksdb")]
+    RocksDb,
 }
 
 /// The definition of a key-value store, made by [`Stores`] and added to a topology with
@@ -598,7 +647,8 @@ pub enum StoreType {
 /// ```
 pub struct StoreBuilder<K, V> {
     pub(crate) name: String,
-    pub(crate) store_type: StoreType,
+    /// `None`: the configuration's default store type.
+    pub(crate) store_type: Option<StoreType>,
     pub(crate) key_serde: SerdeRef<K>,
     pub(crate) value_serde: SerdeRef<V>,
     pub(crate) logging: Option<BTreeMap<String, String>>,
@@ -635,7 +685,7 @@ impl<K: 'static, V: 'static> StoreBuilder<K, V> {
 
     /// Chooses where the store keeps its data.
     pub fn with_store_type(mut self, store_type: StoreType) -> Self {
-        self.store_type = store_type;
+        self.store_type = Some(store_type);
         self
     }
 
@@ -652,6 +702,7 @@ impl<K: 'static, V: 'static> StoreBuilder<K, V> {
             logging: self.logging,
             timestamped,
             global: false,
+            key_serde: Arc::new(self.key_serde.clone()) as Arc<dyn Any + Send + Sync>,
             serdes: Arc::new(StoreSerdes {
                 key: self.key_serde,
                 value: self.value_serde,
@@ -664,7 +715,7 @@ impl<K: 'static, V: 'static> StoreBuilder<K, V> {
 pub struct Stores<K = (), V = ()>(PhantomData<(K, V)>);
 
 impl Stores {
-    /// An in-memory key-value store with the types' default serdes and a changelog.
+    /// A key-value store with the types' default serdes and a changelog.
     pub fn key_value_store_builder<K, V>(name: impl Into<String>) -> StoreBuilder<K, V>
     where
         K: crate::serde::DefaultSerde,
@@ -673,7 +724,7 @@ impl Stores {
         Self::key_value_store_builder_with(name, K::default_serde(), V::default_serde())
     }
 
-    /// An in-memory key-value store with explicit serdes and a changelog.
+    /// A key-value store with explicit serdes and a changelog.
     pub fn key_value_store_builder_with<K: 'static, V: 'static>(
         name: impl Into<String>,
         key_serde: SerdeRef<K>,
@@ -681,7 +732,7 @@ impl Stores {
     ) -> StoreBuilder<K, V> {
         StoreBuilder {
             name: name.into(),
-            store_type: StoreType::InMemory,
+            store_type: None,
             key_serde,
             value_serde,
             logging: Some(BTreeMap::new()),
@@ -690,7 +741,7 @@ impl Stores {
         }
     }
 
-    /// An in-memory window store of windows of `size` ms kept for `retention` ms.
+    /// A window store of windows of `size` ms kept for `retention` ms.
     /// With `retain_duplicates`, every put adds a value instead of replacing (for joins).
     pub fn window_store_builder_with<K: 'static, V: 'static>(
         name: impl Into<String>,
@@ -702,7 +753,7 @@ impl Stores {
     ) -> StoreBuilder<K, V> {
         StoreBuilder {
             name: name.into(),
-            store_type: StoreType::InMemory,
+            store_type: None,
             key_serde,
             value_serde,
             logging: Some(BTreeMap::new()),
@@ -715,7 +766,7 @@ impl Stores {
         }
     }
 
-    /// An in-memory session store whose sessions are kept `retention` ms after they end.
+    /// A session store whose sessions are kept `retention` ms after they end.
     pub fn session_store_builder_with<K: 'static, V: 'static>(
         name: impl Into<String>,
         retention: std::time::Duration,
@@ -724,7 +775,7 @@ impl Stores {
     ) -> StoreBuilder<K, V> {
         StoreBuilder {
             name: name.into(),
-            store_type: StoreType::InMemory,
+            store_type: None,
             key_serde,
             value_serde,
             logging: Some(BTreeMap::new()),

@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::serde::SerdeRef;
 
+use super::caching::{CachingKeyValueStore, CachingWindowStore};
+use super::notify::{NotifyingKeyValueStore, NotifyingWindowStore};
 use super::{
     ChangelogBuffer, InMemoryKeyValueStore, InMemoryWindowStore, KeyValueBytesStore, KeyValueStore,
     LoggedKeyValueStore, LoggedWindowStore, PlainValueSerde, SessionStore, StoreError, StoreSerdes,
@@ -27,19 +29,52 @@ pub(crate) enum StoreKind {
 pub(crate) struct StoreDef {
     pub name: String,
     pub kind: StoreKind,
-    pub store_type: StoreType,
+    /// `None`: the configuration's default.
+    pub store_type: Option<StoreType>,
     /// Changelog topic configs; `None` when logging is off.
     pub logging: Option<BTreeMap<String, String>>,
     pub timestamped: bool,
     /// Filled by the global task and shared by every task.
     pub global: bool,
+    /// The key serde alone (`SerdeRef<K>`), for finding a key's partition.
+    pub key_serde: Arc<dyn Any + Send + Sync>,
     pub serdes: Arc<dyn Any + Send + Sync>,
+}
+
+/// Settings every store of a process shares: the cache bound, the default store type and
+/// the RocksDB memory shared by all persistent stores.
+#[derive(Clone)]
+pub(crate) struct StoreSettings {
+    /// Subscribers to store changes.
+    pub changes: Arc<super::ChangeHub>,
+    pub cache_bytes: usize,
+    pub default_store_type: StoreType,
+    #[cfg(feature = "rocksdb")]
+    pub rocksdb: super::RocksDbShared,
+}
+
+impl StoreSettings {
+    pub(crate) fn new(config: &crate::config::StreamsConfig) -> Self {
+        StoreSettings {
+            changes: Arc::new(super::ChangeHub::default()),
+            cache_bytes: config.store_cache_max_bytes,
+            default_store_type: config.default_store_type,
+            #[cfg(feature = "rocksdb")]
+            rocksdb: super::RocksDbShared::new(
+                config.rocksdb_block_cache_bytes,
+                config.rocksdb_write_buffer_bytes,
+            ),
+        }
+    }
 }
 
 /// What a store needs to know about the task it is built for.
 pub(crate) struct StoreContext<'a> {
     pub application_id: &'a str,
     pub partition: i32,
+    /// The task's directory, where persistent stores live.
+    pub directory: Option<&'a super::TaskDirectory>,
+    pub settings: &'a StoreSettings,
 }
 
 impl StoreDef {
@@ -70,29 +105,72 @@ impl StoreDef {
         configs
     }
 
-    pub(crate) fn build(&self, ctx: &StoreContext<'_>) -> StoreEntry {
+    /// The store type in effect under these settings.
+    pub(crate) fn store_type(&self, settings: &StoreSettings) -> StoreType {
+        self.store_type.unwrap_or(settings.default_store_type)
+    }
+
+    /// Builds the store's layers for one task: the bytes store (in memory or on disk), the
+    /// change-logging layer over it, and the write cache on top.
+    pub(crate) fn build(&self, ctx: &StoreContext<'_>) -> Result<StoreEntry, StoreError> {
         let changelog = self.changelog_topic().map(|topic| {
             Arc::new(ChangelogBuffer::new(
                 format!("{}-{}", ctx.application_id, topic).into(),
                 ctx.partition,
             ))
         });
-        let restore;
-        let bytes = match (self.kind, self.store_type) {
-            (StoreKind::KeyValue | StoreKind::Session { .. }, StoreType::InMemory) => {
-                let mut store: Arc<dyn KeyValueBytesStore> = Arc::new(InMemoryKeyValueStore::new());
-                restore = Some(StoreBytes::KeyValue(store.clone()));
+        let store_type = self.store_type(ctx.settings);
+        let name: Arc<str> = self.name.as_str().into();
+        let cache_bytes = if self.global {
+            0
+        } else {
+            ctx.settings.cache_bytes
+        };
+        let (restore, bytes) = match self.kind {
+            StoreKind::KeyValue | StoreKind::Session { .. } => {
+                let bottom: Arc<dyn KeyValueBytesStore> = match store_type {
+                    StoreType::InMemory => Arc::new(InMemoryKeyValueStore::new()),
+                    #[cfg(feature = "rocksdb")]
+                    StoreType::RocksDb => Arc::new(super::rocksdb::RocksDbKeyValueStore::open(
+                        name.clone(),
+                        &self.persistent_path(ctx)?,
+                        &ctx.settings.rocksdb,
+                    )?),
+                };
+                let mut store = bottom.clone();
                 if let Some(log) = &changelog {
                     store = Arc::new(LoggedKeyValueStore {
                         inner: store,
                         log: log.clone(),
                     });
                 }
-                StoreBytes::KeyValue(store)
+                if cache_bytes > 0 {
+                    store = Arc::new(CachingKeyValueStore::new(store, cache_bytes));
+                }
+                store = Arc::new(NotifyingKeyValueStore {
+                    inner: store,
+                    name: name.clone(),
+                    hub: ctx.settings.changes.clone(),
+                });
+                match self.kind {
+                    StoreKind::Session { .. } => {
+                        (StoreBytes::Session(bottom), StoreBytes::Session(store))
+                    }
+                    _ => (StoreBytes::KeyValue(bottom), StoreBytes::KeyValue(store)),
+                }
             }
-            (StoreKind::Window(spec), StoreType::InMemory) => {
-                let mut store: Arc<dyn WindowBytesStore> = Arc::new(InMemoryWindowStore::new(spec));
-                restore = Some(StoreBytes::Window(store.clone()));
+            StoreKind::Window(spec) => {
+                let bottom: Arc<dyn WindowBytesStore> = match store_type {
+                    StoreType::InMemory => Arc::new(InMemoryWindowStore::new(spec)),
+                    #[cfg(feature = "rocksdb")]
+                    StoreType::RocksDb => Arc::new(super::rocksdb::RocksDbWindowStore::open(
+                        name.clone(),
+                        &self.persistent_path(ctx)?,
+                        spec,
+                        &ctx.settings.rocksdb,
+                    )?),
+                };
+                let mut store = bottom.clone();
                 if let Some(log) = &changelog {
                     store = Arc::new(LoggedWindowStore {
                         inner: store,
@@ -101,21 +179,37 @@ impl StoreDef {
                         seq: Mutex::new(0),
                     });
                 }
-                StoreBytes::Window(store)
+                // Join buffers keep every record: nothing to collapse.
+                if cache_bytes > 0 && !spec.retain_duplicates {
+                    store = Arc::new(CachingWindowStore::new(store, spec, cache_bytes));
+                }
+                store = Arc::new(NotifyingWindowStore {
+                    inner: store,
+                    name: name.clone(),
+                    hub: ctx.settings.changes.clone(),
+                });
+                (StoreBytes::Window(bottom), StoreBytes::Window(store))
             }
         };
-        let bytes = match (self.kind, bytes) {
-            (StoreKind::Session { .. }, StoreBytes::KeyValue(kv)) => StoreBytes::Session(kv),
-            (_, bytes) => bytes,
-        };
-        StoreEntry {
-            name: self.name.as_str().into(),
-            restore,
+        Ok(StoreEntry {
+            name,
+            restore: Some(restore),
             bytes,
             timestamped: self.timestamped,
+            persistent: store_type != StoreType::InMemory,
             serdes: self.serdes.clone(),
             changelog,
-        }
+        })
+    }
+
+    #[cfg(feature = "rocksdb")]
+    fn persistent_path(&self, ctx: &StoreContext<'_>) -> Result<std::path::PathBuf, StoreError> {
+        ctx.directory
+            .map(|d| d.store_path(&self.name))
+            .ok_or_else(|| StoreError::Storage {
+                store: self.name.clone(),
+                message: "a persistent store needs a task directory".into(),
+            })
     }
 }
 
@@ -144,38 +238,50 @@ pub(crate) struct StoreEntry {
     pub name: Arc<str>,
     /// The store below its changelog layer, where restored records go.
     pub restore: Option<StoreBytes>,
+    /// The top of the store's layers, which handles use.
     pub bytes: StoreBytes,
     pub timestamped: bool,
+    /// Kept on disk: survives a restart, so restoring can resume at a checkpoint.
+    pub persistent: bool,
     pub serdes: Arc<dyn Any + Send + Sync>,
     pub changelog: Option<Arc<ChangelogBuffer>>,
 }
 
 impl StoreEntry {
-    /// Applies one changelog record to the store without logging it again.
-    pub(crate) fn restore_record(
+    /// Applies changelog records (key, value or `None` for a tombstone) to the store below
+    /// its changelog layer, in one batch, without logging them again.
+    pub(crate) fn restore_batch(
         &self,
-        key: &[u8],
-        value: Option<&[u8]>,
+        records: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     ) -> Result<(), StoreError> {
         match &self.restore {
-            Some(StoreBytes::KeyValue(store)) | Some(StoreBytes::Session(store)) => match value {
-                Some(v) => store.put(key.to_vec(), v.to_vec()),
-                None => store.delete(key).map(|_| ()),
-            },
+            Some(StoreBytes::KeyValue(store)) | Some(StoreBytes::Session(store)) => {
+                store.apply_batch(records)
+            }
             Some(StoreBytes::Window(store)) => {
-                if key.len() < 12 {
-                    return Err(StoreError::Storage {
-                        store: self.name.to_string(),
-                        message: "corrupt window changelog key".into(),
-                    });
+                let mut batch = Vec::with_capacity(records.len());
+                for (mut key, value) in records {
+                    if key.len() < 12 {
+                        return Err(StoreError::Storage {
+                            store: self.name.to_string(),
+                            message: "corrupt window changelog key".into(),
+                        });
+                    }
+                    let rest = key.split_off(key.len() - 12);
+                    let start = i64::from_be_bytes(rest[..8].try_into().expect("8 bytes"));
+                    batch.push((key, start, value));
                 }
-                let (record_key, rest) = key.split_at(key.len() - 12);
-                let start = i64::from_be_bytes(rest[..8].try_into().expect("8 bytes"));
-                store
-                    .put(record_key, start, value.map(<[u8]>::to_vec))
-                    .map(|_| ())
+                store.apply_batch(batch)
             }
             None => Ok(()),
+        }
+    }
+
+    /// Writes down the store's cache (through its changelog layer).
+    pub(crate) fn flush(&self) -> Result<(), StoreError> {
+        match &self.bytes {
+            StoreBytes::KeyValue(s) | StoreBytes::Session(s) => s.flush(),
+            StoreBytes::Window(s) => s.flush(),
         }
     }
 }

@@ -31,10 +31,13 @@ use std::time::Duration;
 use crate::config::StreamsConfig;
 use crate::error::StreamsError;
 use crate::processor::Headers;
-use crate::runtime::task::{ConsumerRecord, ProducerRecord, Task};
+use crate::runtime::task::{ConsumerRecord, ProducerRecord, Task, TaskEnv};
 use crate::runtime::TaskMetrics;
 use crate::serde::{DefaultSerde, SerdeError, SerdeRef};
-use crate::state::{KeyValueStore, StoreError, TimestampedKeyValueStore, WindowStore};
+use crate::state::{
+    KeyValueStore, StoreError, StoreSettings, StoreType, TaskDirectory, TimestampedKeyValueStore,
+    WindowStore,
+};
 use crate::topology::Topology;
 
 struct DriverState {
@@ -45,6 +48,18 @@ struct DriverState {
     outputs: HashMap<Arc<str>, VecDeque<ProducerRecord>>,
     next_offset: HashMap<Arc<str>, i64>,
     wall_clock: i64,
+    // Dropped after the tasks (fields drop in order), so stores close before their files go.
+    _directories: Vec<TaskDirectory>,
+    _state_dir: Option<TestStateDir>,
+}
+
+/// A test driver's directory for persistent stores, removed when the driver is dropped.
+struct TestStateDir(std::path::PathBuf);
+
+impl Drop for TestStateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 impl DriverState {
@@ -66,9 +81,13 @@ impl DriverState {
                 .readers
                 .get(&*record.topic)
                 .ok_or_else(|| StreamsError::UnknownTopic(record.topic.to_string()))?;
+            // Like Kafka Streams' test driver, commit after every record: caches are
+            // flushed, so changelogs and stores are up to date when the pipe call returns.
             let result = self.tasks[task].process(record);
+            let flushed = self.tasks[task].flush_stores();
             self.route(task, &mut queue);
             result?;
+            flushed?;
         }
         Ok(())
     }
@@ -102,8 +121,10 @@ impl DriverState {
         let mut queue = VecDeque::new();
         for task in 0..self.tasks.len() {
             let result = self.tasks[task].advance_wall_clock(now);
+            let flushed = self.tasks[task].flush_stores();
             self.route(task, &mut queue);
             result?;
+            flushed?;
         }
         while let Some(record) = queue.pop_front() {
             self.pipe(record)?;
@@ -139,23 +160,52 @@ impl TestDriver {
         wall_clock_ms: i64,
     ) -> Result<TestDriver, StreamsError> {
         let inner = &topology.inner;
+        let settings = StoreSettings::new(&config);
+        // Persistent stores get a fresh directory of their own, removed with the driver.
+        let persistent = inner
+            .stores
+            .values()
+            .any(|def| def.store_type(&settings) != StoreType::InMemory);
+        let state_dir = if persistent {
+            let dir = config.state_dir.join(format!(
+                "{}-test-driver-{}",
+                config.application_id,
+                uuid::Uuid::new_v4().simple()
+            ));
+            Some(TestStateDir(dir))
+        } else {
+            None
+        };
+        let directory = |sub: usize| -> Result<Option<TaskDirectory>, StreamsError> {
+            state_dir
+                .as_ref()
+                .map(|d| TaskDirectory::unlocked(d.0.join(format!("{sub}_0"))))
+                .transpose()
+                .map_err(StreamsError::from)
+        };
         let mut tasks = Vec::new();
+        let mut directories = Vec::new();
         let mut readers = HashMap::new();
         let mut globals = Vec::new();
-        if let Some(global) = inner.global {
-            let task = Task::new(inner, global, 0, &config, wall_clock_ms, &[])?;
-            globals.extend(task.ctx.stores.entries().cloned());
+        let order = inner
+            .global
+            .into_iter()
+            .chain((0..inner.subtopologies.len()).filter(|s| Some(*s) != inner.global));
+        for sub in order {
+            let dir = directory(sub)?;
+            let env = TaskEnv {
+                settings: &settings,
+                directory: dir.as_ref(),
+            };
+            let task = Task::new(inner, sub, 0, &config, wall_clock_ms, &globals, &env)?;
+            if Some(sub) == inner.global {
+                globals.extend(task.ctx.stores.entries().cloned());
+            }
             for topic in task.source_topics() {
                 readers.insert(topic.to_string(), tasks.len());
             }
             tasks.push(task);
-        }
-        for sub in (0..inner.subtopologies.len()).filter(|s| Some(*s) != inner.global) {
-            let task = Task::new(inner, sub, 0, &config, wall_clock_ms, &globals)?;
-            for topic in task.source_topics() {
-                readers.insert(topic.to_string(), tasks.len());
-            }
-            tasks.push(task);
+            directories.extend(dir);
         }
         let mut state = DriverState {
             config,
@@ -164,9 +214,12 @@ impl TestDriver {
             outputs: HashMap::new(),
             next_offset: HashMap::new(),
             wall_clock: wall_clock_ms,
+            _directories: directories,
+            _state_dir: state_dir,
         };
         let mut queue = VecDeque::new();
         for task in 0..state.tasks.len() {
+            state.tasks[task].flush_stores()?;
             state.route(task, &mut queue);
         }
         while let Some(record) = queue.pop_front() {

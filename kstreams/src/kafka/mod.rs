@@ -1,0 +1,523 @@
+//! [`KafkaStreams`]: runs a [`Topology`] on a Kafka cluster.
+//!
+//! On [`start`](KafkaStreams::start) the application checks that the topics it reads exist and
+//! that joined topics are co-partitioned, creates its internal topics (repartition and
+//! changelog, `<application-id>-<name>`) with the partition counts and configs the topology
+//! needs, fills the stores of global tables, and starts its stream threads. Each thread is a
+//! member of the consumer group `<application-id>` (range assignor, so partition `p` of
+//! co-partitioned topics goes to one member) and runs one task per sub-topology and assigned
+//! partition: it restores the task's stores from their changelogs (from the last checkpoint
+//! for persistent stores), then processes records in timestamp order.
+//!
+//! Under [`AtLeastOnce`](crate::config::ProcessingGuarantee::AtLeastOnce) a commit flushes
+//! the stores and the producer, then commits the consumer offsets and writes checkpoints.
+//! Under [`ExactlyOnce`](crate::config::ProcessingGuarantee::ExactlyOnce) each thread has a
+//! transactional producer; outputs, changelog writes and consumer offsets commit in one
+//! transaction, and a failed transaction is aborted and processing resumes from the committed
+//! offsets with state rebuilt from the changelogs.
+//!
+//! The running application answers interactive queries on its stores
+//! ([`store`](KafkaStreams::store), [`window_store`](KafkaStreams::window_store)), says which
+//! instance hosts a key ([`query_metadata_for_key`](KafkaStreams::query_metadata_for_key)),
+//! streams a table's changes ([`subscribe`](KafkaStreams::subscribe)), and reports metrics
+//! in Prometheus form ([`metrics_text`](KafkaStreams::metrics_text)).
+
+mod collector;
+mod global;
+mod metrics;
+mod query;
+mod restore;
+mod thread;
+mod topics;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::config::ClientConfig;
+
+use crate::config::StreamsConfig;
+use crate::error::StreamsError;
+use crate::processor::TaskId;
+use crate::state::{StateDirectory, StoreEntry, StoreSettings};
+use crate::topology::Topology;
+
+pub use metrics::MetricsSnapshot;
+pub use query::{
+    KeyQueryMetadata, ReadOnlyKeyValueStore, ReadOnlyWindowStore, TableChange, TableChanges,
+};
+
+/// The lifecycle of a [`KafkaStreams`] application (Kafka Streams' `KafkaStreams.State`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Built, not started.
+    Created,
+    /// Joining the group or restoring state.
+    Rebalancing,
+    /// Processing.
+    Running,
+    /// Closing: threads commit and stop.
+    PendingShutdown,
+    /// Closed.
+    NotRunning,
+    /// A thread failed; the application stopped processing ([`KafkaStreams::error`] says why).
+    Error,
+}
+
+/// The state of one stream thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum ThreadState {
+    #[default]
+    Created,
+    Rebalancing,
+    Running,
+    PendingShutdown,
+    Dead,
+}
+
+type StateListener = Box<dyn Fn(State, State) + Send + Sync>;
+
+#[derive(Default)]
+struct ThreadInfo {
+    state: ThreadState,
+    tasks: Vec<TaskId>,
+    stores: Vec<(TaskId, StoreEntry)>,
+}
+
+/// State shared by the application handle and its threads.
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    changed: Condvar,
+    threads: Mutex<BTreeMap<usize, ThreadInfo>>,
+    listener: Mutex<Option<StateListener>>,
+    pub(crate) shutdown: AtomicBool,
+    error: Mutex<Option<String>>,
+    /// Stores of global tables, readable from every task.
+    globals: Mutex<Vec<StoreEntry>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    fn new() -> Self {
+        Shared {
+            state: Mutex::new(State::Created),
+            changed: Condvar::new(),
+            threads: Mutex::new(BTreeMap::new()),
+            listener: Mutex::new(None),
+            shutdown: AtomicBool::new(false),
+            error: Mutex::new(None),
+            globals: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn set(&self, new: State) {
+        let old = {
+            let mut state = lock(&self.state);
+            let old = *state;
+            let allowed = match old {
+                State::NotRunning => false,
+                State::Error => matches!(new, State::PendingShutdown | State::NotRunning),
+                State::PendingShutdown => matches!(new, State::NotRunning | State::Error),
+                _ => true,
+            };
+            if old == new || !allowed {
+                return;
+            }
+            *state = new;
+            old
+        };
+        self.changed.notify_all();
+        if let Some(listener) = &*lock(&self.listener) {
+            listener(old, new);
+        }
+    }
+
+    /// Records a thread's state and derives the application's: running when every thread
+    /// runs, rebalancing while any joins or restores.
+    pub(crate) fn set_thread(&self, index: usize, state: ThreadState) {
+        let all = {
+            let mut threads = lock(&self.threads);
+            threads.entry(index).or_default().state = state;
+            threads.values().map(|t| t.state).collect::<Vec<_>>()
+        };
+        if self.shutdown.load(Ordering::SeqCst) {
+            return;
+        }
+        if all.iter().all(|s| *s == ThreadState::Running) {
+            self.set(State::Running);
+        } else if all.contains(&ThreadState::Rebalancing) {
+            self.set(State::Rebalancing);
+        }
+    }
+
+    pub(crate) fn set_tasks(
+        &self,
+        index: usize,
+        tasks: Vec<TaskId>,
+        stores: Vec<(TaskId, StoreEntry)>,
+    ) {
+        let mut threads = lock(&self.threads);
+        let info = threads.entry(index).or_default();
+        info.tasks = tasks;
+        info.stores = stores;
+    }
+
+    /// A thread failed: stop every thread and enter the error state.
+    pub(crate) fn fail(&self, message: String) {
+        lock(&self.error).get_or_insert(message);
+        self.shutdown.store(true, Ordering::SeqCst);
+        self.set(State::Error);
+    }
+
+    /// Every local store of this name: the global one, or one per task.
+    pub(crate) fn stores_named(&self, name: &str) -> Vec<(Option<TaskId>, StoreEntry)> {
+        let globals = lock(&self.globals);
+        if let Some(global) = globals.iter().find(|e| &*e.name == name) {
+            return vec![(None, global.clone())];
+        }
+        lock(&self.threads)
+            .values()
+            .flat_map(|t| t.stores.iter())
+            .filter(|(_, e)| &*e.name == name)
+            .map(|(id, e)| (Some(*id), e.clone()))
+            .collect()
+    }
+}
+
+/// A streams application running on Kafka (Kafka Streams' `KafkaStreams`).
+///
+/// ```no_run
+/// use kstreams::config::StreamsConfig;
+/// use kstreams::dsl::StreamsBuilder;
+/// use kstreams::kafka::KafkaStreams;
+///
+/// let builder = StreamsBuilder::new();
+/// builder.stream::<String, String>("orders").filter(|_, v| !v.is_empty()).to("valid-orders");
+/// let config = StreamsConfig::new("order-filter").with_bootstrap_servers("localhost:9092");
+/// let mut streams = KafkaStreams::new(&builder.build().unwrap(), config);
+/// streams.start().unwrap();
+/// streams.shutdown_on_signals().unwrap();
+/// streams.wait(); // until SIGTERM or SIGINT: then every thread commits and stops
+/// ```
+pub struct KafkaStreams {
+    topology: Topology,
+    config: StreamsConfig,
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+    global: Option<JoinHandle<()>>,
+    metrics: Arc<metrics::StreamsMetrics>,
+    settings: Option<StoreSettings>,
+    query: Option<Arc<query::QueryContext>>,
+}
+
+pub(crate) fn kafka(e: impl std::fmt::Display) -> StreamsError {
+    StreamsError::Kafka(e.to_string())
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl KafkaStreams {
+    /// An application for this topology; nothing connects before [`start`](Self::start).
+    pub fn new(topology: &Topology, config: StreamsConfig) -> KafkaStreams {
+        KafkaStreams {
+            topology: topology.clone(),
+            config,
+            shared: Arc::new(Shared::new()),
+            threads: Vec::new(),
+            global: None,
+            metrics: Arc::new(metrics::StreamsMetrics::new()),
+            settings: None,
+            query: None,
+        }
+    }
+
+    /// Calls `listener(old, new)` on every state change.
+    pub fn set_state_listener(&self, listener: impl Fn(State, State) + Send + Sync + 'static) {
+        *lock(&self.shared.listener) = Some(Box::new(listener));
+    }
+
+    /// The tasks (sub-topology and partition) the threads of this instance run now.
+    pub fn local_tasks(&self) -> Vec<TaskId> {
+        let threads = lock(&self.shared.threads);
+        let mut all: Vec<TaskId> = threads
+            .values()
+            .flat_map(|t| t.tasks.iter().copied())
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        *lock(&self.shared.state)
+    }
+
+    /// Why the application is in the [`Error`](State::Error) state.
+    pub fn error(&self) -> Option<String> {
+        lock(&self.shared.error).clone()
+    }
+
+    /// Waits until the application reaches `state` (or fails); true if it did in time.
+    pub fn wait_for_state(&self, state: State, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut current = lock(&self.shared.state);
+        loop {
+            if *current == state {
+                return true;
+            }
+            if *current == State::Error && state != State::Error {
+                return false;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            current = self
+                .shared
+                .changed
+                .wait_timeout(current, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.config.bootstrap_servers);
+        for (k, v) in &self.config.client_overrides {
+            config.set(k, v);
+        }
+        config
+    }
+
+    /// Checks topics, creates internal topics, restores global stores and starts the stream
+    /// threads. Returns when the threads are started; [`state`](Self::state) becomes
+    /// [`Running`](State::Running) once they have their tasks restored.
+    pub fn start(&mut self) -> Result<(), StreamsError> {
+        if self.state() != State::Created {
+            return Err(StreamsError::Other("start() may be called once".into()));
+        }
+        self.shared.set(State::Rebalancing);
+        match self.start_threads() {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.shared.fail(e.to_string());
+                self.close();
+                Err(e)
+            }
+        }
+    }
+
+    fn start_threads(&mut self) -> Result<(), StreamsError> {
+        let client = self.client_config();
+        let counts = topics::prepare_topics(&self.topology, &self.config, &client)?;
+        let directory = StateDirectory::new(&self.config.state_dir, &self.config.application_id)?;
+        let process_id = directory.process_id()?;
+        let settings = StoreSettings::new(&self.config);
+        self.settings = Some(settings.clone());
+        let global = global::start(
+            &self.topology,
+            &self.config,
+            &client,
+            &counts,
+            &settings,
+            &directory,
+            self.shared.clone(),
+        )?;
+        let global_stores = match global {
+            Some(g) => {
+                self.global = Some(g.handle);
+                g.stores
+            }
+            None => Vec::new(),
+        };
+        *lock(&self.shared.globals) = global_stores.clone();
+        self.query = Some(Arc::new(query::QueryContext::new(
+            &self.topology,
+            &self.config,
+            client.clone(),
+            counts,
+        )));
+        let threads = self.config.num_stream_threads.max(1);
+        for index in 0..threads {
+            self.shared.set_thread(index, ThreadState::Created);
+        }
+        for index in 0..threads {
+            let thread = thread::StreamThread {
+                topology: self.topology.clone(),
+                config: self.config.clone(),
+                client: client.clone(),
+                shared: self.shared.clone(),
+                index,
+                directory: directory.clone(),
+                process_id: process_id.clone(),
+                settings: settings.clone(),
+                global_stores: global_stores.clone(),
+                metrics: self.metrics.clone(),
+            };
+            let shared = self.shared.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!(
+                    "{}-StreamThread-{}",
+                    self.config.application_id,
+                    index + 1
+                ))
+                .spawn(move || {
+                    let result = thread.run();
+                    shared.set_thread(index, ThreadState::Dead);
+                    if let Err(e) = result {
+                        tracing::error!("stream thread {} failed: {e}", index + 1);
+                        shared.fail(format!("stream thread {}: {e}", index + 1));
+                    }
+                })
+                .map_err(|e| StreamsError::Other(e.to_string()))?;
+            self.threads.push(handle);
+        }
+        Ok(())
+    }
+
+    /// Makes SIGTERM and SIGINT shut the application down gracefully: every thread commits
+    /// what it processed and stops. Pair with [`wait`](Self::wait).
+    pub fn shutdown_on_signals(&self) -> Result<(), StreamsError> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+            .map_err(|e| StreamsError::Other(format!("cannot watch signals: {e}")))?;
+        let shared = self.shared.clone();
+        std::thread::Builder::new()
+            .name(format!("{}-signals", self.config.application_id))
+            .spawn(move || {
+                if let Some(signal) = signals.forever().next() {
+                    tracing::info!(signal, "shutdown signal: closing");
+                    shared.shutdown.store(true, Ordering::SeqCst);
+                    shared.set(State::PendingShutdown);
+                }
+            })
+            .map_err(|e| StreamsError::Other(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Blocks until every thread has stopped (after [`shutdown_on_signals`] saw a signal,
+    /// or a thread failed), then finishes closing.
+    ///
+    /// [`shutdown_on_signals`]: Self::shutdown_on_signals
+    pub fn wait(&mut self) {
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        self.close();
+    }
+
+    /// Stops the threads after they commit what they processed, and waits for them.
+    pub fn close(&mut self) {
+        if self.state() == State::NotRunning {
+            return;
+        }
+        self.shared.set(State::PendingShutdown);
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        if let Some(global) = self.global.take() {
+            let _ = global.join();
+        }
+        lock(&self.shared.globals).clear();
+        if self.error().is_some() {
+            // Keep the error state visible; the threads are gone.
+            self.shared.set(State::Error);
+        } else {
+            self.shared.set(State::NotRunning);
+        }
+    }
+
+    /// A point-in-time copy of the metrics, summed over threads.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.metrics.snapshot()
+    }
+
+    /// Every metric in the Prometheus text format (OpenMetrics), names prefixed `kstreams_`.
+    pub fn metrics_text(&self) -> String {
+        let mut registry = prometheus_client::registry::Registry::with_prefix("kstreams");
+        self.metrics.register(&mut registry);
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        out
+    }
+
+    /// Adds this application's metrics to `registry` (they stay live: the registry reads
+    /// the same series the threads update), under the prefix `kstreams`.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.metrics
+            .register(registry.sub_registry_with_prefix("kstreams"));
+    }
+
+    fn query(&self) -> Result<&Arc<query::QueryContext>, crate::state::StoreError> {
+        self.query
+            .as_ref()
+            .ok_or_else(|| crate::state::StoreError::Storage {
+                store: String::new(),
+                message: "the application is not started".into(),
+            })
+    }
+
+    /// A read-only view of a key-value store (a table's or an aggregation's) across the
+    /// tasks of this instance. Values are read as they are now, cache included.
+    pub fn store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<ReadOnlyKeyValueStore<K, V>, crate::state::StoreError> {
+        ReadOnlyKeyValueStore::new(name, self.shared.clone(), self.query()?.clone())
+    }
+
+    /// A read-only view of a window store across the tasks of this instance.
+    pub fn window_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<ReadOnlyWindowStore<K, V>, crate::state::StoreError> {
+        ReadOnlyWindowStore::new(name, self.shared.clone(), self.query()?.clone())
+    }
+
+    /// Which partition, and which instance of the application, holds `key` in a store:
+    /// for routing a query to the instance that can answer it.
+    pub fn query_metadata_for_key<K: 'static>(
+        &self,
+        store: &str,
+        key: &K,
+    ) -> Result<KeyQueryMetadata, StreamsError> {
+        self.query()?.metadata_for_key(store, key)
+    }
+
+    /// The changes of a store, as they are written, as an async stream: the updates of a
+    /// table (key, new value or `None` when deleted). Subscribing sees changes from now on;
+    /// read the current contents with [`store`](Self::store) first.
+    pub fn subscribe<K: 'static, V: 'static>(
+        &self,
+        store: &str,
+    ) -> Result<TableChanges<K, V>, crate::state::StoreError> {
+        let settings = self
+            .settings
+            .as_ref()
+            .ok_or_else(|| crate::state::StoreError::Storage {
+                store: store.to_string(),
+                message: "the application is not started".into(),
+            })?;
+        TableChanges::new(store, &self.topology, &settings.changes)
+    }
+}
+
+impl Drop for KafkaStreams {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() || self.global.is_some() {
+            self.close();
+        }
+    }
+}

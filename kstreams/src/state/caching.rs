@@ -1,0 +1,326 @@
+//! The caching layer: a bounded write cache in front of a store that collapses updates per
+//! key between commits.
+//!
+//! Writes land in the cache; reads see them at once (the cache is merged over the store
+//! below). On [`flush`](super::KeyValueBytesStore::flush) — at every commit, or earlier when
+//! the cache outgrows its byte bound — the dirty entries go down in one batch, so the layers
+//! below (change-logging, then RocksDB or memory) see one write per key per commit instead of
+//! one per record. This is Kafka Streams' record cache, used for store writes only: what
+//! processors forward downstream is unchanged.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::{KeyValueBytesStore, StoreError, WindowBytesStore, WindowEntry, WindowSpec};
+
+/// Per-entry bookkeeping cost counted on top of key and value bytes.
+const ENTRY_OVERHEAD: usize = 48;
+
+fn bound(b: Option<&[u8]>) -> Bound<&[u8]> {
+    b.map_or(Bound::Unbounded, Bound::Included)
+}
+
+/// Merges dirty entries (`None`: deleted) over sorted store entries; the cache wins.
+#[allow(clippy::type_complexity)]
+fn merge<'a>(
+    store: Vec<(Vec<u8>, Vec<u8>)>,
+    dirty: impl Iterator<Item = (&'a Vec<u8>, &'a Option<Vec<u8>>)>,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::with_capacity(store.len());
+    let mut store = store.into_iter().peekable();
+    for (key, value) in dirty {
+        while let Some((k, _)) = store.peek() {
+            if k < key {
+                out.push(store.next().expect("peeked"));
+            } else {
+                break;
+            }
+        }
+        if store.peek().is_some_and(|(k, _)| k == key) {
+            store.next();
+        }
+        if let Some(value) = value {
+            out.push((key.clone(), value.clone()));
+        }
+    }
+    out.extend(store);
+    out
+}
+
+struct KeyValueCache {
+    dirty: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    bytes: usize,
+}
+
+/// A write cache over a key-value store.
+pub(crate) struct CachingKeyValueStore {
+    inner: Arc<dyn KeyValueBytesStore>,
+    max_bytes: usize,
+    cache: Mutex<KeyValueCache>,
+}
+
+impl CachingKeyValueStore {
+    pub(crate) fn new(inner: Arc<dyn KeyValueBytesStore>, max_bytes: usize) -> Self {
+        CachingKeyValueStore {
+            inner,
+            max_bytes,
+            cache: Mutex::new(KeyValueCache {
+                dirty: BTreeMap::new(),
+                bytes: 0,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, KeyValueCache> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<(), StoreError> {
+        let mut cache = self.lock();
+        let size = key.len() + value.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD;
+        if let Some(old) = cache.dirty.insert(key.clone(), value) {
+            let old = key.len() + old.map_or(0, |v| v.len()) + ENTRY_OVERHEAD;
+            cache.bytes -= old;
+        }
+        cache.bytes += size;
+        if cache.bytes > self.max_bytes {
+            self.evict(&mut cache)?;
+        }
+        Ok(())
+    }
+
+    fn evict(&self, cache: &mut KeyValueCache) -> Result<(), StoreError> {
+        let batch: Vec<_> = std::mem::take(&mut cache.dirty).into_iter().collect();
+        cache.bytes = 0;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.inner.apply_batch(batch)
+    }
+}
+
+impl KeyValueBytesStore for CachingKeyValueStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(entry) = self.lock().dirty.get(key) {
+            return Ok(entry.clone());
+        }
+        self.inner.get(key)
+    }
+
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> Result<(), StoreError> {
+        self.write(key, Some(value))
+    }
+
+    fn delete(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let old = self.get(key)?;
+        if old.is_some() {
+            self.write(key.to_vec(), None)?;
+        }
+        Ok(old)
+    }
+
+    fn range(
+        &self,
+        from: Option<&[u8]>,
+        to: Option<&[u8]>,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        if let (Some(f), Some(t)) = (from, to) {
+            if f > t {
+                return Ok(Vec::new());
+            }
+        }
+        // Hold the cache while reading below, so a concurrent flush cannot hide entries.
+        let cache = self.lock();
+        let store = self.inner.range(from, to)?;
+        Ok(merge(
+            store,
+            cache.dirty.range::<[u8], _>((bound(from), bound(to))),
+        ))
+    }
+
+    fn approximate_num_entries(&self) -> u64 {
+        let added = self.lock().dirty.values().filter(|v| v.is_some()).count() as u64;
+        self.inner.approximate_num_entries() + added
+    }
+
+    fn prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let cache = self.lock();
+        let store = self.inner.prefix(prefix)?;
+        let dirty = cache
+            .dirty
+            .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix));
+        Ok(merge(store, dirty))
+    }
+
+    fn apply_batch(&self, batch: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> Result<(), StoreError> {
+        for (key, value) in batch {
+            self.write(key, value)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        {
+            let mut cache = self.lock();
+            self.evict(&mut cache)?;
+        }
+        self.inner.flush()
+    }
+}
+
+struct WindowCache {
+    dirty: BTreeMap<(Vec<u8>, i64), Option<Vec<u8>>>,
+    bytes: usize,
+    observed_stream_time: i64,
+}
+
+impl WindowCache {
+    fn min_live(&self, retention: i64) -> i64 {
+        self.observed_stream_time
+            .saturating_sub(retention)
+            .saturating_add(1)
+    }
+}
+
+/// A write cache over a window store that keeps one value per key and window.
+pub(crate) struct CachingWindowStore {
+    inner: Arc<dyn WindowBytesStore>,
+    spec: WindowSpec,
+    max_bytes: usize,
+    cache: Mutex<WindowCache>,
+}
+
+impl CachingWindowStore {
+    /// A cache over `inner`, which must not retain duplicates.
+    pub(crate) fn new(
+        inner: Arc<dyn WindowBytesStore>,
+        spec: WindowSpec,
+        max_bytes: usize,
+    ) -> Self {
+        debug_assert!(!spec.retain_duplicates);
+        CachingWindowStore {
+            inner,
+            spec,
+            max_bytes,
+            cache: Mutex::new(WindowCache {
+                dirty: BTreeMap::new(),
+                bytes: 0,
+                observed_stream_time: i64::MIN,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, WindowCache> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn evict(&self, cache: &mut WindowCache) -> Result<(), StoreError> {
+        let dirty = std::mem::take(&mut cache.dirty);
+        cache.bytes = 0;
+        if dirty.is_empty() {
+            return Ok(());
+        }
+        // Oldest windows first, as they were written, so expiry below happens as it would
+        // have without the cache.
+        let mut batch: Vec<_> = dirty.into_iter().map(|((k, s), v)| (k, s, v)).collect();
+        batch.sort_by_key(|(_, start, _)| *start);
+        self.inner.apply_batch(batch)
+    }
+
+    /// Merges live dirty windows over store entries, ordered by start, then key.
+    fn merged(
+        &self,
+        cache: &WindowCache,
+        store: Vec<WindowEntry>,
+        dirty: Vec<(&(Vec<u8>, i64), &Option<Vec<u8>>)>,
+    ) -> Vec<WindowEntry> {
+        let min_live = cache.min_live(self.spec.retention);
+        let mut all: BTreeMap<(i64, Vec<u8>), Option<Vec<u8>>> = BTreeMap::new();
+        for e in store {
+            if e.start >= min_live {
+                all.insert((e.start, e.key), Some(e.value));
+            }
+        }
+        for ((key, start), value) in dirty {
+            if *start >= min_live {
+                all.insert((*start, key.clone()), value.clone());
+            }
+        }
+        all.into_iter()
+            .filter_map(|((start, key), value)| {
+                value.map(|value| WindowEntry { key, start, value })
+            })
+            .collect()
+    }
+}
+
+impl WindowBytesStore for CachingWindowStore {
+    fn put(&self, key: &[u8], start: i64, value: Option<Vec<u8>>) -> Result<bool, StoreError> {
+        let mut cache = self.lock();
+        cache.observed_stream_time = cache.observed_stream_time.max(start);
+        if start < cache.min_live(self.spec.retention) {
+            return Ok(false);
+        }
+        let size = key.len() + value.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD;
+        if let Some(old) = cache.dirty.insert((key.to_vec(), start), value) {
+            cache.bytes -= key.len() + old.map_or(0, |v| v.len()) + ENTRY_OVERHEAD;
+        }
+        cache.bytes += size;
+        if cache.bytes > self.max_bytes {
+            self.evict(&mut cache)?;
+        }
+        Ok(true)
+    }
+
+    fn fetch(&self, key: &[u8], from: i64, to: i64) -> Result<Vec<WindowEntry>, StoreError> {
+        if from > to {
+            return Ok(Vec::new());
+        }
+        let cache = self.lock();
+        let store = self.inner.fetch(key, from, to)?;
+        let lo = (key.to_vec(), from);
+        let hi = (key.to_vec(), to);
+        let dirty: Vec<_> = cache.dirty.range(lo..=hi).collect();
+        Ok(self.merged(&cache, store, dirty))
+    }
+
+    fn fetch_all(&self, from: i64, to: i64) -> Result<Vec<WindowEntry>, StoreError> {
+        if from > to {
+            return Ok(Vec::new());
+        }
+        let cache = self.lock();
+        let store = self.inner.fetch_all(from, to)?;
+        let dirty: Vec<_> = cache
+            .dirty
+            .iter()
+            .filter(|((_, start), _)| *start >= from && *start <= to)
+            .collect();
+        Ok(self.merged(&cache, store, dirty))
+    }
+
+    fn window_size(&self) -> i64 {
+        self.spec.size
+    }
+
+    fn approximate_num_entries(&self) -> u64 {
+        let added = self.lock().dirty.values().filter(|v| v.is_some()).count() as u64;
+        self.inner.approximate_num_entries() + added
+    }
+
+    fn apply_batch(&self, batch: Vec<(Vec<u8>, i64, Option<Vec<u8>>)>) -> Result<(), StoreError> {
+        for (key, start, value) in batch {
+            self.put(&key, start, value)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        {
+            let mut cache = self.lock();
+            self.evict(&mut cache)?;
+        }
+        self.inner.flush()
+    }
+}
