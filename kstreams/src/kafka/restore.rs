@@ -179,13 +179,20 @@ impl ChangelogReader {
         }
         self.consumer.unassign().map_err(kafka)?;
         let elapsed = started.elapsed().as_secs_f64().max(1e-6);
+        // A store's partitions were read together: its rate is all of them over the time.
+        let mut per_store: HashMap<String, u64> = HashMap::new();
         for progress in pending.into_values().flat_map(HashMap::into_values) {
             let store = progress.target.store;
             store.restore_batch(progress.batch)?;
-            let rate = progress.restored as f64 / elapsed;
-            metrics.record_restore(&store.name, progress.restored, rate);
+            *per_store.entry(store.name.to_string()).or_default() += progress.restored;
             tracing::info!(store = %store.name, topic = %progress.target.topic,
                 partition = progress.target.partition, restored = progress.restored,
+                "restored store partition");
+        }
+        for (store, restored) in per_store {
+            let rate = restored as f64 / elapsed;
+            metrics.record_restore(&store, restored, rate);
+            tracing::info!(store = %store, restored, seconds = elapsed,
                 records_per_second = rate as u64, "restored store");
         }
         Ok(ends)
