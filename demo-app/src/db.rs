@@ -1,0 +1,206 @@
+//! The shop's database: SQLite by default (a file), PostgreSQL when `--database-url` says so.
+//!
+//! One schema, written in the SQL both understand, applied at start ([`Database::connect`]).
+//! Services own their tables (orders and idempotency keys: order service; products:
+//! inventory service), and every service that publishes events writes them to the `outbox`
+//! table in the same transaction as its own change; [`crate::outbox`] relays them to Kafka.
+//! `processed_events` is the deduplication record of consumers that write to the database.
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+/// The schema, one statement per entry (both dialects).
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS products (
+        product_id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        unit_price TEXT NOT NULL,
+        available BIGINT NOT NULL,
+        reserved BIGINT NOT NULL,
+        threshold BIGINT NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS orders (
+        order_id TEXT PRIMARY KEY,
+        customer_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        total TEXT NOT NULL,
+        currency TEXT NOT NULL,
+        variant TEXT NOT NULL,
+        items TEXT NOT NULL,
+        reason TEXT,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS orders_by_customer ON orders (customer_id, created_at)",
+    "CREATE TABLE IF NOT EXISTS idempotency_keys (
+        customer_id TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        order_id TEXT NOT NULL,
+        PRIMARY KEY (customer_id, idempotency_key)
+    )",
+    "CREATE TABLE IF NOT EXISTS outbox (
+        event_id TEXT PRIMARY KEY,
+        topic TEXT NOT NULL,
+        record_key TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        headers TEXT,
+        created_at BIGINT NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS reservations (
+        order_id TEXT NOT NULL,
+        product_id TEXT NOT NULL,
+        quantity BIGINT NOT NULL,
+        status TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (order_id, product_id)
+    )",
+    "CREATE TABLE IF NOT EXISTS shipments (
+        order_id TEXT PRIMARY KEY,
+        customer_id TEXT NOT NULL,
+        carrier TEXT NOT NULL,
+        cost TEXT NOT NULL,
+        tracking TEXT,
+        deliver_at BIGINT,
+        status TEXT NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS shipments_due ON shipments (status, deliver_at)",
+    "CREATE TABLE IF NOT EXISTS processed_events (
+        consumer TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        PRIMARY KEY (consumer, event_id)
+    )",
+];
+
+/// Why the database could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// Connecting or applying the schema failed.
+    #[error("database {url}: {source}")]
+    Connect {
+        /// The URL (without password).
+        url: String,
+        /// The driver's error.
+        source: sqlx::Error,
+    },
+}
+
+/// A pool on the shop's database.
+#[derive(Clone, Debug)]
+pub struct Database {
+    pool: AnyPool,
+    postgres: bool,
+}
+
+impl Database {
+    /// Connects to `url` (`sqlite://shop.db`, `sqlite::memory:`, `postgres://...`) and applies
+    /// the schema. A SQLite file is created when missing.
+    pub async fn connect(url: &str) -> Result<Self, DbError> {
+        sqlx::any::install_default_drivers();
+        let postgres = url.starts_with("postgres");
+        let url_with_mode = if !postgres && !url.contains("mode=") && !url.contains(":memory:") {
+            format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
+        } else {
+            url.to_owned()
+        };
+        let connect_error = |source| DbError::Connect {
+            url: redact(url),
+            source,
+        };
+        let pool = AnyPoolOptions::new()
+            // SQLite has one writer at a time, and a transaction that reads before it writes
+            // cannot wait for the lock (SQLITE_BUSY on upgrade): one connection serializes
+            // the services' short transactions instead.
+            .max_connections(if postgres { 10 } else { 1 })
+            .connect(&url_with_mode)
+            .await
+            .map_err(connect_error)?;
+        if !postgres {
+            for pragma in ["PRAGMA journal_mode=WAL", "PRAGMA busy_timeout=5000"] {
+                sqlx::query(pragma)
+                    .execute(&pool)
+                    .await
+                    .map_err(connect_error)?;
+            }
+        }
+        for statement in SCHEMA {
+            sqlx::query(statement)
+                .execute(&pool)
+                .await
+                .map_err(connect_error)?;
+        }
+        Ok(Database { pool, postgres })
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Whether this is PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        self.postgres
+    }
+
+    /// Records that `consumer` processed `event_id`; false if it already had.
+    pub async fn mark_processed(&self, consumer: &str, event_id: &str) -> sqlx::Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(consumer)
+        .bind(event_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+/// Records in `tx` that `consumer` processed `event_id`; false if it already had (then the
+/// caller skips the event, and its transaction changes nothing).
+pub async fn first_time(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    consumer: &str,
+    event_id: &str,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(consumer)
+    .bind(event_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// `row[column]` as a String.
+pub(crate) fn text(row: &AnyRow, column: &str) -> String {
+    row.try_get::<String, _>(column).unwrap_or_default()
+}
+
+/// A URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_not_shown() {
+        assert_eq!(
+            redact("postgres://shop:secret@db:5432/shop"),
+            "postgres://shop:***@db:5432/shop"
+        );
+        assert_eq!(redact("sqlite://shop.db"), "sqlite://shop.db");
+    }
+}

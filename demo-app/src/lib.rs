@@ -1,0 +1,15 @@
+//! shop: an e-commerce system built on kstreams.
+//!
+//! Services talk only through Kafka topics ([`events::topics`]); each owns its tables in the
+//! shared database ([`db`]) and publishes through a transactional outbox ([`outbox`]). The
+//! HTTP APIs share [`http`]'s JSON errors and [`auth`]'s JWT roles. [`app`] wires everything
+//! up on an embedded broker and database, or on real infrastructure.
+
+pub mod app;
+pub mod auth;
+pub mod consumer;
+pub mod db;
+pub mod events;
+pub mod http;
+pub mod outbox;
+pub mod services;

@@ -1,0 +1,7 @@
+//! The shop's services, one module each.
+
+pub mod catalog;
+pub mod inventory;
+pub mod order;
+pub mod payment;
+pub mod shipping;

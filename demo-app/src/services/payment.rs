@@ -1,0 +1,395 @@
+//! The payment service: takes `PaymentRequested` from `payment-events` (group
+//! `payment-service`) and charges a simulated gateway.
+//!
+//! * The gateway ([`Gateway`]) has a configurable latency and failure rate (failures are
+//!   "gateway unavailable", which may pass on a retry) and declines test cards: customers
+//!   whose id starts with `declined-`.
+//! * Each request is tried up to [`MAX_ATTEMPTS`] times with exponential backoff; a
+//!   [`CircuitBreaker`] opens after repeated consecutive failures and makes the service wait
+//!   out the cool-down instead of hammering a gateway that is down.
+//! * Authorized: `PaymentAuthorized`. Declined: `PaymentFailed` (the order is cancelled) and
+//!   the request to `payment-events-dlq`. Still unavailable after every attempt: the request to
+//!   `payment-events-dlq` only, the order waits; `shop dlq-replay` moves such requests back
+//!   to `payment-events` once the gateway is healthy. Dead-lettered requests keep their key
+//!   and value and get `dlq.*` headers with the reason.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message};
+
+use crate::consumer::{HandleError, Incoming};
+use crate::db::{first_time, Database};
+use crate::events::{topics, Envelope, PaymentEvent};
+use crate::outbox::{self, OutboxRelay};
+
+/// The consumer group (and dedup name) of the service.
+pub const GROUP: &str = "payment-service";
+
+/// Attempts per payment request.
+pub const MAX_ATTEMPTS: u32 = 3;
+
+/// Settings of the simulated gateway.
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// Fraction of calls that fail with "gateway unavailable", 0.0..=1.0.
+    pub failure_rate: f64,
+    /// Latency of one call.
+    pub latency: Duration,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            failure_rate: 0.02,
+            latency: Duration::from_millis(5),
+        }
+    }
+}
+
+/// What the gateway answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Charge {
+    /// Money taken.
+    Authorized,
+    /// The card was refused; retrying will not help.
+    Declined(String),
+    /// The gateway could not be reached; a retry may work.
+    Unavailable(String),
+}
+
+/// A simulated payment gateway.
+#[derive(Debug)]
+pub struct Gateway {
+    config: Mutex<GatewayConfig>,
+    rng: Mutex<u64>,
+}
+
+impl Gateway {
+    /// A gateway with `config`.
+    pub fn new(config: GatewayConfig) -> Self {
+        Gateway {
+            config: Mutex::new(config),
+            rng: Mutex::new(0x2545_f491_4f6c_dd1d),
+        }
+    }
+
+    /// Changes the failure rate and latency at run time (chaos scenarios).
+    pub fn reconfigure(&self, config: GatewayConfig) {
+        *self.config.lock().expect("gateway config") = config;
+    }
+
+    fn roll(&self) -> f64 {
+        let mut state = self.rng.lock().expect("gateway rng");
+        // xorshift64*
+        *state ^= *state >> 12;
+        *state ^= *state << 25;
+        *state ^= *state >> 27;
+        (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Charges `customer_id`.
+    pub async fn charge(&self, customer_id: &str) -> Charge {
+        let config = self.config.lock().expect("gateway config").clone();
+        tokio::time::sleep(config.latency).await;
+        if self.roll() < config.failure_rate {
+            return Charge::Unavailable("gateway unavailable (simulated)".into());
+        }
+        if customer_id.starts_with("declined-") {
+            return Charge::Declined("card declined (test card)".into());
+        }
+        Charge::Authorized
+    }
+}
+
+/// Opens after `threshold` consecutive failures; while open, callers wait out `cool_down`
+/// before one trial call (half-open) decides whether it closes again.
+#[derive(Debug)]
+pub struct CircuitBreaker {
+    threshold: u32,
+    cool_down: Duration,
+    state: Mutex<(u32, Option<Instant>)>,
+}
+
+impl CircuitBreaker {
+    /// A breaker opening after `threshold` failures for `cool_down`.
+    pub fn new(threshold: u32, cool_down: Duration) -> Self {
+        CircuitBreaker {
+            threshold,
+            cool_down,
+            state: Mutex::new((0, None)),
+        }
+    }
+
+    /// How long to wait before calling (zero when closed or the cool-down is over).
+    pub fn wait_time(&self) -> Duration {
+        let state = self.state.lock().expect("breaker");
+        match state.1 {
+            Some(opened) => self.cool_down.saturating_sub(opened.elapsed()),
+            None => Duration::ZERO,
+        }
+    }
+
+    /// Whether the breaker is open now.
+    pub fn is_open(&self) -> bool {
+        !self.wait_time().is_zero()
+    }
+
+    /// Records a call's outcome.
+    pub fn record(&self, success: bool) {
+        let mut state = self.state.lock().expect("breaker");
+        if success {
+            *state = (0, None);
+        } else {
+            state.0 += 1;
+            if state.0 >= self.threshold {
+                if state.1.is_none() {
+                    tracing::warn!("payment gateway circuit opened after {} failures", state.0);
+                }
+                state.1 = Some(Instant::now());
+            }
+        }
+    }
+}
+
+/// The payment service's state.
+#[derive(Clone)]
+pub struct PaymentService {
+    db: Database,
+    relay: OutboxRelay,
+    gateway: Arc<Gateway>,
+    breaker: Arc<CircuitBreaker>,
+}
+
+impl PaymentService {
+    /// The service over `db` charging `gateway`.
+    pub fn new(db: Database, relay: OutboxRelay, gateway: Arc<Gateway>) -> Self {
+        PaymentService {
+            db,
+            relay,
+            gateway,
+            breaker: Arc::new(CircuitBreaker::new(5, Duration::from_secs(2))),
+        }
+    }
+
+    /// The gateway (to reconfigure it).
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway
+    }
+
+    /// Handles one `payment-events` record.
+    pub async fn handle(&self, record: Incoming) -> Result<(), HandleError> {
+        let envelope = Envelope::<PaymentEvent>::from_bytes(&record.payload)?;
+        let PaymentEvent::PaymentRequested {
+            order_id,
+            customer_id,
+            amount,
+            ..
+        } = &envelope.event
+        else {
+            return Ok(());
+        };
+        let event_id = envelope.event_id.to_string();
+        // Already decided (a redelivery): nothing to do.
+        let seen = {
+            let mut tx = self.db.pool().begin().await?;
+            let first = first_time(&mut tx, GROUP, &event_id).await?;
+            // Not committed: the decision below records it with its outcome.
+            tx.rollback().await?;
+            !first
+        };
+        if seen {
+            return Ok(());
+        }
+        let mut attempts = 0;
+        let mut backoff = Duration::from_millis(50);
+        let outcome = loop {
+            let wait = self.breaker.wait_time();
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+            attempts += 1;
+            let charge = self.gateway.charge(customer_id).await;
+            self.breaker
+                .record(!matches!(charge, Charge::Unavailable(_)));
+            match charge {
+                Charge::Unavailable(_) if attempts < MAX_ATTEMPTS => {
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+                other => break other,
+            }
+        };
+        let mut tx = self.db.pool().begin().await?;
+        match &outcome {
+            Charge::Authorized => {
+                first_time(&mut tx, GROUP, &event_id).await?;
+                let event = Envelope::new(PaymentEvent::PaymentAuthorized {
+                    order_id: order_id.clone(),
+                    customer_id: customer_id.clone(),
+                    amount: *amount,
+                    attempts,
+                });
+                outbox::enqueue(&mut tx, topics::PAYMENTS, order_id, &event).await?;
+            }
+            Charge::Declined(reason) => {
+                first_time(&mut tx, GROUP, &event_id).await?;
+                let event = Envelope::new(PaymentEvent::PaymentFailed {
+                    order_id: order_id.clone(),
+                    customer_id: customer_id.clone(),
+                    reason: reason.clone(),
+                    attempts,
+                });
+                outbox::enqueue(&mut tx, topics::PAYMENTS, order_id, &event).await?;
+                dead_letter(&mut tx, order_id, &envelope, "declined", reason, attempts).await?;
+            }
+            Charge::Unavailable(reason) => {
+                // Not marked processed: a replay of this request must be charged again.
+                dead_letter(
+                    &mut tx,
+                    order_id,
+                    &envelope,
+                    "unavailable",
+                    reason,
+                    attempts,
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        self.relay.notify();
+        Ok(())
+    }
+}
+
+async fn dead_letter(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    order_id: &str,
+    request: &Envelope<PaymentEvent>,
+    kind: &str,
+    reason: &str,
+    attempts: u32,
+) -> sqlx::Result<()> {
+    let headers = vec![
+        ("dlq.source.topic".to_owned(), topics::PAYMENTS.to_owned()),
+        ("dlq.error.kind".to_owned(), kind.to_owned()),
+        ("dlq.error.message".to_owned(), reason.to_owned()),
+        ("dlq.attempts".to_owned(), attempts.to_string()),
+    ];
+    outbox::enqueue_with_headers(tx, topics::PAYMENTS_DLQ, order_id, request, &headers).await
+}
+
+/// Moves every request in `payment-events-dlq` that was dead-lettered because the gateway was
+/// unavailable back to `payment-events` (declined ones stay: a retry cannot help). Reads
+/// until the end of the topic as of the call; committed offsets (group
+/// `payment-dlq-replay`) make a second run move only what arrived since. Returns how many
+/// records were moved.
+pub async fn replay_dead_letters(client: &ClientConfig) -> Result<usize, String> {
+    let consumer: StreamConsumer = client
+        .clone()
+        .set("group.id", "payment-dlq-replay")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .map_err(|e| e.to_string())?;
+    let producer: FutureProducer = client
+        .clone()
+        .set("enable.idempotence", "true")
+        .create()
+        .map_err(|e| e.to_string())?;
+    let (low, high) = consumer
+        .fetch_watermarks(topics::PAYMENTS_DLQ, 0, Duration::from_secs(10))
+        .map_err(|e| e.to_string())?;
+    if high <= low {
+        return Ok(0);
+    }
+    consumer
+        .subscribe(&[topics::PAYMENTS_DLQ])
+        .map_err(|e| e.to_string())?;
+    let mut moved = 0;
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(20), consumer.recv())
+            .await
+            .map_err(|_| "timed out reading the dead-letter topic".to_owned())?
+            .map_err(|e| e.to_string())?;
+        let kind = message.headers().and_then(|headers| {
+            headers
+                .iter()
+                .find(|h| h.key == "dlq.error.kind")
+                .and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).into_owned()))
+        });
+        if kind.as_deref() == Some("unavailable") {
+            let mut record = FutureRecord::<[u8], [u8]>::to(topics::PAYMENTS).headers(
+                OwnedHeaders::new().insert(Header {
+                    key: "dlq.replayed",
+                    value: Some("true"),
+                }),
+            );
+            if let Some(key) = message.key() {
+                record = record.key(key);
+            }
+            if let Some(payload) = message.payload() {
+                record = record.payload(payload);
+            }
+            producer
+                .send(record, Duration::from_secs(30))
+                .await
+                .map_err(|(e, _)| e.to_string())?;
+            moved += 1;
+        }
+        consumer
+            .commit_message(&message, CommitMode::Sync)
+            .map_err(|e| e.to_string())?;
+        if message.offset() + 1 >= high {
+            return Ok(moved);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_breaker_opens_after_the_threshold_and_closes_on_success() {
+        let breaker = CircuitBreaker::new(3, Duration::from_millis(200));
+        breaker.record(false);
+        breaker.record(false);
+        assert!(!breaker.is_open());
+        breaker.record(false);
+        assert!(breaker.is_open());
+        assert!(breaker.wait_time() <= Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(220));
+        assert!(!breaker.is_open(), "half-open after the cool-down");
+        breaker.record(true);
+        breaker.record(false);
+        assert!(!breaker.is_open(), "a success resets the count");
+    }
+
+    #[tokio::test]
+    async fn the_gateway_declines_test_cards_and_fails_at_its_rate() {
+        let gateway = Gateway::new(GatewayConfig {
+            failure_rate: 0.0,
+            latency: Duration::ZERO,
+        });
+        assert_eq!(gateway.charge("c-1").await, Charge::Authorized);
+        assert!(matches!(
+            gateway.charge("declined-1").await,
+            Charge::Declined(_)
+        ));
+        gateway.reconfigure(GatewayConfig {
+            failure_rate: 0.5,
+            latency: Duration::ZERO,
+        });
+        let mut unavailable = 0;
+        for _ in 0..1000 {
+            if matches!(gateway.charge("c-1").await, Charge::Unavailable(_)) {
+                unavailable += 1;
+            }
+        }
+        assert!((350..650).contains(&unavailable), "{unavailable}");
+    }
+}
