@@ -21,6 +21,7 @@ use crate::consumer::{self, DEAD_LETTERS};
 use crate::db::{Database, DbError};
 use crate::events::topics;
 use crate::outbox::OutboxRelay;
+use crate::services::audit::{self, AuditService};
 use crate::services::catalog;
 use crate::services::inventory::{self, InventoryService};
 use crate::services::order::{self, OrderService};
@@ -213,6 +214,23 @@ impl Shop {
                     producer,
                     |record| shipping.handle(record),
                 )
+                .await
+            }
+        }));
+
+        let audit = AuditService::new(db.clone());
+        tasks.push(tokio::spawn({
+            let client = client.clone();
+            let producer = producer.clone();
+            let all: Vec<&'static str> = topics::ALL
+                .iter()
+                .map(|(name, _)| *name)
+                .chain([DEAD_LETTERS])
+                .collect();
+            async move {
+                consumer::run(client, audit::GROUP, &all, producer, |record| {
+                    audit.handle(record)
+                })
                 .await
             }
         }));

@@ -41,6 +41,10 @@ impl From<sqlx::Error> for HandleError {
 pub struct Incoming {
     /// Topic it came from.
     pub topic: String,
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
     /// Key bytes.
     pub key: Option<Vec<u8>>,
     /// Value bytes.
@@ -89,6 +93,8 @@ pub async fn run<H, F>(
         loop {
             let incoming = Incoming {
                 topic: message.topic().to_owned(),
+                partition: message.partition(),
+                offset: message.offset(),
                 key: message.key().map(<[u8]>::to_vec),
                 payload: message.payload().unwrap_or_default().to_vec(),
             };

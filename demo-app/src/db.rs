@@ -65,6 +65,19 @@ const SCHEMA: &[&str] = &[
         status TEXT NOT NULL
     )",
     "CREATE INDEX IF NOT EXISTS shipments_due ON shipments (status, deliver_at)",
+    "CREATE TABLE IF NOT EXISTS audit_log (
+        seq BIGINT PRIMARY KEY,
+        topic TEXT NOT NULL,
+        kafka_partition INTEGER NOT NULL,
+        kafka_offset BIGINT NOT NULL,
+        record_key TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        recorded_at BIGINT NOT NULL
+    )",
+    "CREATE UNIQUE INDEX IF NOT EXISTS audit_log_source
+        ON audit_log (topic, kafka_partition, kafka_offset)",
     "CREATE TABLE IF NOT EXISTS processed_events (
         consumer TEXT NOT NULL,
         event_id TEXT NOT NULL,

@@ -58,6 +58,9 @@ enum Command {
     /// `payment-events-dlq` back to `payment-events` (needs `--bootstrap-servers`, or a
     /// running embedded shop on 127.0.0.1:9092).
     DlqReplay,
+    /// Recomputes the audit log's hash chain and reports the first entry that does not
+    /// match (exit code 1), or how many entries are intact.
+    AuditVerify,
 }
 
 fn key_value(s: &str) -> Result<(String, String), String> {
@@ -104,6 +107,33 @@ async fn main() -> std::process::ExitCode {
             }
             Err(e) => {
                 eprintln!("replay failed: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(Command::AuditVerify) = &cli.command {
+        let url = cli
+            .database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", cli.data_dir.join("shop.db").display()));
+        let db = match demo_app::db::Database::connect(&url).await {
+            Ok(db) => db,
+            Err(e) => {
+                eprintln!("{e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        return match demo_app::services::audit::verify(&db).await {
+            Ok(demo_app::services::audit::Verification::Intact(n)) => {
+                println!("audit log intact: {n} entries");
+                std::process::ExitCode::SUCCESS
+            }
+            Ok(demo_app::services::audit::Verification::Broken { seq, reason }) => {
+                println!("audit log BROKEN at entry {seq}: {reason}");
+                std::process::ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("cannot read the audit log: {e}");
                 std::process::ExitCode::FAILURE
             }
         };

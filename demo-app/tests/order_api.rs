@@ -409,6 +409,38 @@ async fn poison_records_are_dead_lettered(shop: &Shop) {
     );
 }
 
+/// Every event lands in the audit log; the chain verifies, and a changed entry is found.
+async fn the_audit_log_is_tamper_evident(shop: &Shop) {
+    use demo_app::services::audit::{verify, Verification};
+    use sqlx::Row;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let entries = loop {
+        let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM audit_log")
+            .fetch_one(shop.db.pool())
+            .await
+            .unwrap()
+            .get("n");
+        // At least the first order's five events.
+        if n >= 5 {
+            break n;
+        }
+        assert!(Instant::now() < deadline, "the audit log has {n} entries");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    match verify(&shop.db).await.unwrap() {
+        Verification::Intact(n) => assert!(n as i64 >= entries),
+        broken => panic!("{broken:?}"),
+    }
+    sqlx::query("UPDATE audit_log SET payload = '{\"tampered\":true}' WHERE seq = 3")
+        .execute(shop.db.pool())
+        .await
+        .unwrap();
+    assert!(matches!(
+        verify(&shop.db).await.unwrap(),
+        Verification::Broken { seq: 3, .. }
+    ));
+}
+
 fn test_config(dir: &std::path::Path) -> ShopConfig {
     let mut config = ShopConfig::ephemeral(dir);
     config.gateway = GatewayConfig {
@@ -426,19 +458,36 @@ async fn orders_on_sqlite_reach_the_topic_once() {
     poison_records_are_dead_lettered(&shop).await;
     exercise(&shop).await;
     declined_payments_are_dead_lettered(&shop).await;
+    the_audit_log_is_tamper_evident(&shop).await;
     shop.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_on_postgresql_reach_the_topic_once() {
+    // A database of its own, so runs never see each other's rows.
+    let server = std::env::var("SHOP_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let name = format!("shop_test_{}", uuid::Uuid::new_v4().simple());
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect(&format!("{server}/test"))
+        .await
+        .unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
-    config.database_url = Some(
-        std::env::var("SHOP_TEST_POSTGRES")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
-    );
+    config.database_url = Some(format!("{server}/{name}"));
     let shop = Shop::start(config).await.unwrap();
     assert!(shop.db.is_postgres());
     exercise(&shop).await;
+    declined_payments_are_dead_lettered(&shop).await;
+    the_audit_log_is_tamper_evident(&shop).await;
+    shop.db.pool().close().await;
     shop.stop().await;
+    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .execute(&admin)
+        .await
+        .unwrap();
 }

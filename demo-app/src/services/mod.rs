@@ -1,5 +1,6 @@
 //! The shop's services, one module each.
 
+pub mod audit;
 pub mod catalog;
 pub mod inventory;
 pub mod order;
