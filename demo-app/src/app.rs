@@ -19,14 +19,16 @@ use tokio::task::JoinHandle;
 use crate::auth::JwtKeys;
 use crate::consumer::{self, DEAD_LETTERS};
 use crate::db::{Database, DbError};
-use crate::events::topics;
+use crate::events::{topics, Channel};
 use crate::outbox::OutboxRelay;
 use crate::services::audit::{self, AuditService};
 use crate::services::catalog;
 use crate::services::inventory::{self, InventoryService};
+use crate::services::notification::NotificationService;
 use crate::services::order::{self, OrderService};
 use crate::services::payment::{self, Gateway, GatewayConfig, PaymentService};
 use crate::services::shipping::{self, ShippingService};
+use crate::services::user::UserService;
 
 /// What to run and where.
 #[derive(Clone, Debug)]
@@ -163,7 +165,12 @@ impl Shop {
         let mut tasks = vec![tokio::spawn(relay.clone().run())];
 
         let orders = OrderService::new(db.clone(), keys.clone(), relay.clone());
-        let (order_api, task) = serve(config.order_api_addr, orders.clone().router()).await?;
+        let users = UserService::new(db.clone(), keys.clone(), relay.clone());
+        let (order_api, task) = serve(
+            config.order_api_addr,
+            orders.clone().router().merge(users.router()),
+        )
+        .await?;
         tasks.push(task);
         tasks.push(tokio::spawn({
             let client = client.clone();
@@ -217,6 +224,22 @@ impl Shop {
                 .await
             }
         }));
+
+        for channel in [Channel::Email, Channel::Sms] {
+            let notifications = NotificationService::new(db.clone(), channel);
+            let client = client.clone();
+            let producer = producer.clone();
+            tasks.push(tokio::spawn(async move {
+                consumer::run(
+                    client,
+                    notifications.group(),
+                    &[topics::USERS, topics::ORDERS, topics::NOTIFICATIONS],
+                    producer,
+                    |record| notifications.handle(record),
+                )
+                .await
+            }));
+        }
 
         let audit = AuditService::new(db.clone());
         tasks.push(tokio::spawn({

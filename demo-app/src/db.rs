@@ -78,6 +78,25 @@ const SCHEMA: &[&str] = &[
     )",
     "CREATE UNIQUE INDEX IF NOT EXISTS audit_log_source
         ON audit_log (topic, kafka_partition, kafka_offset)",
+    "CREATE TABLE IF NOT EXISTS notification_preferences (
+        channel TEXT NOT NULL,
+        customer_id TEXT NOT NULL,
+        enabled BIGINT NOT NULL,
+        contact TEXT NOT NULL,
+        PRIMARY KEY (channel, customer_id)
+    )",
+    "CREATE TABLE IF NOT EXISTS sent_notifications (
+        channel TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        customer_id TEXT NOT NULL,
+        contact TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        body TEXT NOT NULL,
+        sent_at BIGINT NOT NULL,
+        PRIMARY KEY (channel, event_id)
+    )",
+    "CREATE INDEX IF NOT EXISTS sent_notifications_by_customer
+        ON sent_notifications (customer_id, sent_at)",
     "CREATE TABLE IF NOT EXISTS processed_events (
         consumer TEXT NOT NULL,
         event_id TEXT NOT NULL,

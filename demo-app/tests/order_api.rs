@@ -441,6 +441,107 @@ async fn the_audit_log_is_tamper_evident(shop: &Shop) {
     ));
 }
 
+/// Email and SMS are separate consumer groups; each sends what the customer asked for.
+async fn notifications_fan_out_by_preference(shop: &Shop) {
+    use sqlx::Row;
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", shop.order_api);
+    for (sms, expected_channels) in [(true, vec!["email", "sms"]), (false, vec!["email"])] {
+        let customer = format!("c-{}", uuid::Uuid::new_v4().simple());
+        let token = shop
+            .keys
+            .issue(&customer, Role::Customer, Duration::from_secs(600));
+        let bad = http
+            .post(format!("{base}/users"))
+            .bearer_auth(&token)
+            .json(
+                &json!({"name": "Ann", "email": "nope", "phone": "+31612345678", "country": "NL"}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let registered = http
+            .post(format!("{base}/users"))
+            .bearer_auth(&token)
+            .json(&json!({
+                "name": "Ann", "email": "ann@example.com", "phone": "+31612345678",
+                "country": "NL", "preferences": {"email": true, "sms": sms}
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(registered.status(), StatusCode::ACCEPTED);
+        // Both channels have read the registration before the order's events arrive.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let n: i64 = sqlx::query(
+                "SELECT COUNT(*) AS n FROM notification_preferences WHERE customer_id = $1",
+            )
+            .bind(&customer)
+            .fetch_one(shop.db.pool())
+            .await
+            .unwrap()
+            .get("n");
+            if n == 2 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "preferences not seen");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let order: Value = http
+            .post(format!("{base}/orders"))
+            .bearer_auth(&token)
+            .json(&json!({"items": [{"product_id": "SKU-HEADSET", "quantity": 1}]}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        await_status(
+            &http,
+            &base,
+            &token,
+            order["order_id"].as_str().unwrap(),
+            "DELIVERED",
+        )
+        .await;
+        // RESERVED, PAID, SHIPPED, DELIVERED on each wanted channel.
+        let expected = 4 * expected_channels.len();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let sent = loop {
+            let sent: Vec<Value> = http
+                .get(format!("{base}/notifications?user={customer}"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if sent.len() >= expected || Instant::now() > deadline {
+                break sent;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(sent.len(), expected, "{sent:?}");
+        for channel in &expected_channels {
+            let on_channel: Vec<_> = sent.iter().filter(|m| m["channel"] == *channel).collect();
+            assert_eq!(on_channel.len(), 4, "{sent:?}");
+            let contact = if *channel == "sms" {
+                "+31612345678"
+            } else {
+                "ann@example.com"
+            };
+            assert!(
+                on_channel.iter().all(|m| m["contact"] == contact),
+                "{sent:?}"
+            );
+        }
+    }
+}
+
 fn test_config(dir: &std::path::Path) -> ShopConfig {
     let mut config = ShopConfig::ephemeral(dir);
     config.gateway = GatewayConfig {
@@ -458,6 +559,7 @@ async fn orders_on_sqlite_reach_the_topic_once() {
     poison_records_are_dead_lettered(&shop).await;
     exercise(&shop).await;
     declined_payments_are_dead_lettered(&shop).await;
+    notifications_fan_out_by_preference(&shop).await;
     the_audit_log_is_tamper_evident(&shop).await;
     shop.stop().await;
 }

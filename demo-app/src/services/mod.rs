@@ -3,6 +3,8 @@
 pub mod audit;
 pub mod catalog;
 pub mod inventory;
+pub mod notification;
 pub mod order;
 pub mod payment;
 pub mod shipping;
+pub mod user;
