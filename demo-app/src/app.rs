@@ -29,6 +29,7 @@ use crate::services::order::{self, OrderService};
 use crate::services::payment::{self, Gateway, GatewayConfig, PaymentService};
 use crate::services::shipping::{self, ShippingService};
 use crate::services::user::UserService;
+use crate::simulator::{self, SimulatorConfig};
 
 /// What to run and where.
 #[derive(Clone, Debug)]
@@ -53,6 +54,8 @@ pub struct ShopConfig {
     pub gateway: GatewayConfig,
     /// How long the simulated carrier takes to deliver.
     pub delivery_delay: Duration,
+    /// Simulated customers placing orders.
+    pub simulator: SimulatorConfig,
 }
 
 impl ShopConfig {
@@ -69,6 +72,7 @@ impl ShopConfig {
             kafka_overrides: Vec::new(),
             gateway: GatewayConfig::default(),
             delivery_delay: Duration::from_secs(5),
+            simulator: SimulatorConfig::default(),
         }
     }
 
@@ -78,6 +82,7 @@ impl ShopConfig {
         config.embedded_broker_addr = ([127, 0, 0, 1], 0).into();
         config.order_api_addr = ([127, 0, 0, 1], 0).into();
         config.inventory_api_addr = ([127, 0, 0, 1], 0).into();
+        config.simulator.orders_per_second = 0.0;
         config
     }
 }
@@ -276,6 +281,12 @@ impl Shop {
             }
         }));
 
+        tasks.push(tokio::spawn(simulator::run(
+            config.simulator.clone(),
+            order_api,
+            keys.clone(),
+        )));
+
         Ok(Shop {
             bootstrap_servers,
             db,
@@ -291,8 +302,13 @@ impl Shop {
 
     /// Stops every service and the embedded broker.
     pub async fn stop(mut self) {
-        for task in self.tasks.drain(..) {
+        for task in &self.tasks {
             task.abort();
+        }
+        // Wait until every task's future is dropped: a consumer closes (leaves its group,
+        // commits) when dropped, which needs the broker, so the broker goes last.
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
         }
         if let Some(broker) = self.broker.take() {
             // Its runtime must be dropped outside ours.

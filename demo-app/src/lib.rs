@@ -13,3 +13,4 @@ pub mod events;
 pub mod http;
 pub mod outbox;
 pub mod services;
+pub mod simulator;

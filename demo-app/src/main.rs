@@ -34,6 +34,12 @@ struct Cli {
     /// The inventory API's address.
     #[arg(long, default_value = "127.0.0.1:8082")]
     inventory_api: SocketAddr,
+    /// Orders per second the traffic simulator places (0 turns it off).
+    #[arg(long, default_value_t = 2.0)]
+    orders_per_second: f64,
+    /// Customers the simulator plays.
+    #[arg(long, default_value_t = 50)]
+    simulated_customers: usize,
     /// Extra librdkafka settings for every client, `key=value` (e.g. security.protocol=SASL_SSL).
     #[arg(long = "kafka-config", value_parser = key_value)]
     kafka_config: Vec<(String, String)>,
@@ -144,6 +150,8 @@ async fn main() -> std::process::ExitCode {
     config.jwt_secret = cli.jwt_secret.clone();
     config.order_api_addr = cli.order_api;
     config.inventory_api_addr = cli.inventory_api;
+    config.simulator.orders_per_second = cli.orders_per_second;
+    config.simulator.customers = cli.simulated_customers;
     config.kafka_overrides = cli.kafka_config.clone();
     let shop = match Shop::start(config).await {
         Ok(shop) => shop,
@@ -172,6 +180,12 @@ async fn main() -> std::process::ExitCode {
     );
     println!("  order API    http://{}/orders", shop.order_api);
     println!("  inventory    http://{}/products", shop.inventory_api);
+    if cli.orders_per_second > 0.0 {
+        println!(
+            "  simulator    {} customers, {} orders/s (--orders-per-second 0 to stop it)",
+            cli.simulated_customers, cli.orders_per_second
+        );
+    }
     println!("  a token      cargo run -p demo-app -- token <user> [--role admin]");
     let _ = tokio::signal::ctrl_c().await;
     println!("stopping");

@@ -564,6 +564,42 @@ async fn orders_on_sqlite_reach_the_topic_once() {
     shop.stop().await;
 }
 
+/// The simulator's customers register and order through the APIs; their orders finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulated_customers_place_orders_that_finish() {
+    use sqlx::Row;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.simulator.orders_per_second = 20.0;
+    config.simulator.customers = 20;
+    let shop = Shop::start(config).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n,
+                    SUM(CASE WHEN status IN ('DELIVERED', 'CANCELLED') THEN 1 ELSE 0 END) AS done,
+                    SUM(CASE WHEN customer_id LIKE 'declined-%' AND status = 'CANCELLED'
+                        THEN 1 ELSE 0 END) AS declined
+             FROM orders",
+        )
+        .fetch_one(shop.db.pool())
+        .await
+        .unwrap();
+        let n: i64 = row.get("n");
+        let done: i64 = row.try_get("done").unwrap_or(0);
+        let declined: i64 = row.try_get("declined").unwrap_or(0);
+        if n >= 40 && done >= 30 && declined >= 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} simulated orders, {done} finished, {declined} declined"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    shop.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_on_postgresql_reach_the_topic_once() {
     // A database of its own, so runs never see each other's rows.

@@ -1,0 +1,134 @@
+//! The traffic simulator: customers who register and place orders through the public APIs,
+//! at a fixed rate, so the demo has something to show the moment it starts.
+//!
+//! It goes through HTTP like any client (JWTs minted with the shop's key), so everything it
+//! does is what a real client could do: a population of customers (one in twenty with a
+//! test card that is declined, some wanting SMS), one to three lines per order from the
+//! catalog, an `Idempotency-Key` on every order.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::auth::{JwtKeys, Role};
+use crate::services::catalog::PRODUCTS;
+
+/// Settings of the simulator.
+#[derive(Clone, Debug)]
+pub struct SimulatorConfig {
+    /// Orders per second; 0 turns the simulator off.
+    pub orders_per_second: f64,
+    /// How many customers it simulates.
+    pub customers: usize,
+}
+
+impl Default for SimulatorConfig {
+    fn default() -> Self {
+        SimulatorConfig {
+            orders_per_second: 2.0,
+            customers: 50,
+        }
+    }
+}
+
+/// A small deterministic generator (xorshift64*), so runs are reproducible.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// The id of simulated customer `i`: every twentieth has a declined test card.
+pub fn customer_id(i: usize) -> String {
+    if i % 20 == 19 {
+        format!("declined-sim-{i:04}")
+    } else {
+        format!("sim-{i:04}")
+    }
+}
+
+/// Runs until the task is dropped.
+pub async fn run(config: SimulatorConfig, order_api: SocketAddr, keys: JwtKeys) {
+    if config.orders_per_second <= 0.0 || config.customers == 0 {
+        return;
+    }
+    let http = reqwest::Client::new();
+    let base = format!("http://{order_api}");
+    let tokens: Vec<(String, String)> = (0..config.customers)
+        .map(|i| {
+            let id = customer_id(i);
+            let token = keys.issue(&id, Role::Customer, Duration::from_secs(365 * 24 * 3600));
+            (id, token)
+        })
+        .collect();
+    for (i, (id, token)) in tokens.iter().enumerate() {
+        let country = ["NL", "DE", "FR", "US"][i % 4];
+        let body = json!({
+            "name": format!("Simulated customer {i}"),
+            "email": format!("{id}@example.com"),
+            "phone": format!("+3160000{i:04}"),
+            "country": country,
+            "preferences": {"email": true, "sms": i % 3 == 0},
+        });
+        if let Err(e) = http
+            .post(format!("{base}/users"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+        {
+            tracing::warn!("simulator: registering {id}: {e}");
+        }
+    }
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / config.orders_per_second));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut placed: u64 = 0;
+    loop {
+        ticker.tick().await;
+        let (id, token) = &tokens[rng.below(tokens.len())];
+        let lines = 1 + rng.below(3);
+        let items: Vec<_> = (0..lines)
+            .map(|_| {
+                let (product, ..) = PRODUCTS[rng.below(PRODUCTS.len())];
+                json!({"product_id": product, "quantity": 1 + rng.below(2)})
+            })
+            .collect();
+        placed += 1;
+        let request = http
+            .post(format!("{base}/orders"))
+            .bearer_auth(token)
+            .header("Idempotency-Key", format!("sim-{placed}-{}", rng.next()))
+            .json(&json!({"items": items, "device_id": format!("device-{}", rng.below(100))}));
+        match request.send().await {
+            Ok(response) if response.status().is_success() => {}
+            Ok(response) => {
+                tracing::debug!(customer = %id, status = %response.status(), "simulated order refused")
+            }
+            Err(e) => tracing::warn!("simulator: placing an order: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_in_twenty_customers_has_a_declined_card() {
+        let declined = (0..100)
+            .filter(|i| customer_id(*i).starts_with("declined-"))
+            .count();
+        assert_eq!(declined, 5);
+    }
+}
