@@ -17,7 +17,7 @@ use rdkafka::ClientConfig;
 use tokio::task::JoinHandle;
 
 use crate::auth::JwtKeys;
-use crate::consumer::{self, DEAD_LETTERS};
+use crate::consumer::{self, Handler, DEAD_LETTERS};
 use crate::db::{Database, DbError};
 use crate::events::{topics, Channel};
 use crate::outbox::OutboxRelay;
@@ -177,20 +177,13 @@ impl Shop {
         )
         .await?;
         tasks.push(task);
-        tasks.push(tokio::spawn({
-            let client = client.clone();
-            let producer = producer.clone();
-            async move {
-                consumer::run(
-                    client,
-                    order::GROUP,
-                    &[topics::INVENTORY, topics::PAYMENTS, topics::SHIPPING],
-                    producer,
-                    |record| orders.handle(record),
-                )
-                .await
-            }
-        }));
+        tasks.push(spawn_consumer(
+            &client,
+            &producer,
+            order::GROUP,
+            &[topics::INVENTORY, topics::PAYMENTS, topics::SHIPPING],
+            orders,
+        ));
 
         let payments = PaymentService::new(
             db.clone(),
@@ -198,88 +191,60 @@ impl Shop {
             Arc::new(Gateway::new(config.gateway.clone())),
         );
         let gateway = payments.gateway().clone();
-        tasks.push(tokio::spawn({
-            let client = client.clone();
-            let producer = producer.clone();
-            async move {
-                consumer::run(
-                    client,
-                    payment::GROUP,
-                    &[topics::PAYMENTS],
-                    producer,
-                    |record| payments.handle(record),
-                )
-                .await
-            }
-        }));
+        tasks.push(spawn_consumer(
+            &client,
+            &producer,
+            payment::GROUP,
+            &[topics::PAYMENTS],
+            payments,
+        ));
 
         let shipping = ShippingService::new(db.clone(), relay.clone(), config.delivery_delay);
         tasks.push(tokio::spawn(shipping.clone().run_carrier()));
-        tasks.push(tokio::spawn({
-            let client = client.clone();
-            let producer = producer.clone();
-            async move {
-                consumer::run(
-                    client,
-                    shipping::GROUP,
-                    &[topics::ORDERS],
-                    producer,
-                    |record| shipping.handle(record),
-                )
-                .await
-            }
-        }));
+        tasks.push(spawn_consumer(
+            &client,
+            &producer,
+            shipping::GROUP,
+            &[topics::ORDERS],
+            shipping,
+        ));
 
         for channel in [Channel::Email, Channel::Sms] {
             let notifications = NotificationService::new(db.clone(), channel);
-            let client = client.clone();
-            let producer = producer.clone();
-            tasks.push(tokio::spawn(async move {
-                consumer::run(
-                    client,
-                    notifications.group(),
-                    &[topics::USERS, topics::ORDERS, topics::NOTIFICATIONS],
-                    producer,
-                    |record| notifications.handle(record),
-                )
-                .await
-            }));
+            let group = notifications.group();
+            tasks.push(spawn_consumer(
+                &client,
+                &producer,
+                group,
+                &[topics::USERS, topics::ORDERS, topics::NOTIFICATIONS],
+                notifications,
+            ));
         }
 
-        let audit = AuditService::new(db.clone());
-        tasks.push(tokio::spawn({
-            let client = client.clone();
-            let producer = producer.clone();
-            let all: Vec<&'static str> = topics::ALL
-                .iter()
-                .map(|(name, _)| *name)
-                .chain([DEAD_LETTERS])
-                .collect();
-            async move {
-                consumer::run(client, audit::GROUP, &all, producer, |record| {
-                    audit.handle(record)
-                })
-                .await
-            }
-        }));
+        let all: Vec<&'static str> = topics::ALL
+            .iter()
+            .map(|(name, _)| *name)
+            .chain([DEAD_LETTERS])
+            .collect();
+        tasks.push(spawn_consumer(
+            &client,
+            &producer,
+            audit::GROUP,
+            &all,
+            AuditService::new(db.clone()),
+        ));
 
         let inventory = InventoryService::new(db.clone(), keys.clone(), relay);
         let (inventory_api, task) =
             serve(config.inventory_api_addr, inventory.clone().router()).await?;
         tasks.push(task);
-        tasks.push(tokio::spawn({
-            let client = client.clone();
-            async move {
-                consumer::run(
-                    client,
-                    inventory::GROUP,
-                    &[topics::ORDERS],
-                    producer,
-                    |record| inventory.handle(record),
-                )
-                .await
-            }
-        }));
+        tasks.push(spawn_consumer(
+            &client,
+            &producer,
+            inventory::GROUP,
+            &[topics::ORDERS],
+            inventory,
+        ));
 
         tasks.push(tokio::spawn(simulator::run(
             config.simulator.clone(),
@@ -315,6 +280,23 @@ impl Shop {
             let _ = tokio::task::spawn_blocking(move || drop(broker)).await;
         }
     }
+}
+
+/// Runs `handler` as consumer group `group` over `topics` on a task of its own.
+fn spawn_consumer<H: Handler>(
+    client: &ClientConfig,
+    producer: &FutureProducer,
+    group: &'static str,
+    topics: &[&'static str],
+    handler: H,
+) -> JoinHandle<()> {
+    let (client, producer, topics) = (client.clone(), producer.clone(), topics.to_vec());
+    tokio::spawn(async move {
+        consumer::run(client, group, &topics, producer, |record| {
+            handler.handle(record)
+        })
+        .await
+    })
 }
 
 /// A client config for `bootstrap` with the overrides applied.

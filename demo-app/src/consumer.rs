@@ -36,6 +36,12 @@ impl From<sqlx::Error> for HandleError {
     }
 }
 
+/// A service that handles the records of its consumer group.
+pub trait Handler: Send + Sync + 'static {
+    /// Handles one record.
+    fn handle(&self, record: Incoming) -> impl Future<Output = Result<(), HandleError>> + Send;
+}
+
 /// A record as handlers see it (owned, so a handler's future borrows nothing).
 #[derive(Debug, Clone)]
 pub struct Incoming {

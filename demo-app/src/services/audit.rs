@@ -9,7 +9,7 @@
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use crate::consumer::{HandleError, Incoming};
+use crate::consumer::{HandleError, Handler, Incoming};
 use crate::db::{text, Database};
 
 /// The consumer group of the service.
@@ -179,6 +179,15 @@ pub async fn verify(db: &Database) -> sqlx::Result<Verification> {
         prev = hash;
     }
     Ok(Verification::Intact(rows.len() as u64))
+}
+
+impl Handler for AuditService {
+    fn handle(
+        &self,
+        record: Incoming,
+    ) -> impl std::future::Future<Output = Result<(), HandleError>> + Send {
+        AuditService::handle(self, record)
+    }
 }
 
 #[cfg(test)]

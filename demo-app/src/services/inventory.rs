@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{Any, Row, Transaction};
 
 use crate::auth::{Authenticated, HasJwtKeys, JwtKeys};
-use crate::consumer::{HandleError, Incoming};
+use crate::consumer::{HandleError, Handler, Incoming};
 use crate::db::{first_time, text, Database};
 use crate::events::{topics, Envelope, InventoryEvent, OrderEvent, OrderStatus};
 use crate::http::{ApiError, JsonBody};
@@ -336,4 +336,13 @@ async fn restock(
     tx.commit().await.map_err(internal)?;
     service.relay.notify();
     get_product(State(service), caller, Path(product_id)).await
+}
+
+impl Handler for InventoryService {
+    fn handle(
+        &self,
+        record: Incoming,
+    ) -> impl std::future::Future<Output = Result<(), HandleError>> + Send {
+        InventoryService::handle(self, record)
+    }
 }

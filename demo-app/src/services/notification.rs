@@ -13,7 +13,7 @@
 
 use sqlx::Row;
 
-use crate::consumer::{HandleError, Incoming};
+use crate::consumer::{HandleError, Handler, Incoming};
 use crate::db::{text, Database};
 use crate::events::{
     topics, Channel, Envelope, NotificationEvent, OrderEvent, Preferences, UserEvent,
@@ -204,5 +204,14 @@ impl NotificationService {
         .execute(self.db.pool())
         .await?;
         Ok(())
+    }
+}
+
+impl Handler for NotificationService {
+    fn handle(
+        &self,
+        record: Incoming,
+    ) -> impl std::future::Future<Output = Result<(), HandleError>> + Send {
+        NotificationService::handle(self, record)
     }
 }

@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use crate::auth::{Authenticated, HasJwtKeys, JwtKeys};
-use crate::consumer::{HandleError, Incoming};
+use crate::consumer::{HandleError, Handler, Incoming};
 use crate::db::first_time;
 use crate::db::{text, Database};
 use crate::events::{
@@ -515,6 +515,15 @@ async fn list_orders(
     .await
     .map_err(|e| ApiError::internal("reading orders", e))?;
     rows.iter().map(view).collect::<Result<_, _>>().map(Json)
+}
+
+impl Handler for OrderService {
+    fn handle(
+        &self,
+        record: Incoming,
+    ) -> impl std::future::Future<Output = Result<(), HandleError>> + Send {
+        OrderService::handle(self, record)
+    }
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message};
 
-use crate::consumer::{HandleError, Incoming};
+use crate::consumer::{HandleError, Handler, Incoming};
 use crate::db::{first_time, Database};
 use crate::events::{topics, Envelope, PaymentEvent};
 use crate::outbox::{self, OutboxRelay};
@@ -346,6 +346,15 @@ pub async fn replay_dead_letters(client: &ClientConfig) -> Result<usize, String>
         if message.offset() + 1 >= high {
             return Ok(moved);
         }
+    }
+}
+
+impl Handler for PaymentService {
+    fn handle(
+        &self,
+        record: Incoming,
+    ) -> impl std::future::Future<Output = Result<(), HandleError>> + Send {
+        PaymentService::handle(self, record)
     }
 }
 

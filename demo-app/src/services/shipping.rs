@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rust_decimal::Decimal;
 
-use crate::consumer::{HandleError, Incoming};
+use crate::consumer::{HandleError, Handler, Incoming};
 use crate::db::{first_time, text, Database};
 use crate::events::{topics, Envelope, OrderEvent, OrderStatus, ShippingEvent};
 use crate::outbox::{self, OutboxRelay};
@@ -160,6 +160,15 @@ impl ShippingService {
         tx.commit().await?;
         self.relay.notify();
         Ok(())
+    }
+}
+
+impl Handler for ShippingService {
+    fn handle(
+        &self,
+        record: Incoming,
+    ) -> impl std::future::Future<Output = Result<(), HandleError>> + Send {
+        ShippingService::handle(self, record)
     }
 }
 

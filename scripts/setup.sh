@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs what the build needs on Debian when it is missing; sourced by test.sh and demo.sh.
+need=()
+command -v cc >/dev/null 2>&1 || need+=(build-essential)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+command -v make >/dev/null 2>&1 || need+=(make)
+# The rocksdb crate generates its bindings with bindgen, which loads libclang.
+dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
+# sqlx links SQLite unbundled (see demo-app/Cargo.toml); its build looks for the headers.
+dpkg -s libsqlite3-dev >/dev/null 2>&1 || need+=(libsqlite3-dev)
+if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq "${need[@]}"
+fi
