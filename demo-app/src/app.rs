@@ -4,6 +4,7 @@
 //! the tests use. With no `bootstrap_servers` it starts the embedded Kafka-protocol broker
 //! (tansu on SQLite, in `data_dir`), so the whole shop runs with nothing installed.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,10 +17,18 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 use tokio::task::JoinHandle;
 
+use kstreams::config::ProcessingGuarantee;
+
 use crate::auth::JwtKeys;
+use crate::cache::{Cache, CacheError};
+use crate::chaos::{Chaos, Faults};
 use crate::consumer::{self, Handler, DEAD_LETTERS};
+use crate::crypto::FieldCipher;
+use crate::dashboard::Dashboard;
 use crate::db::{Database, DbError};
 use crate::events::{topics, Channel};
+use crate::metrics::MetricsRegistry;
+use crate::monitor::{AlertRules, ClusterMonitor};
 use crate::outbox::OutboxRelay;
 use crate::services::audit::{self, AuditService};
 use crate::services::catalog;
@@ -27,9 +36,84 @@ use crate::services::inventory::{self, InventoryService};
 use crate::services::notification::NotificationService;
 use crate::services::order::{self, OrderService};
 use crate::services::payment::{self, Gateway, GatewayConfig, PaymentService};
+use crate::services::payment_holds::{self, HoldRecorder, HoldsApi};
 use crate::services::shipping::{self, ShippingService};
 use crate::services::user::UserService;
 use crate::simulator::{self, SimulatorConfig};
+use crate::streams::analytics::{self, AnalyticsSink};
+use crate::streams::fraud::{self, FraudRules};
+use crate::streams::inventory_monitor::{self, MonitorRules};
+use crate::streams::{self, StreamsApp, StreamsSettings};
+use crate::topic_view::TopicView;
+
+/// A part of the shop that can run alone (`--role`), or with the others in one process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
+pub enum Service {
+    /// Order API (:8081) and the order state machine.
+    Order,
+    /// User API (on the order API's address).
+    User,
+    /// Inventory API (:8082) and reservations.
+    Inventory,
+    /// Payments against the simulated gateway, fraud holds.
+    Payment,
+    /// Shipping quotes and the simulated carrier.
+    Shipping,
+    /// Email and SMS notifications.
+    Notification,
+    /// The tamper-evident audit log.
+    Audit,
+    /// The order analytics streams app and its database sink.
+    Analytics,
+    /// The inventory monitoring streams app and its cache mirror.
+    InventoryMonitor,
+    /// The fraud detection streams app.
+    Fraud,
+    /// The traffic simulator.
+    Simulator,
+    /// The live dashboard (:3000), with the cluster monitor.
+    Dashboard,
+    /// The topic view (:8080), with the cluster monitor.
+    TopicView,
+}
+
+impl Service {
+    /// Every service.
+    pub const ALL: [Service; 13] = [
+        Service::Order,
+        Service::User,
+        Service::Inventory,
+        Service::Payment,
+        Service::Shipping,
+        Service::Notification,
+        Service::Audit,
+        Service::Analytics,
+        Service::InventoryMonitor,
+        Service::Fraud,
+        Service::Simulator,
+        Service::Dashboard,
+        Service::TopicView,
+    ];
+
+    /// Its name on the command line and on the dashboard.
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Order => "order",
+            Service::User => "user",
+            Service::Inventory => "inventory",
+            Service::Payment => "payment",
+            Service::Shipping => "shipping",
+            Service::Notification => "notification",
+            Service::Audit => "audit",
+            Service::Analytics => "analytics",
+            Service::InventoryMonitor => "inventory-monitor",
+            Service::Fraud => "fraud",
+            Service::Simulator => "simulator",
+            Service::Dashboard => "dashboard",
+            Service::TopicView => "topic-view",
+        }
+    }
+}
 
 /// What to run and where.
 #[derive(Clone, Debug)]
@@ -40,22 +124,47 @@ pub struct ShopConfig {
     pub embedded_broker_addr: SocketAddr,
     /// Database URL; `None` is the SQLite file `<data_dir>/shop.db`.
     pub database_url: Option<String>,
+    /// Redis URL; `None` is the in-process cache.
+    pub redis_url: Option<String>,
+    /// Prefix of the shop's cache keys.
+    pub cache_prefix: String,
     /// Embedded broker data, SQLite database, state stores.
     pub data_dir: PathBuf,
     /// HS256 key of the APIs' JWTs.
     pub jwt_secret: String,
+    /// Key of the encryption at rest of contact details ([`crate::crypto`]).
+    pub encryption_key: String,
     /// The order API's address.
     pub order_api_addr: SocketAddr,
     /// The inventory API's address.
     pub inventory_api_addr: SocketAddr,
+    /// The dashboard's address.
+    pub dashboard_addr: SocketAddr,
+    /// The topic view's address.
+    pub topic_view_addr: SocketAddr,
+    /// An extra address serving only `/metrics` (for processes without an API).
+    pub metrics_addr: Option<SocketAddr>,
     /// librdkafka settings for every client (security, ...).
     pub kafka_overrides: Vec<(String, String)>,
     /// The simulated payment gateway.
     pub gateway: GatewayConfig,
     /// How long the simulated carrier takes to deliver.
     pub delivery_delay: Duration,
+    /// How old a payment request must be before it is charged (fraud screening; see
+    /// [`PaymentService::with_screening`]).
+    pub payment_screening: Duration,
     /// Simulated customers placing orders.
     pub simulator: SimulatorConfig,
+    /// What runs in this process.
+    pub services: BTreeSet<Service>,
+    /// The fraud detection rules.
+    pub fraud_rules: FraudRules,
+    /// The inventory monitor's rules.
+    pub monitor_rules: MonitorRules,
+    /// How often the streams apps commit (and forward out of their store caches).
+    pub streams_commit_interval: Duration,
+    /// Force a processing guarantee instead of detecting one.
+    pub processing_guarantee: Option<ProcessingGuarantee>,
 }
 
 impl ShopConfig {
@@ -65,14 +174,26 @@ impl ShopConfig {
             bootstrap_servers: None,
             embedded_broker_addr: ([127, 0, 0, 1], 9092).into(),
             database_url: None,
+            redis_url: None,
+            cache_prefix: "shop:".into(),
             data_dir: data_dir.into(),
             jwt_secret: "shop-demo-secret-change-me".into(),
+            encryption_key: "shop-demo-encryption-key-change-me".into(),
             order_api_addr: ([127, 0, 0, 1], 8081).into(),
             inventory_api_addr: ([127, 0, 0, 1], 8082).into(),
+            dashboard_addr: ([127, 0, 0, 1], 3000).into(),
+            topic_view_addr: ([127, 0, 0, 1], 8080).into(),
+            metrics_addr: None,
             kafka_overrides: Vec::new(),
             gateway: GatewayConfig::default(),
             delivery_delay: Duration::from_secs(5),
+            payment_screening: Duration::from_millis(1500),
             simulator: SimulatorConfig::default(),
+            services: Service::ALL.into_iter().collect(),
+            fraud_rules: FraudRules::default(),
+            monitor_rules: MonitorRules::default(),
+            streams_commit_interval: Duration::from_secs(1),
+            processing_guarantee: None,
         }
     }
 
@@ -82,8 +203,15 @@ impl ShopConfig {
         config.embedded_broker_addr = ([127, 0, 0, 1], 0).into();
         config.order_api_addr = ([127, 0, 0, 1], 0).into();
         config.inventory_api_addr = ([127, 0, 0, 1], 0).into();
+        config.dashboard_addr = ([127, 0, 0, 1], 0).into();
+        config.topic_view_addr = ([127, 0, 0, 1], 0).into();
         config.simulator.orders_per_second = 0.0;
         config
+    }
+
+    /// Whether `service` runs in this process.
+    pub fn runs(&self, service: Service) -> bool {
+        self.services.contains(&service)
     }
 }
 
@@ -99,9 +227,20 @@ pub enum StartError {
     /// The database failed.
     #[error(transparent)]
     Database(#[from] DbError),
+    /// The cache failed.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
     /// Seeding the catalog failed.
     #[error("seeding the catalog: {0}")]
     Seed(#[from] sqlx::Error),
+    /// A streams app failed to start.
+    #[error("streams app {app}: {source}")]
+    Streams {
+        /// Its application id.
+        app: &'static str,
+        /// Why.
+        source: kstreams::StreamsError,
+    },
     /// An address was taken.
     #[error("listening on {addr}: {source}")]
     Listen {
@@ -118,16 +257,34 @@ pub struct Shop {
     pub bootstrap_servers: String,
     /// The database.
     pub db: Database,
+    /// The cache (Redis or in-process).
+    pub cache: Cache,
     /// The JWT keys of the APIs.
     pub keys: JwtKeys,
-    /// Where the order API listens.
-    pub order_api: SocketAddr,
-    /// Where the inventory API listens.
-    pub inventory_api: SocketAddr,
+    /// Where the order API listens, when it runs here.
+    pub order_api: Option<SocketAddr>,
+    /// Where the inventory API listens, when it runs here.
+    pub inventory_api: Option<SocketAddr>,
+    /// Where the dashboard listens, when it runs here.
+    pub dashboard: Option<SocketAddr>,
+    /// Where the topic view listens, when it runs here.
+    pub topic_view: Option<SocketAddr>,
+    /// Where `/metrics` alone is served, when asked for.
+    pub metrics_addr: Option<SocketAddr>,
     /// The simulated payment gateway (reconfigurable at run time).
     pub gateway: Arc<Gateway>,
     /// The Kafka client settings every service uses.
     pub client: ClientConfig,
+    /// The guarantee the streams apps run with.
+    pub guarantee: ProcessingGuarantee,
+    /// The streams apps running here.
+    pub streams: Vec<Arc<StreamsApp>>,
+    /// What runs here.
+    pub services: BTreeSet<Service>,
+    /// The chaos faults of this process's services.
+    pub chaos: Chaos,
+    /// This process's metrics.
+    pub metrics: MetricsRegistry,
     broker: Option<kstreams_testkit::EmbeddedBroker>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -159,110 +316,275 @@ impl Shop {
             .unwrap_or_else(|| format!("sqlite://{}", config.data_dir.join("shop.db").display()));
         let db = Database::connect(&database_url).await?;
         catalog::seed(&db).await?;
+        let cache = match &config.redis_url {
+            Some(url) => Cache::redis(url, &config.cache_prefix).await?,
+            None => Cache::in_memory(&config.cache_prefix),
+        };
 
+        // Keys are hashed as Kafka's Java clients and kstreams hash them (murmur2), so the
+        // streams apps' repartition topics are co-partitioned with the services' topics.
         let producer: FutureProducer = client
             .clone()
             .set("enable.idempotence", "true")
             .set("linger.ms", "5")
+            .set("partitioner", "murmur2_random")
             .create()?;
         let relay = OutboxRelay::new(db.clone(), producer.clone());
         let keys = JwtKeys::new(config.jwt_secret.as_bytes());
         let mut tasks = vec![tokio::spawn(relay.clone().run())];
+        let chaos = Chaos::new();
+        let cipher = FieldCipher::new(&config.encryption_key);
+        let metrics = MetricsRegistry::new();
 
+        // The order API: orders, users and the admin's fraud holds.
         let orders = OrderService::new(db.clone(), keys.clone(), relay.clone());
-        let users = UserService::new(db.clone(), keys.clone(), relay.clone());
-        let (order_api, task) = serve(
-            config.order_api_addr,
-            orders.clone().router().merge(users.router()),
-        )
-        .await?;
-        tasks.push(task);
-        tasks.push(spawn_consumer(
-            &client,
-            &producer,
-            order::GROUP,
-            &[topics::INVENTORY, topics::PAYMENTS, topics::SHIPPING],
-            orders,
-        ));
-
-        let payments = PaymentService::new(
-            db.clone(),
-            relay.clone(),
-            Arc::new(Gateway::new(config.gateway.clone())),
-        );
-        let gateway = payments.gateway().clone();
-        tasks.push(spawn_consumer(
-            &client,
-            &producer,
-            payment::GROUP,
-            &[topics::PAYMENTS],
-            payments,
-        ));
-
-        let shipping = ShippingService::new(db.clone(), relay.clone(), config.delivery_delay);
-        tasks.push(tokio::spawn(shipping.clone().run_carrier()));
-        tasks.push(spawn_consumer(
-            &client,
-            &producer,
-            shipping::GROUP,
-            &[topics::ORDERS],
-            shipping,
-        ));
-
-        for channel in [Channel::Email, Channel::Sms] {
-            let notifications = NotificationService::new(db.clone(), channel);
-            let group = notifications.group();
+        let mut order_router = axum::Router::new();
+        if config.runs(Service::Order) {
+            order_router = order_router
+                .merge(orders.clone().router())
+                .merge(HoldsApi::new(db.clone(), keys.clone(), relay.clone()).router());
             tasks.push(spawn_consumer(
                 &client,
                 &producer,
-                group,
-                &[topics::USERS, topics::ORDERS, topics::NOTIFICATIONS],
-                notifications,
+                chaos.faults(Service::Order),
+                order::GROUP,
+                &[topics::INVENTORY, topics::PAYMENTS, topics::SHIPPING],
+                orders,
+            ));
+        }
+        if config.runs(Service::User) {
+            order_router = order_router.merge(
+                UserService::new(db.clone(), keys.clone(), relay.clone(), cipher.clone()).router(),
+            );
+        }
+        let order_api = if config.runs(Service::Order) || config.runs(Service::User) {
+            let (addr, task) =
+                serve(config.order_api_addr, order_router.merge(metrics.router())).await?;
+            tasks.push(task);
+            Some(addr)
+        } else {
+            None
+        };
+
+        let gateway = Arc::new(Gateway::new(config.gateway.clone()));
+        if config.runs(Service::Payment) {
+            let payments = PaymentService::new(db.clone(), relay.clone(), gateway.clone())
+                .with_screening(config.payment_screening);
+            tasks.push(spawn_consumer(
+                &client,
+                &producer,
+                chaos.faults(Service::Payment),
+                payment::GROUP,
+                &[topics::PAYMENTS],
+                payments,
+            ));
+            tasks.push(spawn_consumer(
+                &client,
+                &producer,
+                chaos.faults(Service::Payment),
+                payment_holds::GROUP,
+                &[topics::NOTIFICATIONS],
+                HoldRecorder::new(db.clone()),
             ));
         }
 
-        let all: Vec<&'static str> = topics::ALL
-            .iter()
-            .map(|(name, _)| *name)
-            .chain([DEAD_LETTERS])
-            .collect();
-        tasks.push(spawn_consumer(
-            &client,
-            &producer,
-            audit::GROUP,
-            &all,
-            AuditService::new(db.clone()),
-        ));
+        if config.runs(Service::Shipping) {
+            let shipping = ShippingService::new(db.clone(), relay.clone(), config.delivery_delay);
+            tasks.push(tokio::spawn(shipping.clone().run_carrier()));
+            tasks.push(spawn_consumer(
+                &client,
+                &producer,
+                chaos.faults(Service::Shipping),
+                shipping::GROUP,
+                &[topics::ORDERS],
+                shipping,
+            ));
+        }
 
-        let inventory = InventoryService::new(db.clone(), keys.clone(), relay);
-        let (inventory_api, task) =
-            serve(config.inventory_api_addr, inventory.clone().router()).await?;
-        tasks.push(task);
-        tasks.push(spawn_consumer(
-            &client,
-            &producer,
-            inventory::GROUP,
-            &[topics::ORDERS],
-            inventory,
-        ));
+        if config.runs(Service::Notification) {
+            for channel in [Channel::Email, Channel::Sms] {
+                let notifications = NotificationService::new(db.clone(), channel, cipher.clone());
+                let group = notifications.group();
+                tasks.push(spawn_consumer(
+                    &client,
+                    &producer,
+                    chaos.faults(Service::Notification),
+                    group,
+                    &[topics::USERS, topics::ORDERS, topics::NOTIFICATIONS],
+                    notifications,
+                ));
+            }
+        }
 
-        tasks.push(tokio::spawn(simulator::run(
-            config.simulator.clone(),
-            order_api,
-            keys.clone(),
-        )));
+        if config.runs(Service::Audit) {
+            let all: Vec<&'static str> = topics::ALL
+                .iter()
+                .map(|(name, _)| *name)
+                .chain([DEAD_LETTERS])
+                .collect();
+            tasks.push(spawn_consumer(
+                &client,
+                &producer,
+                chaos.faults(Service::Audit),
+                audit::GROUP,
+                &all,
+                AuditService::new(db.clone(), cipher.clone()),
+            ));
+        }
+
+        let inventory_api = if config.runs(Service::Inventory) {
+            let inventory = InventoryService::new(db.clone(), keys.clone(), relay.clone());
+            let router = inventory.clone().router().merge(metrics.router());
+            let (addr, task) = serve(config.inventory_api_addr, router).await?;
+            tasks.push(task);
+            tasks.push(spawn_consumer(
+                &client,
+                &producer,
+                chaos.faults(Service::Inventory),
+                inventory::GROUP,
+                &[topics::ORDERS],
+                inventory,
+            ));
+            Some(addr)
+        } else {
+            None
+        };
+
+        // The streams apps: exactly-once where the cluster has transactions.
+        let wants_streams = [
+            Service::Analytics,
+            Service::InventoryMonitor,
+            Service::Fraud,
+        ]
+        .iter()
+        .any(|s| config.runs(*s));
+        let guarantee = match config.processing_guarantee {
+            Some(guarantee) => guarantee,
+            None if wants_streams => {
+                let probe = client.clone();
+                tokio::task::spawn_blocking(move || streams::detect_guarantee(&probe))
+                    .await
+                    .unwrap_or(ProcessingGuarantee::AtLeastOnce)
+            }
+            None => ProcessingGuarantee::AtLeastOnce,
+        };
+        let settings = StreamsSettings {
+            bootstrap_servers: bootstrap_servers.clone(),
+            state_dir: config.data_dir.join("streams"),
+            guarantee,
+            client_overrides: config.kafka_overrides.clone(),
+            commit_interval: config.streams_commit_interval,
+        };
+        let mut apps = Vec::new();
+        if config.runs(Service::Analytics) {
+            let app =
+                start_app(analytics::APPLICATION_ID, analytics::topology(), &settings).await?;
+            apps.push(app);
+            tasks.push(spawn_consumer(
+                &client,
+                &producer,
+                chaos.faults(Service::Analytics),
+                analytics::SINK_GROUP,
+                &[analytics::ENRICHED_TOPIC, analytics::SALES_TOPIC],
+                AnalyticsSink::new(db.clone()),
+            ));
+        }
+        if config.runs(Service::InventoryMonitor) {
+            let topology = inventory_monitor::topology(config.monitor_rules);
+            let app = start_app(inventory_monitor::APPLICATION_ID, topology, &settings).await?;
+            tasks.push(tokio::spawn(inventory_monitor::mirror_to_cache(
+                app.clone(),
+                cache.clone(),
+            )));
+            apps.push(app);
+        }
+        if config.runs(Service::Fraud) {
+            let topology = fraud::topology(config.fraud_rules.clone());
+            apps.push(start_app(fraud::APPLICATION_ID, topology, &settings).await?);
+        }
+
+        for app in &apps {
+            metrics.register_streams(app.clone());
+        }
+
+        // Operators: the cluster monitor, the dashboard, the topic view, /metrics.
+        let guarantee_name = match guarantee {
+            ProcessingGuarantee::ExactlyOnce => "exactly-once",
+            ProcessingGuarantee::AtLeastOnce => "at-least-once",
+        };
+        let (mut dashboard_addr, mut topic_view_addr, mut metrics_addr) = (None, None, None);
+        if config.runs(Service::Dashboard) || config.runs(Service::TopicView) {
+            let monitor = ClusterMonitor::new(&client, AlertRules::default());
+            let view = monitor.view();
+            tasks.push(tokio::spawn(monitor.run(Duration::from_secs(2))));
+            if config.runs(Service::Dashboard) {
+                let dashboard = Dashboard::new(
+                    apps.clone(),
+                    view.clone(),
+                    config.services.iter().copied().collect(),
+                    chaos.clone(),
+                    keys.clone(),
+                    guarantee_name,
+                );
+                for task in dashboard.tasks() {
+                    tasks.push(tokio::spawn(task));
+                }
+                let router = dashboard.router().merge(metrics.router());
+                let (addr, task) = serve(config.dashboard_addr, router).await?;
+                tasks.push(task);
+                dashboard_addr = Some(addr);
+            }
+            if config.runs(Service::TopicView) {
+                let router = TopicView::new(view, client.clone()).router();
+                let (addr, task) = serve(config.topic_view_addr, router).await?;
+                tasks.push(task);
+                topic_view_addr = Some(addr);
+            }
+        }
+        if let Some(addr) = config.metrics_addr {
+            let (addr, task) = serve(addr, metrics.router()).await?;
+            tasks.push(task);
+            metrics_addr = Some(addr);
+        }
+
+        if config.runs(Service::Simulator) && config.simulator.orders_per_second > 0.0 {
+            let target = config.simulator.target.clone().unwrap_or_else(|| {
+                format!("http://{}", order_api.unwrap_or(config.order_api_addr))
+            });
+            tasks.push(tokio::spawn(simulator::run(
+                config.simulator.clone(),
+                target,
+                keys.clone(),
+            )));
+        }
 
         Ok(Shop {
             bootstrap_servers,
             db,
+            cache,
             keys,
             order_api,
             inventory_api,
+            dashboard: dashboard_addr,
+            topic_view: topic_view_addr,
+            metrics_addr,
             gateway,
             client,
+            guarantee,
+            streams: apps,
+            services: config.services.clone(),
+            chaos,
+            metrics,
             broker,
             tasks,
         })
+    }
+
+    /// The streams app `application_id`, when it runs here.
+    pub fn streams_app(&self, application_id: &str) -> Option<&Arc<StreamsApp>> {
+        self.streams
+            .iter()
+            .find(|app| app.application_id == application_id)
     }
 
     /// Stops every service and the embedded broker.
@@ -275,6 +597,9 @@ impl Shop {
         for task in self.tasks.drain(..) {
             let _ = task.await;
         }
+        for app in self.streams.drain(..) {
+            let _ = tokio::task::spawn_blocking(move || app.close()).await;
+        }
         if let Some(broker) = self.broker.take() {
             // Its runtime must be dropped outside ours.
             let _ = tokio::task::spawn_blocking(move || drop(broker)).await;
@@ -282,17 +607,39 @@ impl Shop {
     }
 }
 
-/// Runs `handler` as consumer group `group` over `topics` on a task of its own.
+async fn start_app(
+    app: &'static str,
+    topology: Result<kstreams::topology::Topology, kstreams::TopologyError>,
+    settings: &StreamsSettings,
+) -> Result<Arc<StreamsApp>, StartError> {
+    let topology = topology.map_err(|e| StartError::Streams {
+        app,
+        source: e.into(),
+    })?;
+    let settings = settings.clone();
+    tokio::task::spawn_blocking(move || StreamsApp::start(app, topology, &settings))
+        .await
+        .map_err(|e| StartError::Streams {
+            app,
+            source: kstreams::StreamsError::Other(e.to_string()),
+        })?
+        .map(Arc::new)
+        .map_err(|source| StartError::Streams { app, source })
+}
+
+/// Runs `handler` as consumer group `group` over `topics` on a task of its own, with the
+/// chaos faults of `faults`.
 fn spawn_consumer<H: Handler>(
     client: &ClientConfig,
     producer: &FutureProducer,
+    faults: Arc<Faults>,
     group: &'static str,
     topics: &[&'static str],
     handler: H,
 ) -> JoinHandle<()> {
     let (client, producer, topics) = (client.clone(), producer.clone(), topics.to_vec());
     tokio::spawn(async move {
-        consumer::run(client, group, &topics, producer, |record| {
+        consumer::run(client, group, &topics, producer, faults, |record| {
             handler.handle(record)
         })
         .await
@@ -313,7 +660,11 @@ async fn create_topics(client: &ClientConfig) -> Result<(), StartError> {
     let admin: AdminClient<DefaultClientContext> = client.create()?;
     let new: Vec<NewTopic<'_>> = topics::ALL
         .iter()
-        .chain(&[(DEAD_LETTERS, 1)])
+        .chain(&[
+            (DEAD_LETTERS, 1),
+            (analytics::ENRICHED_TOPIC, 4),
+            (analytics::SALES_TOPIC, 4),
+        ])
         .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1)))
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));

@@ -7,6 +7,7 @@
 //! `processed_events` in the same transaction as their change ([`crate::db`]).
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -14,7 +15,9 @@ use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message};
 
+use crate::chaos::{Delivery, Faults};
 use crate::events::EventError;
+use crate::metrics::labels;
 
 /// The dead-letter topic of records no service could read.
 pub const DEAD_LETTERS: &str = "shop-dead-letters";
@@ -58,11 +61,14 @@ pub struct Incoming {
 }
 
 /// Runs `handler` over `topics` in group `group` until the task is dropped.
+///
+/// `faults` are the chaos faults of the service ([`crate::chaos`]).
 pub async fn run<H, F>(
     client: ClientConfig,
     group: &str,
     topics: &[&str],
     dead_letters: FutureProducer,
+    faults: Arc<Faults>,
     handler: H,
 ) where
     H: Fn(Incoming) -> F,
@@ -96,7 +102,13 @@ pub async fn run<H, F>(
             }
         };
         let mut backoff = Duration::from_millis(100);
+        let metrics = crate::metrics::global();
         loop {
+            if faults.before_record().await == Delivery::Drop {
+                // Lost in transit (chaos): as if fetched again after a timeout.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
             let incoming = Incoming {
                 topic: message.topic().to_owned(),
                 partition: message.partition(),
@@ -105,14 +117,36 @@ pub async fn run<H, F>(
                 payload: message.payload().unwrap_or_default().to_vec(),
             };
             match handler(incoming).await {
-                Ok(()) => break,
+                Ok(()) => {
+                    metrics
+                        .records_handled
+                        .get_or_create(&labels(&[("group", group), ("topic", message.topic())]))
+                        .inc();
+                    break;
+                }
                 Err(HandleError::Poison(reason)) => {
+                    metrics
+                        .handle_errors
+                        .get_or_create(&labels(&[("group", group), ("kind", "poison")]))
+                        .inc();
+                    metrics.errors_seen.inc();
                     match dead_letter(&dead_letters, group, &message, &reason.to_string()).await {
-                        Ok(()) => break,
+                        Ok(()) => {
+                            metrics
+                                .dead_lettered
+                                .get_or_create(&labels(&[("group", group)]))
+                                .inc();
+                            break;
+                        }
                         Err(e) => tracing::warn!(group, "cannot dead-letter a record: {e}"),
                     }
                 }
                 Err(HandleError::Transient(e)) => {
+                    metrics
+                        .handle_errors
+                        .get_or_create(&labels(&[("group", group), ("kind", "transient")]))
+                        .inc();
+                    metrics.errors_seen.inc();
                     tracing::warn!(
                         group,
                         topic = message.topic(),

@@ -102,6 +102,44 @@ const SCHEMA: &[&str] = &[
         event_id TEXT NOT NULL,
         PRIMARY KEY (consumer, event_id)
     )",
+    "CREATE TABLE IF NOT EXISTS analytics_orders (
+        order_id TEXT PRIMARY KEY,
+        customer_id TEXT NOT NULL,
+        customer_name TEXT,
+        customer_country TEXT,
+        variant TEXT NOT NULL,
+        total TEXT NOT NULL,
+        currency TEXT NOT NULL,
+        items BIGINT NOT NULL,
+        placed_at BIGINT NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS analytics_sales (
+        granularity TEXT NOT NULL,
+        dimension TEXT NOT NULL,
+        window_start BIGINT NOT NULL,
+        window_end BIGINT NOT NULL,
+        orders BIGINT NOT NULL,
+        units BIGINT NOT NULL,
+        revenue TEXT NOT NULL,
+        PRIMARY KEY (granularity, dimension, window_start)
+    )",
+    "CREATE TABLE IF NOT EXISTS payment_holds (
+        order_id TEXT PRIMARY KEY,
+        customer_id TEXT NOT NULL,
+        score BIGINT NOT NULL,
+        reasons TEXT NOT NULL,
+        status TEXT NOT NULL,
+        request TEXT,
+        created_at BIGINT NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS payments (
+        order_id TEXT PRIMARY KEY,
+        customer_id TEXT NOT NULL,
+        amount TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    )",
 ];
 
 /// Why the database could not be used.

@@ -7,10 +7,19 @@
 
 pub mod app;
 pub mod auth;
+pub mod cache;
+pub mod chaos;
 pub mod consumer;
+pub mod crypto;
+pub mod dashboard;
 pub mod db;
 pub mod events;
 pub mod http;
+pub mod load;
+pub mod metrics;
+pub mod monitor;
 pub mod outbox;
 pub mod services;
 pub mod simulator;
+pub mod streams;
+pub mod topic_view;

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use demo_app::app::{Shop, ShopConfig};
+use demo_app::app::{Service, Shop, ShopConfig};
 use demo_app::auth::{JwtKeys, Role};
+use demo_app::chaos::Scenario;
 
 /// shop: an e-commerce system on kstreams.
 #[derive(Debug, Parser)]
@@ -18,6 +19,16 @@ struct Cli {
     /// Database URL (`postgres://...`); without, an SQLite file in the data directory.
     #[arg(long, env = "SHOP_DATABASE_URL")]
     database_url: Option<String>,
+    /// Redis URL (`redis://127.0.0.1:6379`) for the stock-level cache; without, an
+    /// in-process cache.
+    #[arg(long, env = "SHOP_REDIS_URL")]
+    redis_url: Option<String>,
+    /// Run only this service (repeat for several); without, every service runs here.
+    #[arg(long = "role", value_enum)]
+    roles: Vec<Service>,
+    /// Fraud detection rules as JSON (fields of `FraudRules`; missing ones keep defaults).
+    #[arg(long, env = "SHOP_FRAUD_RULES")]
+    fraud_rules: Option<PathBuf>,
     /// Where the embedded broker, the SQLite database and state stores keep their data.
     #[arg(long, env = "SHOP_DATA_DIR", default_value = "shop-data")]
     data_dir: PathBuf,
@@ -28,17 +39,37 @@ struct Cli {
         default_value = "shop-demo-secret-change-me"
     )]
     jwt_secret: String,
+    /// Key of the encryption at rest of customers' email and phone (32 bytes in base64, or
+    /// a passphrase).
+    #[arg(
+        long,
+        env = "SHOP_ENCRYPTION_KEY",
+        default_value = "shop-demo-encryption-key-change-me"
+    )]
+    encryption_key: String,
     /// The order API's address.
     #[arg(long, default_value = "127.0.0.1:8081")]
     order_api: SocketAddr,
     /// The inventory API's address.
     #[arg(long, default_value = "127.0.0.1:8082")]
     inventory_api: SocketAddr,
+    /// The dashboard's address.
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    dashboard: SocketAddr,
+    /// The topic view's address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    topic_view: SocketAddr,
+    /// Also serve `/metrics` alone here (for a process without an API).
+    #[arg(long, env = "SHOP_METRICS_ADDR")]
+    metrics_addr: Option<SocketAddr>,
     /// Orders per second the traffic simulator places (0 turns it off).
     #[arg(long, default_value_t = 2.0)]
     orders_per_second: f64,
+    /// The order API the simulator calls (`http://order:8081`); without, this process's.
+    #[arg(long, env = "SHOP_SIMULATOR_TARGET")]
+    simulator_target: Option<String>,
     /// Customers the simulator plays.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 1000)]
     simulated_customers: usize,
     /// Extra librdkafka settings for every client, `key=value` (e.g. security.protocol=SASL_SSL).
     #[arg(long = "kafka-config", value_parser = key_value)]
@@ -67,6 +98,163 @@ enum Command {
     /// Recomputes the audit log's hash chain and reports the first entry that does not
     /// match (exit code 1), or how many entries are intact.
     AuditVerify,
+    /// Places orders at a fixed rate for a fixed time against a running shop (127.0.0.1
+    /// by default), reports throughput and latency percentiles, then checks that every
+    /// accepted order reached a final state exactly once (exit code 1 otherwise).
+    Load {
+        /// Orders per second.
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+        /// Seconds.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Distinct customers.
+        #[arg(long, default_value_t = 1000)]
+        customers: usize,
+        /// How long the check waits for orders to finish, in seconds.
+        #[arg(long, default_value_t = 120)]
+        check_timeout: u64,
+    },
+    /// Starts a chaos scenario on a running shop's dashboard, optionally with a load run
+    /// during it and the lost-or-duplicated check after it.
+    Chaos {
+        #[command(subcommand)]
+        scenario: ChaosCommand,
+        /// The dashboard of the shop.
+        #[arg(long, global = true, default_value = "http://127.0.0.1:3000")]
+        dashboard_url: String,
+        /// Orders per second to place during the scenario (0: none).
+        #[arg(long, global = true, default_value_t = 0.0)]
+        load_rate: f64,
+        /// For how many seconds.
+        #[arg(long, global = true, default_value_t = 20)]
+        load_seconds: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ChaosCommand {
+    /// Stops a service (its consumers) for some seconds.
+    Stop {
+        /// The service: payment, shipping, inventory, order, notification, audit, analytics.
+        service: String,
+        /// Seconds.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+    },
+    /// Adds latency to a service's broker traffic and drops a fraction of it.
+    Degrade {
+        /// The service.
+        service: String,
+        /// Added latency per record, ms.
+        #[arg(long, default_value_t = 200)]
+        latency_ms: u64,
+        /// Fraction of deliveries dropped, 0..=1.
+        #[arg(long, default_value_t = 0.2)]
+        drop_rate: f64,
+        /// Seconds.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+    },
+    /// Kills a streams app instance and starts it again.
+    Restart {
+        /// shop-order-analytics, shop-inventory-monitor or shop-fraud-detection.
+        application_id: String,
+    },
+    /// Ends every fault.
+    Clear,
+}
+
+async fn load_and_check(
+    config: &demo_app::load::LoadConfig,
+    keys: &JwtKeys,
+    check_timeout: Duration,
+) -> std::process::ExitCode {
+    let report = match demo_app::load::run(config, keys).await {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("load run failed: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    println!("{report}");
+    match demo_app::load::check(&config.order_api, keys, &report, check_timeout).await {
+        Ok(check) => {
+            println!("{check}");
+            if check.ok() {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("check failed: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_summary(cli: &Cli, shop: &Shop) {
+    println!("shop is running:");
+    println!(
+        "  kafka        {} ({})",
+        shop.bootstrap_servers,
+        if cli.bootstrap_servers.is_some() {
+            "external"
+        } else {
+            "embedded tansu on SQLite"
+        }
+    );
+    println!(
+        "  database     {}",
+        if shop.db.is_postgres() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        }
+    );
+    println!("  cache        {}", shop.cache.kind());
+    let services: Vec<&str> = shop.services.iter().map(|s| s.name()).collect();
+    println!("  services     {}", services.join(", "));
+    if let Some(addr) = shop.order_api {
+        println!("  order API    http://{addr}/orders");
+    }
+    if let Some(addr) = shop.inventory_api {
+        println!("  inventory    http://{addr}/products");
+    }
+    if let Some(addr) = shop.dashboard {
+        println!("  dashboard    http://{addr}/");
+    }
+    if let Some(addr) = shop.topic_view {
+        println!("  topic view   http://{addr}/");
+    }
+    if let Some(addr) = shop.metrics_addr {
+        println!("  metrics      http://{addr}/metrics");
+    }
+    if !shop.streams.is_empty() {
+        let apps: Vec<&str> = shop
+            .streams
+            .iter()
+            .map(|app| app.application_id.as_str())
+            .collect();
+        println!("  streams apps {}", apps.join(", "));
+        println!(
+            "  guarantee    {}",
+            match shop.guarantee {
+                kstreams::config::ProcessingGuarantee::ExactlyOnce =>
+                    "exactly-once (the cluster runs transactions)",
+                kstreams::config::ProcessingGuarantee::AtLeastOnce =>
+                    "at-least-once (no transactions on this cluster); sinks are idempotent",
+            }
+        );
+    }
+    if shop.services.contains(&Service::Simulator) && cli.orders_per_second > 0.0 {
+        println!(
+            "  simulator    {} customers, {} orders/s (--orders-per-second 0 to stop it)",
+            cli.simulated_customers, cli.orders_per_second
+        );
+    }
+    println!("  a token      cargo run -p demo-app -- token <user> [--role admin]");
 }
 
 fn key_value(s: &str) -> Result<(String, String), String> {
@@ -144,15 +332,121 @@ async fn main() -> std::process::ExitCode {
             }
         };
     }
+    if let Some(Command::Load {
+        rate,
+        seconds,
+        customers,
+        check_timeout,
+    }) = &cli.command
+    {
+        let config = demo_app::load::LoadConfig {
+            order_api: format!("http://{}", cli.order_api),
+            inventory_api: Some(format!("http://{}", cli.inventory_api)),
+            rate: *rate,
+            duration: Duration::from_secs(*seconds),
+            customers: *customers,
+            progress: true,
+            ..Default::default()
+        };
+        let keys = JwtKeys::new(cli.jwt_secret.as_bytes());
+        return load_and_check(&config, &keys, Duration::from_secs(*check_timeout)).await;
+    }
+    if let Some(Command::Chaos {
+        scenario,
+        dashboard_url,
+        load_rate,
+        load_seconds,
+    }) = &cli.command
+    {
+        let keys = JwtKeys::new(cli.jwt_secret.as_bytes());
+        let scenario = match scenario {
+            ChaosCommand::Stop { service, seconds } => Scenario::Stop {
+                service: service.clone(),
+                seconds: *seconds,
+            },
+            ChaosCommand::Degrade {
+                service,
+                latency_ms,
+                drop_rate,
+                seconds,
+            } => Scenario::Degrade {
+                service: service.clone(),
+                latency_ms: *latency_ms,
+                drop_rate: *drop_rate,
+                seconds: *seconds,
+            },
+            ChaosCommand::Restart { application_id } => Scenario::RestartStreams {
+                application_id: application_id.clone(),
+            },
+            ChaosCommand::Clear => Scenario::Clear,
+        };
+        let admin = keys.issue("chaos-cli", Role::Admin, Duration::from_secs(600));
+        let answer = reqwest::Client::new()
+            .post(format!("{dashboard_url}/api/chaos"))
+            .bearer_auth(admin)
+            .json(&scenario)
+            .send()
+            .await;
+        match answer {
+            Ok(response) if response.status().is_success() => {
+                println!("started: {}", response.text().await.unwrap_or_default())
+            }
+            Ok(response) => {
+                let status = response.status();
+                eprintln!(
+                    "refused ({status}): {}",
+                    response.text().await.unwrap_or_default()
+                );
+                return std::process::ExitCode::FAILURE;
+            }
+            Err(e) => {
+                eprintln!("cannot reach the dashboard at {dashboard_url}: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+        if *load_rate > 0.0 {
+            let config = demo_app::load::LoadConfig {
+                order_api: format!("http://{}", cli.order_api),
+                inventory_api: Some(format!("http://{}", cli.inventory_api)),
+                rate: *load_rate,
+                duration: Duration::from_secs(*load_seconds),
+                progress: true,
+                ..Default::default()
+            };
+            return load_and_check(&config, &keys, Duration::from_secs(180)).await;
+        }
+        return std::process::ExitCode::SUCCESS;
+    }
     let mut config = ShopConfig::embedded(&cli.data_dir);
     config.bootstrap_servers = cli.bootstrap_servers.clone();
     config.database_url = cli.database_url.clone();
+    config.redis_url = cli.redis_url.clone();
     config.jwt_secret = cli.jwt_secret.clone();
+    config.encryption_key = cli.encryption_key.clone();
     config.order_api_addr = cli.order_api;
     config.inventory_api_addr = cli.inventory_api;
+    config.dashboard_addr = cli.dashboard;
+    config.topic_view_addr = cli.topic_view;
+    config.metrics_addr = cli.metrics_addr;
     config.simulator.orders_per_second = cli.orders_per_second;
     config.simulator.customers = cli.simulated_customers;
+    config.simulator.target = cli.simulator_target.clone();
     config.kafka_overrides = cli.kafka_config.clone();
+    if !cli.roles.is_empty() {
+        config.services = cli.roles.iter().copied().collect();
+    }
+    if let Some(path) = &cli.fraud_rules {
+        match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| serde_json::from_str(&text).map_err(|e| e.to_string()))
+        {
+            Ok(rules) => config.fraud_rules = rules,
+            Err(e) => {
+                eprintln!("cannot read fraud rules from {}: {e}", path.display());
+                return std::process::ExitCode::from(2);
+            }
+        }
+    }
     let shop = match Shop::start(config).await {
         Ok(shop) => shop,
         Err(e) => {
@@ -160,33 +454,7 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    println!("shop is running:");
-    println!(
-        "  kafka        {} ({})",
-        shop.bootstrap_servers,
-        if cli.bootstrap_servers.is_some() {
-            "external"
-        } else {
-            "embedded tansu on SQLite"
-        }
-    );
-    println!(
-        "  database     {}",
-        if shop.db.is_postgres() {
-            "PostgreSQL"
-        } else {
-            "SQLite"
-        }
-    );
-    println!("  order API    http://{}/orders", shop.order_api);
-    println!("  inventory    http://{}/products", shop.inventory_api);
-    if cli.orders_per_second > 0.0 {
-        println!(
-            "  simulator    {} customers, {} orders/s (--orders-per-second 0 to stop it)",
-            cli.simulated_customers, cli.orders_per_second
-        );
-    }
-    println!("  a token      cargo run -p demo-app -- token <user> [--role admin]");
+    print_summary(&cli, &shop);
     let _ = tokio::signal::ctrl_c().await;
     println!("stopping");
     shop.stop().await;

@@ -269,6 +269,12 @@ fn a_tables_changes_arrive_as_an_async_stream() {
     }
     assert_eq!(apples, vec![Some(1), Some(2), Some(3)]);
     assert_eq!(bananas, vec![Some(1)]);
+
+    // Closing the application ends the stream (the feeding thread sees `None` and exits).
+    let mut streams = streams;
+    let mut second = streams.subscribe::<String, i64>(STORE).unwrap();
+    streams.close();
+    assert!(futures::executor::block_on(second.next()).is_none());
 }
 
 #[test]

@@ -1,15 +1,39 @@
 //! Configuration of a streams application: its identity and how it treats bad records.
 //!
 //! The same [`StreamsConfig`] drives the in-memory [`TestDriver`](crate::testing::TestDriver)
-//! and the Kafka runtime (the bootstrap servers, threads, commit interval, guarantee and
-//! state directory are read only by the latter), so a topology's error handling and naming
-//! are the same in tests and in production.
+//! and the Kafka runtime (the bootstrap servers, threads, commit interval, guarantee, client
+//! overrides, application server and transaction timeout are read only by the latter; the
+//! test driver uses the state directory only for RocksDB stores, in a fresh subdirectory), so
+//! a topology's error handling and naming are the same in tests and in production.
+//! `docs/operations.md` describes every setting and the librdkafka properties kstreams sets.
 
 use std::time::Duration;
 
 use crate::state::StoreType;
 
-/// What to do with a record that cannot be deserialized, processed or produced.
+/// What to do with a record that cannot be deserialized, processed or produced: one policy
+/// per stage ([`StreamsConfig::deserialization_policy`], [`StreamsConfig::processing_policy`],
+/// [`StreamsConfig::production_policy`]), Kafka Streams' exception handlers as values.
+///
+/// ```
+/// use kstreams::config::{ErrorPolicy, StreamsConfig};
+/// use kstreams::{dsl::StreamsBuilder, processor::Headers, testing::TestDriver};
+/// let builder = StreamsBuilder::new();
+/// builder.stream::<String, i64>("amounts").to("copy");
+/// let topology = builder.build().unwrap();
+/// let (key, bad) = (Some(&b"k"[..]), Some(&b"not eight bytes"[..]));
+/// for (policy, dropped, dead_lettered) in
+///     [(ErrorPolicy::LogAndContinue, 1, 0), (ErrorPolicy::DeadLetter, 0, 1)]
+/// {
+///     let config = StreamsConfig::new("p").deserialization_policy(policy);
+///     let driver = TestDriver::new(&topology, config).unwrap();
+///     driver.pipe_raw("amounts", key, bad, 0, Headers::new()).unwrap();
+///     let metrics = driver.metrics();
+///     assert_eq!((metrics.dropped_records, metrics.dead_lettered_records), (dropped, dead_lettered));
+/// }
+/// let strict = TestDriver::new(&topology, StreamsConfig::new("p")).unwrap(); // Fail
+/// assert!(strict.pipe_raw("amounts", key, bad, 0, Headers::new()).is_err());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ErrorPolicy {
     /// Stop processing with an error (Kafka Streams' `LogAndFail`).
@@ -22,7 +46,18 @@ pub enum ErrorPolicy {
     DeadLetter,
 }
 
-/// Delivery guarantee of the Kafka runtime.
+/// Delivery guarantee of the Kafka runtime (Kafka Streams' `processing.guarantee`:
+/// `at_least_once`, `exactly_once_v2`).
+///
+/// ```
+/// use std::time::Duration;
+/// use kstreams::config::{ProcessingGuarantee, StreamsConfig};
+/// let config = StreamsConfig::new("payments")
+///     .with_processing_guarantee(ProcessingGuarantee::ExactlyOnce)
+///     // Outputs become visible to read_committed readers at each commit.
+///     .with_commit_interval(Duration::from_millis(100));
+/// assert_eq!(config.processing_guarantee, ProcessingGuarantee::ExactlyOnce);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ProcessingGuarantee {
     /// Offsets are committed after the outputs are acknowledged; a crash may repeat records.
@@ -32,27 +67,41 @@ pub enum ProcessingGuarantee {
     ExactlyOnce,
 }
 
-/// Configuration shared by the test driver and the Kafka runtime.
+/// Configuration shared by the test driver and the Kafka runtime (Kafka Streams'
+/// `StreamsConfig`). [`new`](Self::new) sets the defaults; fields are public, and the common
+/// ones have builder methods.
 ///
 /// ```
-/// use kstreams::config::{ErrorPolicy, StreamsConfig};
-/// let config = StreamsConfig::new("word-count")
+/// use std::time::Duration;
+/// use kstreams::config::{ErrorPolicy, ProcessingGuarantee, StreamsConfig};
+/// use kstreams::state::StoreType;
+/// let mut config = StreamsConfig::new("word-count")
+///     .with_bootstrap_servers("kafka-1:9092,kafka-2:9092")
+///     .with_stream_threads(2)
+///     .with_state_dir("/var/lib/word-count")
+///     .with_default_store_type(StoreType::RocksDb)
 ///     .deserialization_policy(ErrorPolicy::DeadLetter);
+/// config.store_cache_max_bytes = 4 << 20;
+/// config.application_server = Some("10.0.0.7:8080".into());
 /// assert_eq!(config.dead_letter_topic(), "word-count-dlq");
+/// assert_eq!(config.commit_interval, Duration::from_secs(30));
+/// assert_eq!(config.processing_guarantee, ProcessingGuarantee::AtLeastOnce);
 /// ```
 #[derive(Debug, Clone)]
 pub struct StreamsConfig {
     /// The application id: the consumer group id and the prefix of internal topics.
     pub application_id: String,
-    /// Kafka bootstrap servers (`host:port,...`).
+    /// Kafka bootstrap servers (`host:port,...`). Default: `localhost:9092`.
     pub bootstrap_servers: String,
-    /// How many stream threads run tasks in this process.
+    /// How many stream threads run tasks in this process. Default: 1.
     pub num_stream_threads: usize,
-    /// How often offsets (and transactions) are committed.
+    /// How often offsets (and transactions) are committed. Default: 30 s.
     pub commit_interval: Duration,
     /// At-least-once (default) or exactly-once.
     pub processing_guarantee: ProcessingGuarantee,
-    /// Where persistent state stores live.
+    /// Where persistent state stores, checkpoints and the process id live, under
+    /// `<state_dir>/<application_id>/`. Default: `kstreams` in the system's temporary
+    /// directory. Each instance needs its own.
     pub state_dir: std::path::PathBuf,
     /// What to do with records whose key or value cannot be deserialized.
     pub deserialization_policy: ErrorPolicy,
@@ -62,22 +111,26 @@ pub struct StreamsConfig {
     pub production_policy: ErrorPolicy,
     /// The dead-letter topic; `None` means `<application-id>-dlq`.
     pub dead_letter_topic: Option<String>,
-    /// Extra librdkafka properties applied to every client (`security.protocol`, ...).
+    /// Extra librdkafka properties applied to every client (`security.protocol`, ...), after
+    /// `bootstrap.servers` and before the settings kstreams needs for itself.
     pub client_overrides: Vec<(String, String)>,
-    /// Where stores keep their data unless a store says otherwise.
+    /// Where stores keep their data unless a store says otherwise. Default: in memory.
     pub default_store_type: StoreType,
     /// Bytes of the write cache in front of each store; `0` turns caching off.
+    /// Default: 1 MiB.
     pub store_cache_max_bytes: usize,
     /// Bytes of the RocksDB block cache shared by every persistent store of the instance.
+    /// Default: 64 MiB.
     pub rocksdb_block_cache_bytes: usize,
     /// Bytes of RocksDB memtables, across every persistent store of the instance (charged to
-    /// the block cache).
+    /// the block cache). Default: 32 MiB.
     pub rocksdb_write_buffer_bytes: usize,
     /// `host:port` where this instance serves interactive queries, published to the other
     /// instances of the application so they can route a key to its host.
     pub application_server: Option<String>,
     /// Transaction timeout under exactly-once: how long the broker lets an instance that
     /// stopped mid-transaction hold back `read_committed` readers before aborting it.
+    /// Default: 10 s.
     pub transaction_timeout: Duration,
 }
 
@@ -143,6 +196,16 @@ impl StreamsConfig {
 
     /// Adds a librdkafka property for every client (`security.protocol`, `sasl.mechanism`,
     /// `session.timeout.ms`, ...).
+    ///
+    /// ```
+    /// use kstreams::config::StreamsConfig;
+    /// let config = StreamsConfig::new("orders")
+    ///     .with_client_override("security.protocol", "SASL_PLAINTEXT")
+    ///     .with_client_override("sasl.mechanism", "PLAIN")
+    ///     .with_client_override("sasl.username", "orders")
+    ///     .with_client_override("sasl.password", std::env::var("KAFKA_PASSWORD").unwrap_or_default());
+    /// assert_eq!(config.client_overrides[0].1, "SASL_PLAINTEXT");
+    /// ```
     pub fn with_client_override(
         mut self,
         key: impl Into<String>,
@@ -184,6 +247,12 @@ impl StreamsConfig {
     }
 
     /// The full name of an internal topic: `<application-id>-<name>`.
+    ///
+    /// ```
+    /// use kstreams::config::StreamsConfig;
+    /// let config = StreamsConfig::new("shop-analytics");
+    /// assert_eq!(config.internal_topic("counts-changelog"), "shop-analytics-counts-changelog");
+    /// ```
     pub fn internal_topic(&self, name: &str) -> String {
         format!("{}-{}", self.application_id, name)
     }

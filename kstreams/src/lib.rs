@@ -51,7 +51,8 @@ pub use error::{BoxError, StreamsError, TopologyError};
 pub use prometheus_client;
 pub use runtime::TaskMetrics;
 
-/// Header names kstreams writes on dead-letter records.
+/// Header names kstreams writes on dead-letter records (the names of Kafka Streams'
+/// KIP-1034). See [`KStream::try_map_values`](dsl::KStream::try_map_values) for an example.
 pub mod dead_letter {
     pub use crate::runtime::task::{
         DLQ_ERROR_KIND as ERROR_KIND, DLQ_ERROR_MESSAGE as ERROR_MESSAGE,

@@ -122,6 +122,23 @@ pub(crate) struct TopologyInner {
 
 /// A built processor topology, ready to run on the [`TestDriver`](crate::testing::TestDriver)
 /// or on Kafka. Cheap to clone.
+///
+/// ```
+/// use kstreams::dsl::{Materialized, StreamsBuilder};
+/// let builder = StreamsBuilder::new();
+/// builder
+///     .stream::<String, String>("words")
+///     .group_by(|_, word| word.clone())
+///     .count_with(Materialized::named("counts"))
+///     .to_stream()
+///     .to("word-counts");
+/// let topology = builder.build().unwrap();
+/// assert_eq!(topology.source_topics(), vec!["words"]);
+/// assert_eq!(topology.sink_topics(), vec!["word-counts"]);
+/// assert_eq!(topology.store_names(), vec!["counts"]);
+/// // Two sub-topologies, talking through `counts-repartition`.
+/// assert_eq!(topology.describe().subtopologies.len(), 2);
+/// ```
 #[derive(Clone)]
 pub struct Topology {
     pub(crate) inner: Arc<TopologyInner>,
@@ -340,7 +357,25 @@ impl Topology {
         }
     }
 
-    /// Describes the sub-topologies, their nodes, stores and internal topics.
+    /// Describes the sub-topologies, their nodes, stores and internal topics; its `Display`
+    /// is Kafka Streams' format.
+    ///
+    /// ```
+    /// use kstreams::dsl::{Materialized, StreamsBuilder};
+    /// use kstreams::topology::InternalTopicKind;
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, String>("words")
+    ///     .group_by(|_, word| word.clone())
+    ///     .count_with(Materialized::named("counts"));
+    /// let description = builder.build().unwrap().describe();
+    /// let text = description.to_string();
+    /// assert!(text.starts_with("Topologies:\n   Sub-topology: 0\n    Source: KSTREAM-SOURCE-0000000000 (topics: [words])"));
+    /// assert!(text.contains("Sub-topology: 1"));
+    /// let changelog = &description.internal_topics_of(InternalTopicKind::Changelog)[0];
+    /// assert_eq!(changelog.full_name("app"), "app-counts-changelog");
+    /// assert_eq!(changelog.configs["cleanup.policy"], "compact");
+    /// ```
     pub fn describe(&self) -> TopologyDescription {
         let graph = &self.inner;
         let subtopologies = graph
@@ -421,6 +456,16 @@ impl Topology {
 
     /// Groups of topics (full names) whose records meet in a join, so partition `p` of each
     /// must go to the same task: they need equal partition counts.
+    ///
+    /// ```
+    /// use kstreams::dsl::{Materialized, StreamsBuilder};
+    /// let builder = StreamsBuilder::new();
+    /// let users = builder.table::<String, String>("users", Materialized::default());
+    /// builder.stream::<String, String>("clicks").join(&users, |c, u| format!("{c}{u}")).to("out");
+    /// let groups = builder.build().unwrap().copartition_groups("app");
+    /// assert_eq!(groups.len(), 1);
+    /// assert!(groups[0].contains(&"clicks".to_string()) && groups[0].contains(&"users".to_string()));
+    /// ```
     pub fn copartition_groups(&self, application_id: &str) -> Vec<Vec<String>> {
         self.inner
             .copartition_groups

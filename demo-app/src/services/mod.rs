@@ -6,5 +6,6 @@ pub mod inventory;
 pub mod notification;
 pub mod order;
 pub mod payment;
+pub mod payment_holds;
 pub mod shipping;
 pub mod user;

@@ -14,6 +14,7 @@
 use sqlx::Row;
 
 use crate::consumer::{HandleError, Handler, Incoming};
+use crate::crypto::FieldCipher;
 use crate::db::{text, Database};
 use crate::events::{
     topics, Channel, Envelope, NotificationEvent, OrderEvent, Preferences, UserEvent,
@@ -24,12 +25,17 @@ use crate::events::{
 pub struct NotificationService {
     db: Database,
     channel: Channel,
+    cipher: FieldCipher,
 }
 
 impl NotificationService {
-    /// The service sending on `channel`.
-    pub fn new(db: Database, channel: Channel) -> Self {
-        NotificationService { db, channel }
+    /// The service sending on `channel`; contacts are stored encrypted with `cipher`.
+    pub fn new(db: Database, channel: Channel, cipher: FieldCipher) -> Self {
+        NotificationService {
+            db,
+            channel,
+            cipher,
+        }
     }
 
     /// The consumer group of this channel.
@@ -142,7 +148,7 @@ impl NotificationService {
         .bind(self.channel_name())
         .bind(user_id)
         .bind(i64::from(enabled))
-        .bind(contact)
+        .bind(self.cipher.encrypt(&contact))
         .execute(self.db.pool())
         .await?;
         Ok(())
@@ -164,12 +170,17 @@ impl NotificationService {
         .bind(customer_id)
         .fetch_optional(self.db.pool())
         .await?;
-        Ok(row.map(|row| {
-            (
-                row.try_get::<i64, _>("enabled").unwrap_or(0) != 0,
-                text(&row, "contact"),
-            )
-        }))
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let contact = self
+            .cipher
+            .decrypt(&text(&row, "contact"))
+            .map_err(|e| sqlx::Error::Decode(format!("contact of {customer_id}: {e}").into()))?;
+        Ok(Some((
+            row.try_get::<i64, _>("enabled").unwrap_or(0) != 0,
+            contact,
+        )))
     }
 
     async fn send(
@@ -197,7 +208,7 @@ impl NotificationService {
         .bind(self.channel_name())
         .bind(event_id)
         .bind(customer_id)
-        .bind(contact)
+        .bind(self.cipher.encrypt(&contact))
         .bind(subject)
         .bind(body)
         .bind(chrono::Utc::now().timestamp_millis())

@@ -106,6 +106,16 @@ pub struct OrderView {
     pub reason: Option<String>,
 }
 
+/// The price a customer of `variant` pays for a product listed at `list_price`: variant B
+/// (the pricing experiment) gets 5% off each unit, rounded to the cent.
+pub fn variant_price(variant: &str, list_price: Decimal) -> Decimal {
+    if variant == "B" {
+        (list_price * Decimal::new(95, 2)).round_dp(2)
+    } else {
+        list_price
+    }
+}
+
 /// The A/B checkout variant of a customer: a stable hash, so a customer always sees the same.
 pub fn variant_of(customer_id: &str) -> &'static str {
     let digest = Sha256::digest(customer_id.as_bytes());
@@ -352,7 +362,8 @@ async fn place_order(
         }
     }
 
-    // Price the lines from the catalog.
+    // Price the lines from the catalog, at the customer's A/B variant's prices.
+    let variant = variant_of(&customer_id).to_owned();
     let mut items = Vec::with_capacity(wanted.len());
     let mut total = Decimal::ZERO;
     for (product_id, quantity) in &wanted {
@@ -367,9 +378,10 @@ async fn place_order(
                     format!("unknown product {product_id}"),
                 )
             })?;
-        let unit_price: Decimal = text(&row, "unit_price")
+        let list_price: Decimal = text(&row, "unit_price")
             .parse()
             .map_err(|e| ApiError::internal("reading the catalog", e))?;
+        let unit_price = variant_price(&variant, list_price);
         total += unit_price * Decimal::from(*quantity);
         items.push(OrderItem {
             product_id: product_id.clone(),
@@ -379,7 +391,6 @@ async fn place_order(
     }
 
     let order_id = format!("o-{}", uuid::Uuid::new_v4().simple());
-    let variant = variant_of(&customer_id).to_owned();
     let event = Envelope::new(OrderEvent::OrderCreated {
         order_id: order_id.clone(),
         customer_id: customer_id.clone(),
@@ -438,6 +449,13 @@ async fn place_order(
         .map_err(internal)?;
     tx.commit().await.map_err(internal)?;
     service.relay.notify();
+    let metrics = crate::metrics::global();
+    let by_variant = crate::metrics::labels(&[("variant", &variant)]);
+    metrics.orders_created.get_or_create(&by_variant).inc();
+    metrics
+        .revenue_cents
+        .get_or_create(&by_variant)
+        .inc_by(crate::streams::cents(total).max(0) as u64);
     Ok((
         StatusCode::CREATED,
         Json(OrderView {
@@ -529,6 +547,16 @@ impl Handler for OrderService {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn variant_b_pays_five_percent_less_to_the_cent() {
+        use std::str::FromStr;
+        let price = |s| Decimal::from_str(s).unwrap();
+        assert_eq!(variant_price("A", price("24.99")), price("24.99"));
+        assert_eq!(variant_price("B", price("24.99")), price("23.74"));
+        assert_eq!(variant_price("B", price("9.99")), price("9.49"));
+        assert_eq!(variant_price("B", price("319.00")), price("303.05"));
+    }
 
     #[test]
     fn variants_are_stable_and_both_occur() {

@@ -7,6 +7,9 @@
 //! * Each request is tried up to [`MAX_ATTEMPTS`] times with exponential backoff; a
 //!   [`CircuitBreaker`] opens after repeated consecutive failures and makes the service wait
 //!   out the cool-down instead of hammering a gateway that is down.
+//! * Orders flagged by fraud detection are not charged until an admin decides
+//!   ([`payment_holds`](super::payment_holds)); a request waits until it is a moment old
+//!   (`with_screening`) so the fraud score is in before it is charged.
 //! * Authorized: `PaymentAuthorized`. Declined: `PaymentFailed` (the order is cancelled) and
 //!   the request to `payment-events-dlq`. Still unavailable after every attempt: the request to
 //!   `payment-events-dlq` only, the order waits; `shop dlq-replay` moves such requests back
@@ -21,6 +24,7 @@ use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message};
 
+use super::payment_holds::Decision;
 use crate::consumer::{HandleError, Handler, Incoming};
 use crate::db::{first_time, Database};
 use crate::events::{topics, Envelope, PaymentEvent};
@@ -162,6 +166,7 @@ pub struct PaymentService {
     relay: OutboxRelay,
     gateway: Arc<Gateway>,
     breaker: Arc<CircuitBreaker>,
+    screening: Duration,
 }
 
 impl PaymentService {
@@ -172,7 +177,16 @@ impl PaymentService {
             relay,
             gateway,
             breaker: Arc::new(CircuitBreaker::new(5, Duration::from_secs(2))),
+            screening: Duration::ZERO,
         }
+    }
+
+    /// Charges a request only once it is `screening` old, so that fraud detection (which
+    /// scores the order when it is created, in parallel with the reservation) has had time
+    /// to flag it. Requests are handled in order, so this adds latency, not a lower rate.
+    pub fn with_screening(mut self, screening: Duration) -> Self {
+        self.screening = screening;
+        self
     }
 
     /// The gateway (to reconfigure it).
@@ -193,6 +207,12 @@ impl PaymentService {
             return Ok(());
         };
         let event_id = envelope.event_id.to_string();
+        let age = (chrono::Utc::now() - envelope.occurred_at)
+            .to_std()
+            .unwrap_or_default();
+        if age < self.screening {
+            tokio::time::sleep(self.screening - age).await;
+        }
         // Already decided (a redelivery): nothing to do.
         let seen = {
             let mut tx = self.db.pool().begin().await?;
@@ -203,6 +223,34 @@ impl PaymentService {
         };
         if seen {
             return Ok(());
+        }
+        // Flagged by fraud detection: parked, or failed when an admin rejected it.
+        {
+            let mut tx = self.db.pool().begin().await?;
+            let request = String::from_utf8_lossy(&record.payload);
+            match super::payment_holds::decide(&mut tx, order_id, &request).await? {
+                Decision::Charge => tx.rollback().await?,
+                Decision::Held => {
+                    first_time(&mut tx, GROUP, &event_id).await?;
+                    record_payment(&mut tx, order_id, customer_id, amount, "HELD", 0).await?;
+                    tx.commit().await?;
+                    return Ok(());
+                }
+                Decision::Rejected => {
+                    first_time(&mut tx, GROUP, &event_id).await?;
+                    let event = Envelope::new(PaymentEvent::PaymentFailed {
+                        order_id: order_id.clone(),
+                        customer_id: customer_id.clone(),
+                        reason: "rejected after fraud review".into(),
+                        attempts: 0,
+                    });
+                    outbox::enqueue(&mut tx, topics::PAYMENTS, order_id, &event).await?;
+                    record_payment(&mut tx, order_id, customer_id, amount, "REJECTED", 0).await?;
+                    tx.commit().await?;
+                    self.relay.notify();
+                    return Ok(());
+                }
+            }
         }
         let mut attempts = 0;
         let mut backoff = Duration::from_millis(50);
@@ -234,6 +282,15 @@ impl PaymentService {
                     attempts,
                 });
                 outbox::enqueue(&mut tx, topics::PAYMENTS, order_id, &event).await?;
+                record_payment(
+                    &mut tx,
+                    order_id,
+                    customer_id,
+                    amount,
+                    "AUTHORIZED",
+                    attempts,
+                )
+                .await?;
             }
             Charge::Declined(reason) => {
                 first_time(&mut tx, GROUP, &event_id).await?;
@@ -245,6 +302,8 @@ impl PaymentService {
                 });
                 outbox::enqueue(&mut tx, topics::PAYMENTS, order_id, &event).await?;
                 dead_letter(&mut tx, order_id, &envelope, "declined", reason, attempts).await?;
+                record_payment(&mut tx, order_id, customer_id, amount, "DECLINED", attempts)
+                    .await?;
             }
             Charge::Unavailable(reason) => {
                 // Not marked processed: a replay of this request must be charged again.
@@ -263,6 +322,31 @@ impl PaymentService {
         self.relay.notify();
         Ok(())
     }
+}
+
+/// Records the payment service's decision on an order (`payments`, one row per order).
+async fn record_payment(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    order_id: &str,
+    customer_id: &str,
+    amount: &rust_decimal::Decimal,
+    status: &str,
+    attempts: u32,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO payments (order_id, customer_id, amount, status, attempts, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (order_id) DO UPDATE SET \
+         status = excluded.status, attempts = excluded.attempts, updated_at = excluded.updated_at",
+    )
+    .bind(order_id)
+    .bind(customer_id)
+    .bind(amount.to_string())
+    .bind(status)
+    .bind(i64::from(attempts))
+    .bind(chrono::Utc::now().timestamp_millis())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 async fn dead_letter(
@@ -303,7 +387,20 @@ pub async fn replay_dead_letters(client: &ClientConfig) -> Result<usize, String>
     let (low, high) = consumer
         .fetch_watermarks(topics::PAYMENTS_DLQ, 0, Duration::from_secs(10))
         .map_err(|e| e.to_string())?;
-    if high <= low {
+    // Where an earlier replay stopped: nothing to read when it got to the end.
+    let mut partition = rdkafka::TopicPartitionList::new();
+    partition.add_partition(topics::PAYMENTS_DLQ, 0);
+    let committed = consumer
+        .committed_offsets(partition, Duration::from_secs(10))
+        .map_err(|e| e.to_string())?
+        .elements()
+        .first()
+        .and_then(|e| match e.offset() {
+            rdkafka::Offset::Offset(n) => Some(n),
+            _ => None,
+        })
+        .unwrap_or(low);
+    if high <= low.max(committed) {
         return Ok(0);
     }
     consumer

@@ -15,6 +15,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Authenticated, HasJwtKeys, JwtKeys};
+use crate::crypto::FieldCipher;
 use crate::db::{text, Database};
 use crate::events::{topics, Envelope, Preferences, UserEvent};
 use crate::http::{ApiError, JsonBody};
@@ -26,6 +27,7 @@ pub struct UserService {
     db: Database,
     keys: JwtKeys,
     relay: OutboxRelay,
+    cipher: FieldCipher,
 }
 
 impl HasJwtKeys for UserService {
@@ -68,9 +70,14 @@ pub struct SentNotification {
 }
 
 impl UserService {
-    /// The service over `db`.
-    pub fn new(db: Database, keys: JwtKeys, relay: OutboxRelay) -> Self {
-        UserService { db, keys, relay }
+    /// The service over `db`; `cipher` decrypts the contacts of sent notifications.
+    pub fn new(db: Database, keys: JwtKeys, relay: OutboxRelay, cipher: FieldCipher) -> Self {
+        UserService {
+            db,
+            keys,
+            relay,
+            cipher,
+        }
     }
 
     /// The HTTP routes.
@@ -159,14 +166,18 @@ async fn notifications(
     .fetch_all(service.db.pool())
     .await
     .map_err(|e| ApiError::internal("reading notifications", e))?;
-    Ok(Json(
-        rows.iter()
-            .map(|row| SentNotification {
-                channel: text(row, "channel"),
-                contact: text(row, "contact"),
-                subject: text(row, "subject"),
-                body: text(row, "body"),
-            })
-            .collect(),
-    ))
+    let mut sent = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let contact = service
+            .cipher
+            .decrypt(&text(row, "contact"))
+            .map_err(|e| ApiError::internal("decrypting a contact", e))?;
+        sent.push(SentNotification {
+            channel: text(row, "channel"),
+            contact,
+            subject: text(row, "subject"),
+            body: text(row, "body"),
+        });
+    }
+    Ok(Json(sent))
 }

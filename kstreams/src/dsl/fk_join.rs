@@ -447,6 +447,24 @@ impl<K: Data, V: Data> KTable<K, V> {
 
     /// Like [`join_on_foreign_key`](Self::join_on_foreign_key), keeping rows whose foreign
     /// key has no row in `other` (joined with `None`).
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// let orders = builder.table::<String, String>("orders", Materialized::default()); // order -> customer
+    /// let customers = builder.table::<String, String>("customers", Materialized::default());
+    /// orders
+    ///     .left_join_on_foreign_key(&customers, |customer| customer.clone(), |customer, name| {
+    ///         format!("{customer}:{}", name.map_or("?", String::as_str))
+    ///     })
+    ///     .to_stream()
+    ///     .to("orders-with-names");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("fk")).unwrap();
+    /// driver.create_input_topic::<String, Option<String>>("orders").pipe_input_at("o1".into(), Some("c9".into()), 0);
+    /// driver.create_input_topic::<String, Option<String>>("customers").pipe_input_at("c9".into(), Some("Zed".into()), 1);
+    /// let out = driver.create_output_topic::<String, Option<String>>("orders-with-names");
+    /// assert_eq!(out.read_values_to_list(), vec![Some("c9:?".to_string()), Some("c9:Zed".to_string())]);
+    /// ```
     pub fn left_join_on_foreign_key<KO: Data + PartialEq, VO: Data, VR: Data + DefaultSerde>(
         &self,
         other: &KTable<KO, VO>,

@@ -18,6 +18,23 @@ use super::ops::TableSource;
 use super::{Consumed, Data, Materialized, StreamsBuilder};
 
 /// A table of a topic with every partition in every task (Kafka Streams' `GlobalKTable`).
+///
+/// Made by [`StreamsBuilder::global_table`]; streams join it with
+/// [`KStream::join_global`] by a key computed from each record.
+///
+/// ```
+/// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+/// let builder = StreamsBuilder::new();
+/// let products = builder.global_table::<String, String>("products", Materialized::named("products"));
+/// assert_eq!(products.queryable_store_name(), "products");
+/// let topology = builder.build().unwrap();
+/// assert!(topology.describe().to_string().contains("for global store (will not generate tasks)"));
+/// let driver = TestDriver::new(&topology, StreamsConfig::new("g")).unwrap();
+/// driver.create_input_topic::<String, Option<String>>("products")
+///     .pipe_input_at("p1".into(), Some("Kettle".into()), 0);
+/// let store = driver.key_value_store::<String, String>("products").unwrap();
+/// assert_eq!(store.get(&"p1".to_string()).unwrap(), Some("Kettle".to_string()));
+/// ```
 pub struct GlobalKTable<K, V> {
     store: String,
     _types: PhantomData<fn() -> (K, V)>,
@@ -40,7 +57,8 @@ impl<K, V> GlobalKTable<K, V> {
 }
 
 impl StreamsBuilder {
-    /// A global table of a topic, with the types' default serdes.
+    /// A global table of a topic, with the types' default serdes (see [`GlobalKTable`] for
+    /// an example). Its store has no changelog: the topic itself is read to fill it.
     pub fn global_table<K: DefaultSerde + Data, V: DefaultSerde + Data>(
         &self,
         topic: &str,
@@ -49,7 +67,8 @@ impl StreamsBuilder {
         self.global_table_with(topic, Consumed::default(), materialized)
     }
 
-    /// A global table of a topic, read as `consumed` says.
+    /// A global table of a topic, read with the serdes of `consumed`. Its timestamp extractor
+    /// is not used: global records keep their Kafka timestamps.
     pub fn global_table_with<K: Data, V: Data>(
         &self,
         topic: &str,
@@ -157,6 +176,22 @@ impl<K: Data, V: Data> KStream<K, V> {
     }
 
     /// Like [`join_global`](Self::join_global), joining records without a row with `None`.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// let products = builder.global_table::<String, String>("products", Materialized::default());
+    /// builder
+    ///     .stream::<String, String>("order-lines") // order id -> product id
+    ///     .left_join_global(&products, |_, product| product.clone(), |product, name| {
+    ///         format!("{product}={}", name.map_or("?", String::as_str))
+    ///     })
+    ///     .to("named-lines");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("g")).unwrap();
+    /// driver.create_input_topic::<String, String>("order-lines").pipe_input_at("o1".into(), "p9".into(), 1);
+    /// let out = driver.create_output_topic::<String, String>("named-lines");
+    /// assert_eq!(out.read_key_value(), Some(("o1".to_string(), "p9=?".to_string())));
+    /// ```
     pub fn left_join_global<KG: Data, VG: Data, VR: Data>(
         &self,
         table: &GlobalKTable<KG, VG>,

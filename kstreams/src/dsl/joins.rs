@@ -182,6 +182,22 @@ impl<K: Data, V: Data> KStream<K, V> {
     }
 
     /// Like [`join`](Self::join), but records without a row are joined with `None`.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// let customers = builder.table::<String, String>("customers", Materialized::default());
+    /// builder
+    ///     .stream::<String, i64>("orders")
+    ///     .left_join(&customers, |amount, name| {
+    ///         format!("{} spent {amount}", name.map_or("someone", String::as_str))
+    ///     })
+    ///     .to("enriched");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("j")).unwrap();
+    /// driver.create_input_topic::<String, i64>("orders").pipe_input_at("c9".into(), 5, 0);
+    /// let out = driver.create_output_topic::<String, String>("enriched");
+    /// assert_eq!(out.read_value(), Some("someone spent 5".to_string()));
+    /// ```
     pub fn left_join<VT: Data, VR: Data>(
         &self,
         table: &KTable<K, VT>,
@@ -196,7 +212,28 @@ impl<K: Data, V: Data> KStream<K, V> {
 }
 
 /// The window of a stream–stream join: records join when the other side's timestamp lies
-/// within `before` earlier and `after` later than their own.
+/// within `before` earlier and `after` later than their own (Kafka Streams' `JoinWindows`).
+/// A record that arrives after stream time passed its window (plus grace) is dropped as late.
+///
+/// ```
+/// use std::time::Duration;
+/// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+/// let builder = StreamsBuilder::new();
+/// let orders = builder.stream::<String, String>("orders");
+/// let shipments = builder.stream::<String, String>("shipments");
+/// // A shipment joins an order when it comes at most 100 ms after it, never before.
+/// let windows = JoinWindows::of_time_difference_without_grace(Duration::from_millis(100))
+///     .before(Duration::ZERO);
+/// orders.join_stream(&shipments, |o, s| format!("{o}+{s}"), windows).to("shipped");
+/// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("jw")).unwrap();
+/// let orders = driver.create_input_topic::<String, String>("orders");
+/// let shipments = driver.create_input_topic::<String, String>("shipments");
+/// shipments.pipe_input_at("o1".into(), "early".into(), 950);
+/// orders.pipe_input_at("o1".into(), "order".into(), 1_000);
+/// shipments.pipe_input_at("o1".into(), "parcel".into(), 1_050);
+/// let shipped = driver.create_output_topic::<String, String>("shipped");
+/// assert_eq!(shipped.read_values_to_list(), vec!["order+parcel".to_string()]);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JoinWindows {
     before: i64,
@@ -206,7 +243,8 @@ pub struct JoinWindows {
 
 impl JoinWindows {
     /// Records join when their timestamps differ by at most `difference`; records arriving
-    /// after stream time passed their window are dropped.
+    /// after stream time passed their window are dropped (see [`JoinWindows`] for an
+    /// example).
     pub fn of_time_difference_without_grace(difference: std::time::Duration) -> Self {
         Self::of_time_difference_and_grace(difference, std::time::Duration::ZERO)
     }
@@ -576,6 +614,24 @@ impl<K: Data + DefaultSerde, V: Data + DefaultSerde> KStream<K, V> {
 
     /// Like [`join_stream`](Self::join_stream); a left record that found no match is joined
     /// with `None` once its window has closed (no early, spurious `None` results).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// let orders = builder.stream::<String, String>("orders");
+    /// let payments = builder.stream::<String, i64>("payments");
+    /// orders
+    ///     .left_join_stream(&payments, |order, paid| format!("{order}:{paid:?}"),
+    ///         JoinWindows::of_time_difference_without_grace(Duration::from_millis(100)))
+    ///     .to("order-payments");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("j")).unwrap();
+    /// driver.create_input_topic::<String, String>("orders").pipe_input_at("o1".into(), "mouse".into(), 0);
+    /// let out = driver.create_output_topic::<String, String>("order-payments");
+    /// assert!(out.is_empty()); // no payment yet, but the window is still open
+    /// driver.create_input_topic::<String, i64>("payments").pipe_input_at("o2".into(), 5, 500);
+    /// assert_eq!(out.read_key_value(), Some(("o1".to_string(), "mouse:None".to_string())));
+    /// ```
     pub fn left_join_stream<VO: Data + DefaultSerde, VR: Data>(
         &self,
         other: &KStream<K, VO>,
@@ -590,6 +646,24 @@ impl<K: Data + DefaultSerde, V: Data + DefaultSerde> KStream<K, V> {
     }
 
     /// Like [`left_join_stream`](Self::left_join_stream), for unmatched records of both sides.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// let orders = builder.stream::<String, String>("orders");
+    /// let payments = builder.stream::<String, i64>("payments");
+    /// orders
+    ///     .outer_join_stream(&payments, |order, paid| format!("{order:?}/{paid:?}"),
+    ///         JoinWindows::of_time_difference_without_grace(Duration::from_millis(100)))
+    ///     .to("matched");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("j")).unwrap();
+    /// driver.create_input_topic::<String, i64>("payments").pipe_input_at("x".into(), 5, 0);
+    /// driver.create_input_topic::<String, String>("orders").pipe_input_at("y".into(), "mouse".into(), 500);
+    /// let out = driver.create_output_topic::<String, String>("matched");
+    /// // The payment's window closed without an order; the order's window is still open.
+    /// assert_eq!(out.read_key_values_to_list(), vec![("x".to_string(), "None/Some(5)".to_string())]);
+    /// ```
     pub fn outer_join_stream<VO: Data + DefaultSerde, VR: Data>(
         &self,
         other: &KStream<K, VO>,
@@ -769,6 +843,22 @@ impl<K: Data, V: Data> KTable<K, V> {
     }
 
     /// Like [`join`](Self::join), keeping left rows without a right row (joined with `None`).
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// let names = builder.table::<String, String>("names", Materialized::default());
+    /// let emails = builder.table::<String, String>("emails", Materialized::default());
+    /// names
+    ///     .left_join(&emails, |n, e| format!("{n} <{}>", e.map_or("?", String::as_str)))
+    ///     .to_stream()
+    ///     .to("contacts");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("tt")).unwrap();
+    /// driver.create_input_topic::<String, Option<String>>("names").pipe_input_at("u".into(), Some("Ann".into()), 1);
+    /// driver.create_input_topic::<String, Option<String>>("emails").pipe_input_at("u".into(), Some("a@x".into()), 2);
+    /// let out = driver.create_output_topic::<String, Option<String>>("contacts");
+    /// assert_eq!(out.read_values_to_list(), vec![Some("Ann <?>".to_string()), Some("Ann <a@x>".to_string())]);
+    /// ```
     pub fn left_join<VO: Data, VR: Data + DefaultSerde>(
         &self,
         other: &KTable<K, VO>,
@@ -779,6 +869,22 @@ impl<K: Data, V: Data> KTable<K, V> {
     }
 
     /// Like [`join`](Self::join), keeping rows of either side without a partner.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// let names = builder.table::<String, String>("names", Materialized::default());
+    /// let emails = builder.table::<String, String>("emails", Materialized::default());
+    /// names
+    ///     .outer_join(&emails, |n, e| format!("{}|{}", n.map_or("-", String::as_str), e.map_or("-", String::as_str)))
+    ///     .to_stream()
+    ///     .to("contacts");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("tt")).unwrap();
+    /// driver.create_input_topic::<String, Option<String>>("emails").pipe_input_at("u".into(), Some("a@x".into()), 1);
+    /// driver.create_input_topic::<String, Option<String>>("names").pipe_input_at("u".into(), Some("Ann".into()), 2);
+    /// let out = driver.create_output_topic::<String, Option<String>>("contacts");
+    /// assert_eq!(out.read_values_to_list(), vec![Some("-|a@x".to_string()), Some("Ann|a@x".to_string())]);
+    /// ```
     pub fn outer_join<VO: Data, VR: Data + DefaultSerde>(
         &self,
         other: &KTable<K, VO>,
@@ -790,6 +896,19 @@ impl<K: Data, V: Data> KTable<K, V> {
     }
 
     /// [`join`](Self::join) with the result kept in a queryable store.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// let names = builder.table::<String, String>("names", Materialized::default());
+    /// let emails = builder.table::<String, String>("emails", Materialized::default());
+    /// names.join_with(&emails, |n, e| format!("{n} <{e}>"), Materialized::named("contacts"));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("tt")).unwrap();
+    /// driver.create_input_topic::<String, Option<String>>("names").pipe_input_at("u".into(), Some("Ann".into()), 1);
+    /// driver.create_input_topic::<String, Option<String>>("emails").pipe_input_at("u".into(), Some("a@x".into()), 2);
+    /// let contacts = driver.key_value_store::<String, String>("contacts").unwrap();
+    /// assert_eq!(contacts.get(&"u".to_string()).unwrap(), Some("Ann <a@x>".to_string()));
+    /// ```
     pub fn join_with<VO: Data, VR: Data>(
         &self,
         other: &KTable<K, VO>,
@@ -801,7 +920,8 @@ impl<K: Data, V: Data> KTable<K, V> {
         self.join_table_internal(other, joiner, "KTABLE-JOIN", Some(materialized), serde)
     }
 
-    /// [`left_join`](Self::left_join) with the result kept in a queryable store.
+    /// [`left_join`](Self::left_join) with the result kept in a queryable store (see
+    /// [`join_with`](Self::join_with) for an example).
     pub fn left_join_with<VO: Data, VR: Data>(
         &self,
         other: &KTable<K, VO>,
@@ -813,7 +933,8 @@ impl<K: Data, V: Data> KTable<K, V> {
         self.join_table_internal(other, joiner, "KTABLE-LEFTJOIN", Some(materialized), serde)
     }
 
-    /// [`outer_join`](Self::outer_join) with the result kept in a queryable store.
+    /// [`outer_join`](Self::outer_join) with the result kept in a queryable store (see
+    /// [`join_with`](Self::join_with) for an example).
     pub fn outer_join_with<VO: Data, VR: Data>(
         &self,
         other: &KTable<K, VO>,

@@ -35,6 +35,25 @@ pub(crate) fn materialize<K: 'static, V: 'static>(
 }
 
 /// A stream grouped by key, ready to aggregate (Kafka Streams' `KGroupedStream`).
+///
+/// Made by [`KStream::group_by_key`](super::KStream::group_by_key) and
+/// [`KStream::group_by`](super::KStream::group_by); `count`, `reduce` and `aggregate` make a
+/// [`KTable`], `windowed_by*` a windowed stream.
+///
+/// ```
+/// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+/// let builder = StreamsBuilder::new();
+/// let by_user = builder.stream::<String, i64>("purchases").group_by_key();
+/// by_user.count_with(Materialized::named("purchases-per-user"));
+/// by_user.reduce_with(|a, b| a.max(b), Materialized::named("largest-purchase"));
+/// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("g")).unwrap();
+/// let purchases = driver.create_input_topic::<String, i64>("purchases");
+/// purchases.pipe_input_at("ann".into(), 30, 0);
+/// purchases.pipe_input_at("ann".into(), 12, 1);
+/// let ann = "ann".to_string();
+/// assert_eq!(driver.key_value_store::<String, i64>("purchases-per-user").unwrap().get(&ann).unwrap(), Some(2));
+/// assert_eq!(driver.key_value_store::<String, i64>("largest-purchase").unwrap().get(&ann).unwrap(), Some(30));
+/// ```
 #[derive(Clone)]
 pub struct KGroupedStream<K, V> {
     pub(crate) graph: Rc<RefCell<GraphBuilder>>,
@@ -111,6 +130,19 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
     }
 
     /// Counts records per key.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("logins").group_by_key().count().to_stream().to("login-counts");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("c")).unwrap();
+    /// let logins = driver.create_input_topic::<String, String>("logins");
+    /// logins.pipe_input_at("ann".into(), "web".into(), 0);
+    /// logins.pipe_input_at("bob".into(), "app".into(), 1);
+    /// logins.pipe_input_at("ann".into(), "app".into(), 2);
+    /// let counts = driver.create_output_topic::<String, Option<i64>>("login-counts");
+    /// assert_eq!(counts.read_key_values_to_map()["ann"], Some(2));
+    /// ```
     pub fn count(&self) -> KTable<K, i64> {
         self.count_with(Materialized::with(self.key_serde.clone(), Serdes::i64()))
     }
@@ -133,7 +165,26 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         )
     }
 
-    /// Combines the values of each key with `reducer(aggregate, value)`.
+    /// Combines the values of each key with `reducer(aggregate, value)`; a key's first value
+    /// is its first aggregate.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, i64>("temperatures")
+    ///     .group_by_key()
+    ///     .reduce(|low, t| low.min(t))
+    ///     .to_stream()
+    ///     .to("lowest");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("r")).unwrap();
+    /// let temps = driver.create_input_topic::<String, i64>("temperatures");
+    /// for (t, celsius) in [21, 17, 19].into_iter().enumerate() {
+    ///     temps.pipe_input_at("oslo".into(), celsius, t as i64);
+    /// }
+    /// let lowest = driver.create_output_topic::<String, Option<i64>>("lowest");
+    /// assert_eq!(lowest.read_values_to_list(), vec![Some(21), Some(17), Some(17)]);
+    /// ```
     pub fn reduce(&self, reducer: impl Fn(V, V) -> V + Send + Sync + 'static) -> KTable<K, V> {
         self.reduce_with(
             reducer,
@@ -141,7 +192,8 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         )
     }
 
-    /// Like [`reduce`](Self::reduce), into the store `materialized` describes.
+    /// Like [`reduce`](Self::reduce), into the store `materialized` describes (see
+    /// [`KGroupedStream`] for an example).
     pub fn reduce_with(
         &self,
         reducer: impl Fn(V, V) -> V + Send + Sync + 'static,
@@ -157,6 +209,25 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
     }
 
     /// Folds the values of each key into an aggregate, starting from `initializer()`.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, String>("page-views") // user -> page
+    ///     .group_by_key()
+    ///     .aggregate(String::new, |_user, page, trail| {
+    ///         if trail.is_empty() { page } else { format!("{trail} > {page}") }
+    ///     })
+    ///     .to_stream()
+    ///     .to("trails");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("a")).unwrap();
+    /// let views = driver.create_input_topic::<String, String>("page-views");
+    /// views.pipe_input_at("ann".into(), "/".into(), 0);
+    /// views.pipe_input_at("ann".into(), "/cart".into(), 1);
+    /// let trails = driver.create_output_topic::<String, Option<String>>("trails");
+    /// assert_eq!(trails.read_values_to_list().pop(), Some(Some("/ > /cart".to_string())));
+    /// ```
     pub fn aggregate<VA: Data + DefaultSerde>(
         &self,
         initializer: impl Fn() -> VA + Send + Sync + 'static,
@@ -170,6 +241,27 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
     }
 
     /// Like [`aggregate`](Self::aggregate), into the store `materialized` describes.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, i64>("orders") // customer -> amount
+    ///     .group_by_key()
+    ///     .aggregate_with(|| 0i64, |_customer, amount, total| total + amount,
+    ///         Materialized::named("spend"))
+    ///     .to_stream()
+    ///     .to("spend-per-customer");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("spend")).unwrap();
+    /// let orders = driver.create_input_topic::<String, i64>("orders");
+    /// orders.pipe_input_at("ann".into(), 30, 1);
+    /// orders.pipe_input_at("ann".into(), 12, 2);
+    /// let totals = driver.create_output_topic::<String, Option<i64>>("spend-per-customer");
+    /// assert_eq!(totals.read_values_to_list(), vec![Some(30), Some(42)]);
+    /// let spend = driver.timestamped_key_value_store::<String, i64>("spend").unwrap();
+    /// let ann = spend.get(&"ann".to_string()).unwrap().unwrap();
+    /// assert_eq!((ann.value, ann.timestamp), (42, 2)); // the latest timestamp aggregated
+    /// ```
     pub fn aggregate_with<VA: Data>(
         &self,
         initializer: impl Fn() -> VA + Send + Sync + 'static,
@@ -188,6 +280,25 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
 /// A table re-grouped by a new key, ready to aggregate (Kafka Streams' `KGroupedTable`).
 /// Every update subtracts the old value from its old group and adds the new value to its
 /// new group.
+///
+/// Made by [`KTable::group_by`]; see there for a `count`.
+///
+/// ```
+/// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+/// let builder = StreamsBuilder::new();
+/// builder
+///     .table::<String, i64>("account-balances", Materialized::default()) // account -> cents
+///     .group_by(|account, cents| (account.split('/').next().unwrap_or("").to_string(), *cents))
+///     .reduce_with(|sum, cents| sum + cents, |sum, cents| sum - cents, Materialized::named("per-bank"));
+/// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("t")).unwrap();
+/// let balances = driver.create_input_topic::<String, Option<i64>>("account-balances");
+/// balances.pipe_input_at("acme/1".into(), Some(100), 0);
+/// balances.pipe_input_at("acme/2".into(), Some(50), 1);
+/// balances.pipe_input_at("acme/1".into(), Some(70), 2); // replaces 100
+/// balances.pipe_input_at("acme/2".into(), None, 3); // removes 50
+/// let per_bank = driver.key_value_store::<String, i64>("per-bank").unwrap();
+/// assert_eq!(per_bank.get(&"acme".to_string()).unwrap(), Some(70));
+/// ```
 pub struct KGroupedTable<K, V> {
     pub(crate) graph: Rc<RefCell<GraphBuilder>>,
     /// Node emitting `Change<V>` records keyed by the new key, before repartitioning.
@@ -235,12 +346,28 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
         )
     }
 
-    /// Counts the rows per group.
+    /// Counts the rows per group (see [`KTable::group_by`] for an example). A group whose
+    /// last row left stays at `0`.
     pub fn count(&self) -> KTable<K, i64> {
         self.count_with(Materialized::with(self.key_serde.clone(), Serdes::i64()))
     }
 
     /// Counts the rows per group into the store `materialized` describes.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .table::<String, String>("user-regions", Materialized::default())
+    ///     .group_by(|user, region| (region.clone(), user.clone()))
+    ///     .count_with(Materialized::named("users-per-region"));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("c")).unwrap();
+    /// let regions = driver.create_input_topic::<String, Option<String>>("user-regions");
+    /// regions.pipe_input_at("ann".into(), Some("eu".into()), 0);
+    /// regions.pipe_input_at("ann".into(), None, 1);
+    /// let counts = driver.key_value_store::<String, i64>("users-per-region").unwrap();
+    /// assert_eq!(counts.get(&"eu".to_string()).unwrap(), Some(0));
+    /// ```
     pub fn count_with(&self, materialized: Materialized<K, i64>) -> KTable<K, i64> {
         self.aggregate_internal(
             Arc::new(|_, _, count: Option<i64>| count.unwrap_or(0) + 1),
@@ -249,7 +376,8 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
         )
     }
 
-    /// Combines the rows of each group: `adder(aggregate, new)`, `subtractor(aggregate, old)`.
+    /// Combines the rows of each group: `adder(aggregate, new)`, `subtractor(aggregate, old)`
+    /// (see [`KGroupedTable`] for an example).
     pub fn reduce(
         &self,
         adder: impl Fn(V, V) -> V + Send + Sync + 'static,
@@ -279,7 +407,34 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
         )
     }
 
-    /// Folds the rows of each group into an aggregate.
+    /// Folds the rows of each group into an aggregate: `adder` adds a row's new value,
+    /// `subtractor` takes out its old one; both start from `initializer()` for a new group.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .table::<String, String>("user-regions", Materialized::default())
+    ///     .group_by(|user, region| (region.clone(), user.clone()))
+    ///     .aggregate(
+    ///         String::new,
+    ///         |_region, user, list| if list.is_empty() { user } else { format!("{list},{user}") },
+    ///         |_region, user, list| {
+    ///             list.split(',').filter(|u| *u != user).collect::<Vec<_>>().join(",")
+    ///         },
+    ///     )
+    ///     .to_stream()
+    ///     .to("region-users");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("a")).unwrap();
+    /// let regions = driver.create_input_topic::<String, Option<String>>("user-regions");
+    /// regions.pipe_input_at("ann".into(), Some("eu".into()), 0);
+    /// regions.pipe_input_at("bob".into(), Some("eu".into()), 1);
+    /// regions.pipe_input_at("ann".into(), Some("us".into()), 2);
+    /// let users = driver.create_output_topic::<String, Option<String>>("region-users");
+    /// let latest = users.read_key_values_to_map();
+    /// assert_eq!(latest["eu"], Some("bob".to_string()));
+    /// assert_eq!(latest["us"], Some("ann".to_string()));
+    /// ```
     pub fn aggregate<VA: Data + DefaultSerde>(
         &self,
         initializer: impl Fn() -> VA + Send + Sync + 'static,

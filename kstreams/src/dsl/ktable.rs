@@ -16,6 +16,22 @@ use super::ops::{Change, TableRepartitionMap, TableSource, TableTransform};
 use super::{Consumed, Data, GraphBuilder, Grouped, Materialized};
 
 /// A table: for each key, its latest value (Kafka Streams' `KTable`).
+///
+/// Made by [`StreamsBuilder::table`](super::StreamsBuilder::table) and by every aggregation.
+/// Handles are cheap to clone.
+///
+/// ```
+/// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+/// let builder = StreamsBuilder::new();
+/// let users = builder.table::<String, String>("users", Materialized::named("users"));
+/// users.map_values(|_id, name| name.to_uppercase()).to_stream().to("users-upper");
+/// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("t")).unwrap();
+/// let input = driver.create_input_topic::<String, Option<String>>("users");
+/// input.pipe_input_at("u1".into(), Some("ann".into()), 0);
+/// input.pipe_input_at("u1".into(), None, 1);
+/// let out = driver.create_output_topic::<String, Option<String>>("users-upper");
+/// assert_eq!(out.read_values_to_list(), vec![Some("ANN".to_string()), None]);
+/// ```
 pub struct KTable<K, V> {
     pub(crate) graph: Rc<RefCell<GraphBuilder>>,
     /// Node emitting `Change<V>` records.
@@ -103,6 +119,15 @@ impl<K: Data, V: Data> KTable<K, V> {
 
     /// The name of the store that holds this table, for interactive queries and
     /// [`TestDriver::key_value_store`](crate::testing::TestDriver::key_value_store).
+    /// `None` for a table derived without [`Materialized`] (by `filter` or `map_values`).
+    ///
+    /// ```
+    /// use kstreams::dsl::{Materialized, StreamsBuilder};
+    /// let builder = StreamsBuilder::new();
+    /// let users = builder.table::<String, String>("users", Materialized::named("users"));
+    /// assert_eq!(users.queryable_store_name(), Some("users"));
+    /// assert_eq!(users.filter(|_, name| !name.is_empty()).queryable_store_name(), None);
+    /// ```
     pub fn queryable_store_name(&self) -> Option<&str> {
         self.store.as_deref()
     }
@@ -140,6 +165,24 @@ impl<K: Data, V: Data> KTable<K, V> {
 
     /// The rows for which `predicate` is true. A row that stops matching is deleted
     /// downstream.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .table::<String, i64>("balances", Materialized::named("balances"))
+    ///     .filter(|_, cents| *cents < 0)
+    ///     .to_stream()
+    ///     .to("overdrawn");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("bank")).unwrap();
+    /// let balances = driver.create_input_topic::<String, Option<i64>>("balances");
+    /// balances.pipe_input_at("acct".into(), Some(-5), 0);
+    /// balances.pipe_input_at("acct".into(), Some(10), 1); // no longer matches: deleted downstream
+    /// let out = driver.create_output_topic::<String, Option<i64>>("overdrawn");
+    /// assert_eq!(out.read_values_to_list(), vec![Some(-5), None]);
+    /// let store = driver.key_value_store::<String, i64>("balances").unwrap();
+    /// assert_eq!(store.get(&"acct".to_string()).unwrap(), Some(10));
+    /// ```
     pub fn filter(
         &self,
         predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
@@ -149,6 +192,22 @@ impl<K: Data, V: Data> KTable<K, V> {
     }
 
     /// The rows for which `predicate` is false.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .table::<String, String>("accounts", Materialized::default())
+    ///     .filter_not(|_, status| status == "closed")
+    ///     .to_stream()
+    ///     .to("open-accounts");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("f")).unwrap();
+    /// let accounts = driver.create_input_topic::<String, Option<String>>("accounts");
+    /// accounts.pipe_input_at("a".into(), Some("open".into()), 0);
+    /// accounts.pipe_input_at("b".into(), Some("closed".into()), 1);
+    /// let out = driver.create_output_topic::<String, Option<String>>("open-accounts");
+    /// assert_eq!(out.read_key_values_to_list(), vec![("a".to_string(), Some("open".to_string()))]);
+    /// ```
     pub fn filter_not(
         &self,
         predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
@@ -157,6 +216,20 @@ impl<K: Data, V: Data> KTable<K, V> {
     }
 
     /// Like [`filter`](Self::filter), with the result kept in a queryable store.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .table::<String, String>("accounts", Materialized::default())
+    ///     .filter_with(|_, status| status == "active", Materialized::named("active-accounts"));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("f")).unwrap();
+    /// let accounts = driver.create_input_topic::<String, Option<String>>("accounts");
+    /// accounts.pipe_input_at("a".into(), Some("active".into()), 0);
+    /// accounts.pipe_input_at("b".into(), Some("closed".into()), 1);
+    /// let active = driver.key_value_store::<String, String>("active-accounts").unwrap();
+    /// assert_eq!(active.all().unwrap(), vec![("a".to_string(), "active".to_string())]);
+    /// ```
     pub fn filter_with(
         &self,
         predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
@@ -167,7 +240,7 @@ impl<K: Data, V: Data> KTable<K, V> {
         self.transform("KTABLE-FILTER", f, Some(materialized), serde)
     }
 
-    /// Maps each row's value.
+    /// Maps each row's value (see [`KTable`] for an example).
     pub fn map_values<V2: Data + DefaultSerde>(
         &self,
         f: impl Fn(&K, V) -> V2 + Send + Sync + 'static,
@@ -177,6 +250,19 @@ impl<K: Data, V: Data> KTable<K, V> {
     }
 
     /// Like [`map_values`](Self::map_values), with the result kept in a queryable store.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .table::<String, String>("users", Materialized::default())
+    ///     .map_values_with(|_, name| name.len() as i64, Materialized::named("name-lengths"));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("m")).unwrap();
+    /// driver.create_input_topic::<String, Option<String>>("users")
+    ///     .pipe_input_at("u1".into(), Some("Ann".into()), 0);
+    /// let lengths = driver.key_value_store::<String, i64>("name-lengths").unwrap();
+    /// assert_eq!(lengths.get(&"u1".to_string()).unwrap(), Some(3));
+    /// ```
     pub fn map_values_with<V2: Data>(
         &self,
         f: impl Fn(&K, V) -> V2 + Send + Sync + 'static,
@@ -188,6 +274,22 @@ impl<K: Data, V: Data> KTable<K, V> {
     }
 
     /// The table's changes as a stream: `Some(value)` for an update, `None` for a delete.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .table::<String, i64>("stock", Materialized::default())
+    ///     .to_stream()
+    ///     .map_values(|level| level.map_or("deleted".to_string(), |n| n.to_string()))
+    ///     .to("stock-log");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("s")).unwrap();
+    /// let stock = driver.create_input_topic::<String, Option<i64>>("stock");
+    /// stock.pipe_input_at("mouse".into(), Some(3), 0);
+    /// stock.pipe_input_at("mouse".into(), None, 1);
+    /// let log = driver.create_output_topic::<String, String>("stock-log");
+    /// assert_eq!(log.read_values_to_list(), vec!["3".to_string(), "deleted".to_string()]);
+    /// ```
     pub fn to_stream(&self) -> KStream<K, Option<V>> {
         let node = self.graph.borrow_mut().add_fn(
             "KTABLE-TOSTREAM",
@@ -205,7 +307,29 @@ impl<K: Data, V: Data> KTable<K, V> {
         KStream::new(self.graph.clone(), node, false)
     }
 
-    /// Re-groups the rows by a new key (and value), with default serdes.
+    /// Re-groups the rows by a new key (and value), with default serdes. Always repartitions;
+    /// an update that moves a row to another group is subtracted from the old group and
+    /// added to the new one.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .table::<String, String>("user-regions", Materialized::default())
+    ///     .group_by(|user, region| (region.clone(), user.clone()))
+    ///     .count()
+    ///     .to_stream()
+    ///     .to("users-per-region");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("g")).unwrap();
+    /// let regions = driver.create_input_topic::<String, Option<String>>("user-regions");
+    /// regions.pipe_input_at("ann".into(), Some("eu".into()), 0);
+    /// regions.pipe_input_at("bob".into(), Some("eu".into()), 1);
+    /// regions.pipe_input_at("ann".into(), Some("us".into()), 2); // ann moves
+    /// let counts = driver.create_output_topic::<String, Option<i64>>("users-per-region");
+    /// assert_eq!(counts.read_key_values_to_list(), vec![
+    ///     ("eu".to_string(), Some(1)), ("eu".to_string(), Some(2)),
+    ///     ("eu".to_string(), Some(1)), ("us".to_string(), Some(1))]);
+    /// ```
     pub fn group_by<K2, V2>(
         &self,
         selector: impl Fn(&K, &V) -> (K2, V2) + Send + Sync + 'static,
@@ -217,7 +341,8 @@ impl<K: Data, V: Data> KTable<K, V> {
         self.group_by_with(selector, Grouped::default())
     }
 
-    /// Re-groups the rows by a new key, with serdes and name from `grouped`.
+    /// Re-groups the rows by a new key, with serdes and name from `grouped`; the name names
+    /// the repartition topic (see [`Grouped`] for an example).
     pub fn group_by_with<K2: Data + PartialEq, V2: Data>(
         &self,
         selector: impl Fn(&K, &V) -> (K2, V2) + Send + Sync + 'static,

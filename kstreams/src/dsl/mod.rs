@@ -49,7 +49,23 @@ impl<T: Clone + 'static> Data for T {}
 /// Computes a record's event time from its key, value and the record timestamp.
 pub type TimestampExtractor<K, V> = Arc<dyn Fn(&K, &V, i64) -> i64 + Send + Sync>;
 
-/// How a source topic is read: serdes and timestamp extractor.
+/// How a source topic is read (Kafka Streams' `Consumed`): key and value serdes, timestamp
+/// extractor and the source node's name.
+///
+/// `Consumed::default()` uses the types' [`DefaultSerde`]; [`with`](Self::with) takes
+/// explicit serdes.
+///
+/// ```
+/// use kstreams::dsl::{Consumed, Produced, StreamsBuilder};
+/// use kstreams::serde::Serdes;
+/// let builder = StreamsBuilder::new();
+/// builder
+///     .stream_with("raw", Consumed::with(Serdes::bytes(), Serdes::string()).with_name("raw-source"))
+///     .map_values(|text| text.len() as i64)
+///     .to_with("lengths", Produced::with(Serdes::bytes(), Serdes::i64()));
+/// let description = builder.build().unwrap().describe().to_string();
+/// assert!(description.contains("Source: raw-source (topics: [raw])"));
+/// ```
 pub struct Consumed<K, V> {
     pub(crate) key_serde: SerdeRef<K>,
     pub(crate) value_serde: SerdeRef<V>,
@@ -99,7 +115,21 @@ impl<K: 'static, V: 'static> Consumed<K, V> {
     }
 }
 
-/// How records are written to a topic.
+/// How records are written to a topic (Kafka Streams' `Produced`): key and value serdes and
+/// the sink node's name.
+///
+/// ```
+/// use kstreams::{config::StreamsConfig, dsl::*, serde::Serdes, testing::TestDriver};
+/// let builder = StreamsBuilder::new();
+/// builder
+///     .stream::<String, i64>("amounts")
+///     .map_values(|cents| format!("{:.2}", cents as f64 / 100.0))
+///     .to_with("amounts-text", Produced::with(Serdes::string(), Serdes::string()).with_name("to-text"));
+/// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("p")).unwrap();
+/// driver.create_input_topic::<String, i64>("amounts").pipe_input_at("a".into(), 1234, 0);
+/// let out = driver.create_output_topic::<String, String>("amounts-text");
+/// assert_eq!(out.read_value(), Some("12.34".to_string()));
+/// ```
 pub struct Produced<K, V> {
     pub(crate) key_serde: SerdeRef<K>,
     pub(crate) value_serde: SerdeRef<V>,
@@ -129,7 +159,19 @@ impl<K, V> Produced<K, V> {
     }
 }
 
-/// Serdes and name for grouping (and the repartition topic it may need).
+/// Serdes and name for grouping, and for the repartition topic it may need (Kafka Streams'
+/// `Grouped`). Without a name, the repartition topic is named after the aggregation's store.
+///
+/// ```
+/// use kstreams::dsl::{Grouped, StreamsBuilder};
+/// let builder = StreamsBuilder::new();
+/// builder
+///     .stream::<String, String>("page-views") // user -> page
+///     .group_by_with(|_user, page| page.clone(), Grouped::named("by-page"))
+///     .count();
+/// let description = builder.build().unwrap().describe().to_string();
+/// assert!(description.contains("by-page-repartition"));
+/// ```
 pub struct Grouped<K, V> {
     pub(crate) key_serde: SerdeRef<K>,
     pub(crate) value_serde: SerdeRef<V>,
@@ -166,7 +208,20 @@ impl<K, V> Grouped<K, V> {
     }
 }
 
-/// Serdes and name for an explicit repartition.
+/// Serdes, name and partition count for an explicit
+/// [`repartition_with`](KStream::repartition_with) (Kafka Streams' `Repartitioned`).
+///
+/// ```
+/// use kstreams::dsl::{Repartitioned, StreamsBuilder};
+/// let builder = StreamsBuilder::new();
+/// builder
+///     .stream::<String, String>("events")
+///     .select_key(|_, v| v.clone())
+///     .repartition_with(Repartitioned::default().with_name("by-value").with_partitions(12))
+///     .to("events-by-value");
+/// let plan = builder.build().unwrap().internal_topic_partitions(|_| Some(3)).unwrap();
+/// assert_eq!(plan["by-value-repartition"], 12);
+/// ```
 pub struct Repartitioned<K, V> {
     pub(crate) key_serde: SerdeRef<K>,
     pub(crate) value_serde: SerdeRef<V>,
@@ -204,7 +259,25 @@ impl<K, V> Repartitioned<K, V> {
     }
 }
 
-/// How an aggregation or table is kept in a state store: name, serdes, changelog.
+/// How an aggregation or table is kept in a state store (Kafka Streams' `Materialized`): its
+/// name (which also names its changelog topic and makes it queryable), serdes, changelog,
+/// retention and store type.
+///
+/// ```
+/// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+/// let builder = StreamsBuilder::new();
+/// builder
+///     .stream::<String, String>("clicks")
+///     .group_by_key()
+///     .count_with(Materialized::named("clicks-per-user"));
+/// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("app")).unwrap();
+/// driver.create_input_topic::<String, String>("clicks").pipe_input_at("ann".into(), "/".into(), 0);
+/// let store = driver.key_value_store::<String, i64>("clicks-per-user").unwrap();
+/// assert_eq!(store.get(&"ann".to_string()).unwrap(), Some(1));
+/// // Every write is logged to `<application-id>-<store>-changelog`.
+/// let changelog = driver.create_output_topic::<String, Vec<u8>>("app-clicks-per-user-changelog");
+/// assert_eq!(changelog.queue_size(), 1);
+/// ```
 pub struct Materialized<K, V> {
     pub(crate) name: Option<String>,
     pub(crate) key_serde: SerdeRef<K>,
@@ -253,6 +326,15 @@ impl<K, V> Materialized<K, V> {
     }
 
     /// Keeps the store without a changelog: it is not restored after a restart.
+    ///
+    /// ```
+    /// use kstreams::dsl::{Materialized, StreamsBuilder};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("clicks").group_by_key()
+    ///     .count_with(Materialized::named("scratch").with_logging_disabled());
+    /// let description = builder.build().unwrap().describe();
+    /// assert!(description.internal_topics.iter().all(|t| !t.name.starts_with("scratch")));
+    /// ```
     pub fn with_logging_disabled(mut self) -> Self {
         self.logging = false;
         self
@@ -299,6 +381,17 @@ impl StreamsBuilder {
     }
 
     /// A stream of a topic, with the key and value types' default serdes.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, i64>("readings").to("readings-copy");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("s")).unwrap();
+    /// driver.create_input_topic::<String, i64>("readings").pipe_input_at("s1".into(), 21, 5);
+    /// let out = driver.create_output_topic::<String, i64>("readings-copy");
+    /// let record = out.read_record().unwrap();
+    /// assert_eq!((record.key.as_str(), record.value, record.timestamp), ("s1", 21, 5));
+    /// ```
     pub fn stream<K: DefaultSerde + Data, V: DefaultSerde + Data>(
         &self,
         topic: &str,
@@ -315,7 +408,16 @@ impl StreamsBuilder {
         self.streams_with(&[topic], consumed)
     }
 
-    /// One stream of several topics.
+    /// One stream of several topics, read as `consumed` says.
+    ///
+    /// ```
+    /// use kstreams::dsl::{Consumed, StreamsBuilder};
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .streams_with(&["eu-orders", "us-orders"], Consumed::<String, String>::default())
+    ///     .to("all-orders");
+    /// assert_eq!(builder.build().unwrap().source_topics(), vec!["eu-orders", "us-orders"]);
+    /// ```
     pub fn streams_with<K: Data, V: Data>(
         &self,
         topics: &[&str],
@@ -337,6 +439,21 @@ impl StreamsBuilder {
 
     /// A table of a topic: the latest value per key; a `null` value deletes the key.
     /// The table is materialized in a store (named by `materialized` or by the DSL).
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// let prices = builder.table::<String, i64>("prices", Materialized::named("prices"));
+    /// prices.to_stream().to("price-changes");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("t")).unwrap();
+    /// let input = driver.create_input_topic::<String, Option<i64>>("prices");
+    /// input.pipe_input_at("mouse".into(), Some(25), 0);
+    /// input.pipe_input_at("mouse".into(), None, 1); // a tombstone deletes the row
+    /// let store = driver.key_value_store::<String, i64>("prices").unwrap();
+    /// assert_eq!(store.get(&"mouse".to_string()).unwrap(), None);
+    /// let changes = driver.create_output_topic::<String, Option<i64>>("price-changes");
+    /// assert_eq!(changes.read_values_to_list(), vec![Some(25), None]);
+    /// ```
     pub fn table<K: DefaultSerde + Data, V: DefaultSerde + Data>(
         &self,
         topic: &str,
@@ -356,12 +473,59 @@ impl StreamsBuilder {
     }
 
     /// Adds a state store that processors added with [`KStream::process`] can use by name.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, testing::TestDriver, BoxError};
+    /// use kstreams::processor::{Processor, ProcessorContext, Record};
+    /// use kstreams::state::{KeyValueStore, Stores};
+    ///
+    /// /// Forwards the first record of each key and drops repeats.
+    /// struct FirstOnly { seen: Option<KeyValueStore<String, i64>> }
+    ///
+    /// impl Processor<String, String, String, String> for FirstOnly {
+    ///     fn init(&mut self, ctx: &mut ProcessorContext<'_, String, String>) -> Result<(), BoxError> {
+    ///         self.seen = Some(ctx.key_value_store("seen")?);
+    ///         Ok(())
+    ///     }
+    ///     fn process(&mut self, ctx: &mut ProcessorContext<'_, String, String>,
+    ///                record: Record<String, String>) -> Result<(), BoxError> {
+    ///         let seen = self.seen.as_ref().ok_or("not initialized")?;
+    ///         if seen.put_if_absent(&record.key, &record.timestamp)?.is_none() {
+    ///             ctx.forward(record)?;
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder.add_state_store(Stores::key_value_store_builder::<String, i64>("seen"));
+    /// builder
+    ///     .stream::<String, String>("events")
+    ///     .process(|| FirstOnly { seen: None }, &["seen"])
+    ///     .to("first-events");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("dedup")).unwrap();
+    /// let events = driver.create_input_topic::<String, String>("events");
+    /// events.pipe_input_at("e1".into(), "a".into(), 0);
+    /// events.pipe_input_at("e1".into(), "b".into(), 1);
+    /// let out = driver.create_output_topic::<String, String>("first-events");
+    /// assert_eq!(out.read_values_to_list(), vec!["a".to_string()]);
+    /// assert_eq!(driver.key_value_store::<String, i64>("seen").unwrap().get(&"e1".into()).unwrap(), Some(0));
+    /// ```
     pub fn add_state_store<K: 'static, V: 'static>(&self, store: StoreBuilder<K, V>) -> &Self {
         self.graph.borrow_mut().add_store(store.into_def(false));
         self
     }
 
     /// The topology built so far; fails if the definition is inconsistent.
+    ///
+    /// ```
+    /// use kstreams::dsl::StreamsBuilder;
+    /// use kstreams::TopologyError;
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("orders").to("copy-1");
+    /// builder.stream::<String, String>("orders").to("copy-2"); // a second source of one topic
+    /// assert_eq!(builder.build().err(), Some(TopologyError::TopicAlreadyRegistered("orders".into())));
+    /// ```
     pub fn build(&self) -> Result<Topology, TopologyError> {
         self.graph.borrow().build()
     }

@@ -39,7 +39,18 @@ pub struct Window {
     pub end: i64,
 }
 
-/// A key together with the window it was aggregated in.
+/// A key together with the window it was aggregated in (Kafka Streams' `Windowed`): the key
+/// of every windowed table.
+///
+/// ```
+/// use kstreams::dsl::{Window, Windowed};
+/// use kstreams::serde::{Serdes, Serde};
+/// let key = Windowed::new("ann".to_string(), 0, 60_000);
+/// assert_eq!(key.window, Window { start: 0, end: 60_000 });
+/// // On a topic: the inner key's bytes, then start and end as 8-byte big-endian numbers.
+/// let bytes = Serdes::windowed(Serdes::string()).serialize(&key).unwrap().unwrap();
+/// assert_eq!(bytes.len(), 3 + 16);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Windowed<K> {
     /// The record key.
@@ -104,7 +115,29 @@ impl<K: DefaultSerde> DefaultSerde for Windowed<K> {
 }
 
 /// Fixed-size windows aligned to the epoch: tumbling, or hopping with
-/// [`advance_by`](Self::advance_by).
+/// [`advance_by`](Self::advance_by) (Kafka Streams' `TimeWindows`). A window is
+/// `[start, start + size)`; it closes when the aggregation's stream time reaches its end plus
+/// the grace period, and later records for it are dropped as late.
+///
+/// ```
+/// use std::time::Duration;
+/// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+/// let builder = StreamsBuilder::new();
+/// builder
+///     .stream::<String, String>("clicks")
+///     .group_by_key()
+///     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_millis(10))
+///         .advance_by(Duration::from_millis(5)))
+///     .count()
+///     .to_stream()
+///     .map(|w, count| (format!("{}@{}-{}", w.key, w.window.start, w.window.end), count))
+///     .to("clicks-per-window");
+/// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("h")).unwrap();
+/// driver.create_input_topic::<String, String>("clicks").pipe_input_at("u".into(), "a".into(), 7);
+/// let out = driver.create_output_topic::<String, Option<i64>>("clicks-per-window");
+/// assert_eq!(out.read_key_values_to_list(), vec![
+///     ("u@0-10".to_string(), Some(1)), ("u@5-15".to_string(), Some(1))]);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeWindows {
     size: i64,
@@ -115,6 +148,14 @@ pub struct TimeWindows {
 impl TimeWindows {
     /// Tumbling windows of `size` that close as soon as stream time passes their end.
     ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::dsl::TimeWindows;
+    /// let minutes = TimeWindows::of_size_with_no_grace(Duration::from_secs(60));
+    /// assert_eq!((minutes.size_ms(), minutes.grace_ms()), (60_000, 0));
+    /// assert_eq!(minutes.window_starts(125_000), vec![120_000]);
+    /// ```
+    ///
     /// # Panics
     /// If `size` is zero.
     pub fn of_size_with_no_grace(size: Duration) -> Self {
@@ -123,6 +164,30 @@ impl TimeWindows {
 
     /// Tumbling windows of `size` that accept out-of-order records until stream time passes
     /// their end plus `grace`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, String>("clicks")
+    ///     .group_by_key()
+    ///     .windowed_by(TimeWindows::of_size_and_grace(Duration::from_millis(10), Duration::from_millis(5)))
+    ///     .count()
+    ///     .to_stream()
+    ///     .map(|w, count| (format!("{}@{}", w.key, w.window.start), count))
+    ///     .to("clicks-per-10ms");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("w")).unwrap();
+    /// let clicks = driver.create_input_topic::<String, String>("clicks");
+    /// clicks.pipe_input_at("u".into(), "a".into(), 12);
+    /// clicks.pipe_input_at("u".into(), "b".into(), 8); // out of order, within grace: counted
+    /// clicks.pipe_input_at("u".into(), "c".into(), 30);
+    /// clicks.pipe_input_at("u".into(), "d".into(), 9); // [0,10) closed at 15: late, dropped
+    /// let out = driver.create_output_topic::<String, Option<i64>>("clicks-per-10ms");
+    /// assert_eq!(out.read_key_values_to_list(), vec![
+    ///     ("u@10".to_string(), Some(1)), ("u@0".to_string(), Some(1)), ("u@30".to_string(), Some(1))]);
+    /// assert_eq!(driver.metrics().late_records_dropped, 1);
+    /// ```
     ///
     /// # Panics
     /// If `size` is zero.
@@ -137,6 +202,7 @@ impl TimeWindows {
     }
 
     /// Hopping windows: a new window every `advance` (overlapping when smaller than the size).
+    /// See [`TimeWindows`] for an example.
     ///
     /// # Panics
     /// If `advance` is zero or larger than the size.
@@ -179,7 +245,37 @@ impl TimeWindows {
 }
 
 /// Windows of a fixed maximum time difference that slide with the records: two records fall
-/// in one window when their timestamps differ by at most the time difference.
+/// in one window when their timestamps differ by at most the time difference (Kafka Streams'
+/// `SlidingWindows`). Windows include both ends. Each record updates the windows that contain
+/// it and creates the window that ends at it and the one that starts just after it (when not
+/// empty).
+///
+/// Unlike Kafka Streams, windows of records earlier than the time difference start before 0
+/// (Kafka Streams puts them in `[0, difference]`).
+///
+/// ```
+/// use std::time::Duration;
+/// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+/// let builder = StreamsBuilder::new();
+/// builder
+///     .stream::<String, String>("logins")
+///     .group_by_key()
+///     .windowed_by_sliding(SlidingWindows::of_time_difference_with_no_grace(Duration::from_millis(10)))
+///     .count()
+///     .to_stream()
+///     .map(|w, count| (format!("{}@{}-{}", w.key, w.window.start, w.window.end), count))
+///     .to("logins-within-10ms");
+/// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("sl")).unwrap();
+/// let logins = driver.create_input_topic::<String, String>("logins");
+/// logins.pipe_input_at("ann".into(), "web".into(), 100);
+/// logins.pipe_input_at("ann".into(), "app".into(), 105);
+/// let out = driver.create_output_topic::<String, Option<i64>>("logins-within-10ms");
+/// assert_eq!(out.read_key_values_to_list(), vec![
+///     ("ann@90-100".to_string(), Some(1)),
+///     ("ann@95-105".to_string(), Some(2)),  // both records
+///     ("ann@101-111".to_string(), Some(1)), // the window right after the first record
+/// ]);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SlidingWindows {
     difference: i64,
@@ -187,12 +283,13 @@ pub struct SlidingWindows {
 }
 
 impl SlidingWindows {
-    /// Sliding windows with no grace period.
+    /// Sliding windows with no grace period (see [`SlidingWindows`] for an example).
     pub fn of_time_difference_with_no_grace(difference: Duration) -> Self {
         Self::of_time_difference_and_grace(difference, Duration::ZERO)
     }
 
-    /// Sliding windows that accept out-of-order records for `grace` after their end.
+    /// Sliding windows that accept out-of-order records for `grace` after their end: a
+    /// window is closed once stream time passes its end plus `grace`.
     pub fn of_time_difference_and_grace(difference: Duration, grace: Duration) -> Self {
         SlidingWindows {
             difference: millis(difference),
@@ -202,7 +299,35 @@ impl SlidingWindows {
 }
 
 /// Sessions: records of a key closer than the inactivity gap belong to one session; a record
-/// that bridges two sessions merges them.
+/// that bridges two sessions merges them (Kafka Streams' `SessionWindows`). A session's
+/// window runs from its first to its last record, both included. When sessions merge, the
+/// old ones are forwarded as deletes, then the merged one.
+///
+/// ```
+/// use std::time::Duration;
+/// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+/// let builder = StreamsBuilder::new();
+/// builder
+///     .stream::<String, String>("clicks")
+///     .group_by_key()
+///     .windowed_by_session(SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_millis(10)))
+///     .count()
+///     .to_stream()
+///     .map(|w, count| (format!("{}@{}-{}", w.key, w.window.start, w.window.end), count))
+///     .to("sessions");
+/// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("se")).unwrap();
+/// let clicks = driver.create_input_topic::<String, String>("clicks");
+/// clicks.pipe_input_at("ann".into(), "/".into(), 0);
+/// clicks.pipe_input_at("ann".into(), "/cart".into(), 5); // within the gap: same session
+/// clicks.pipe_input_at("ann".into(), "/".into(), 30); // a new session
+/// let out = driver.create_output_topic::<String, Option<i64>>("sessions");
+/// assert_eq!(out.read_key_values_to_list(), vec![
+///     ("ann@0-0".to_string(), Some(1)),
+///     ("ann@0-0".to_string(), None), // replaced by the grown session
+///     ("ann@0-5".to_string(), Some(2)),
+///     ("ann@30-30".to_string(), Some(1)),
+/// ]);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionWindows {
     gap: i64,
@@ -210,12 +335,15 @@ pub struct SessionWindows {
 }
 
 impl SessionWindows {
-    /// Sessions with this inactivity gap and no grace period.
+    /// Sessions with this inactivity gap and no grace period (see [`SessionWindows`] for an
+    /// example).
     pub fn of_inactivity_gap_with_no_grace(gap: Duration) -> Self {
         Self::of_inactivity_gap_and_grace(gap, Duration::ZERO)
     }
 
-    /// Sessions with this inactivity gap that accept out-of-order records for `grace`.
+    /// Sessions with this inactivity gap that accept out-of-order records for `grace`: a
+    /// record is dropped as late when the session it would belong to ended before stream
+    /// time minus `grace` (Kafka Streams also subtracts the gap).
     pub fn of_inactivity_gap_and_grace(gap: Duration, grace: Duration) -> Self {
         SessionWindows {
             gap: millis(gap),
@@ -224,14 +352,39 @@ impl SessionWindows {
     }
 }
 
-/// When a windowed table emits: Kafka Streams' `Suppressed`.
+/// When a windowed table emits: Kafka Streams' `Suppressed`. Used with
+/// [`KTable::suppress`] on a windowed table.
+///
+/// ```
+/// use std::time::Duration;
+/// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+/// let builder = StreamsBuilder::new();
+/// builder
+///     .stream::<String, String>("clicks")
+///     .group_by_key()
+///     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_millis(10)))
+///     .count()
+///     .suppress(Suppressed::until_window_closes())
+///     .to_stream()
+///     .map(|w, count| (w.window.start, count))
+///     .to("final-counts");
+/// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("s")).unwrap();
+/// let clicks = driver.create_input_topic::<String, String>("clicks");
+/// let out = driver.create_output_topic::<i64, Option<i64>>("final-counts");
+/// clicks.pipe_input_at("u".into(), "a".into(), 1);
+/// clicks.pipe_input_at("u".into(), "b".into(), 2);
+/// assert!(out.is_empty()); // window [0,10) still open
+/// clicks.pipe_input_at("u".into(), "c".into(), 10); // stream time 10 closes it
+/// assert_eq!(out.read_key_values_to_list(), vec![(0, Some(2))]);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Suppressed {
     wall_clock_close: Option<i64>,
 }
 
 impl Suppressed {
-    /// One final result per window, when the window closes (stream time past end + grace).
+    /// One final result per window, when the window closes (stream time past end + grace;
+    /// see [`Suppressed`] for an example).
     pub fn until_window_closes() -> Self {
         Suppressed {
             wall_clock_close: None,
@@ -242,6 +395,29 @@ impl Suppressed {
     /// on, stream time is taken to move with the wall clock (checked every `check_interval`),
     /// so the final result of the last windows comes out even when the partition goes idle.
     /// Records that arrive later for a window already emitted this way are dropped as late.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, String>("clicks")
+    ///     .group_by_key()
+    ///     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_secs(1)))
+    ///     .count()
+    ///     .suppress(Suppressed::until_window_closes().with_wall_clock_close(Duration::from_millis(100)))
+    ///     .to_stream()
+    ///     .to("final-counts");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("s")).unwrap();
+    /// let clicks = driver.create_input_topic::<String, String>("clicks");
+    /// clicks.pipe_input_at("u".into(), "a".into(), 100);
+    /// clicks.pipe_input_at("u".into(), "b".into(), 200);
+    /// let out = driver.create_output_topic::<Windowed<String>, Option<i64>>("final-counts");
+    /// // No more records: 900 ms of wall-clock time later, stream time counts as 1100.
+    /// driver.advance_wall_clock_time(Duration::from_millis(900)).unwrap();
+    /// let (window, count) = out.read_key_value().unwrap();
+    /// assert_eq!((window.window.start, window.window.end, count), (0, 1000, Some(2)));
+    /// ```
     pub fn with_wall_clock_close(mut self, check_interval: Duration) -> Self {
         self.wall_clock_close = Some(millis(check_interval).max(1));
         self
@@ -280,14 +456,17 @@ fn window_store<K: 'static, VA: 'static>(
     (name, materialized.key_serde, materialized.value_serde)
 }
 
-/// A grouped stream in time windows.
+/// A grouped stream in time windows (Kafka Streams' `TimeWindowedKStream`), from
+/// [`KGroupedStream::windowed_by`]. Its aggregations make a `KTable<Windowed<K>, _>` backed
+/// by a window store that keeps windows for at least size plus grace (or the
+/// [`Materialized::with_retention`] given).
 pub struct TimeWindowedKStream<K, V> {
     grouped: KGroupedStream<K, V>,
     windows: TimeWindows,
 }
 
 impl<K: Data, V: Data> KGroupedStream<K, V> {
-    /// Aggregates in tumbling or hopping time windows.
+    /// Aggregates in tumbling or hopping time windows (see [`TimeWindows`] for an example).
     pub fn windowed_by(&self, windows: TimeWindows) -> TimeWindowedKStream<K, V> {
         TimeWindowedKStream {
             grouped: self.clone(),
@@ -295,7 +474,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         }
     }
 
-    /// Aggregates in sliding windows.
+    /// Aggregates in sliding windows (see [`SlidingWindows`] for an example).
     pub fn windowed_by_sliding(&self, windows: SlidingWindows) -> SlidingWindowedKStream<K, V> {
         SlidingWindowedKStream {
             grouped: self.clone(),
@@ -303,7 +482,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         }
     }
 
-    /// Aggregates in session windows.
+    /// Aggregates in session windows (see [`SessionWindows`] for an example).
     pub fn windowed_by_session(&self, windows: SessionWindows) -> SessionWindowedKStream<K, V> {
         SessionWindowedKStream {
             grouped: self.clone(),
@@ -381,6 +560,23 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
     }
 
     /// Counts into the store `materialized` describes.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, String>("clicks")
+    ///     .group_by_key()
+    ///     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_secs(60)))
+    ///     .count_with(Materialized::named("clicks-per-minute").with_retention(Duration::from_secs(3600)));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("c")).unwrap();
+    /// let clicks = driver.create_input_topic::<String, String>("clicks");
+    /// clicks.pipe_input_at("ann".into(), "/".into(), 1_000);
+    /// clicks.pipe_input_at("ann".into(), "/".into(), 61_000);
+    /// let store = driver.window_store::<String, i64>("clicks-per-minute").unwrap();
+    /// assert_eq!(store.fetch_range(&"ann".to_string(), 0, 60_000).unwrap(), vec![(0, 1), (60_000, 1)]);
+    /// ```
     pub fn count_with(&self, materialized: Materialized<K, i64>) -> KTable<Windowed<K>, i64> {
         self.aggregate_internal(
             Arc::new(|_, _, c: Option<i64>| c.unwrap_or(0) + 1),
@@ -388,7 +584,28 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
         )
     }
 
-    /// Combines the values of each key and window.
+    /// Combines the values of each key and window; a window's first value is its first
+    /// aggregate.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, i64>("prices")
+    ///     .group_by_key()
+    ///     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_millis(10)))
+    ///     .reduce(|high, price| high.max(price))
+    ///     .to_stream()
+    ///     .map(|w, high| (w.key, high))
+    ///     .to("highs");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("r")).unwrap();
+    /// let prices = driver.create_input_topic::<String, i64>("prices");
+    /// prices.pipe_input_at("acme".into(), -3, 1);
+    /// prices.pipe_input_at("acme".into(), -7, 2);
+    /// let highs = driver.create_output_topic::<String, Option<i64>>("highs");
+    /// assert_eq!(highs.read_values_to_list(), vec![Some(-3), Some(-3)]);
+    /// ```
     pub fn reduce(
         &self,
         reducer: impl Fn(V, V) -> V + Send + Sync + 'static,
@@ -416,6 +633,28 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
     }
 
     /// Folds the values of each key and window into an aggregate.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, i64>("payments")
+    ///     .group_by_key()
+    ///     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_millis(100)))
+    ///     .aggregate(|| 0i64, |_customer, cents, total| total + cents)
+    ///     .to_stream()
+    ///     .map(|w, total| (format!("{}@{}", w.key, w.window.start), total))
+    ///     .to("totals");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("a")).unwrap();
+    /// let payments = driver.create_input_topic::<String, i64>("payments");
+    /// payments.pipe_input_at("ann".into(), 250, 10);
+    /// payments.pipe_input_at("ann".into(), 100, 20);
+    /// payments.pipe_input_at("ann".into(), 5, 120);
+    /// let totals = driver.create_output_topic::<String, Option<i64>>("totals");
+    /// let latest = totals.read_key_values_to_map();
+    /// assert_eq!((latest["ann@0"], latest["ann@100"]), (Some(350), Some(5)));
+    /// ```
     pub fn aggregate<VA: Data + DefaultSerde>(
         &self,
         initializer: impl Fn() -> VA + Send + Sync + 'static,
@@ -507,7 +746,9 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
     }
 }
 
-/// A grouped stream in sliding windows.
+/// A grouped stream in sliding windows (Kafka Streams' `TimeWindowedKStream` over
+/// `SlidingWindows`), from [`KGroupedStream::windowed_by_sliding`]; see [`SlidingWindows`]
+/// for an example.
 pub struct SlidingWindowedKStream<K, V> {
     grouped: KGroupedStream<K, V>,
     windows: SlidingWindows,
@@ -568,7 +809,7 @@ impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
         )
     }
 
-    /// Counts records per key and sliding window.
+    /// Counts records per key and sliding window (see [`SlidingWindows`] for an example).
     pub fn count(&self) -> KTable<Windowed<K>, i64> {
         self.aggregate_with(
             || 0,
@@ -577,7 +818,30 @@ impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
         )
     }
 
-    /// Combines the values of each key and window (in timestamp order).
+    /// Combines the values of each key and window (in timestamp order), starting from
+    /// `V::default()` — unlike Kafka Streams, which starts from the first value; use
+    /// [`aggregate`](Self::aggregate) when the default is not neutral for `reducer`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, i64>("amounts")
+    ///     .group_by_key()
+    ///     .windowed_by_sliding(SlidingWindows::of_time_difference_with_no_grace(Duration::from_millis(10)))
+    ///     .reduce(|sum, amount| sum + amount)
+    ///     .to_stream()
+    ///     .map(|w, sum| (w.window.end, sum))
+    ///     .to("sums");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("r")).unwrap();
+    /// let amounts = driver.create_input_topic::<String, i64>("amounts");
+    /// amounts.pipe_input_at("k".into(), 3, 100);
+    /// amounts.pipe_input_at("k".into(), 4, 105);
+    /// let sums = driver.create_output_topic::<i64, Option<i64>>("sums");
+    /// // The window ending at 105 holds both records.
+    /// assert_eq!(sums.read_key_values_to_map()[&105], Some(7));
+    /// ```
     pub fn reduce(
         &self,
         reducer: impl Fn(V, V) -> V + Send + Sync + 'static,
@@ -597,7 +861,28 @@ impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
         )
     }
 
-    /// Folds the values of each key and window into an aggregate, in timestamp order.
+    /// Folds the values of each key and window into an aggregate, in timestamp order. Each
+    /// affected window is recomputed from the buffered records, so no subtractor is needed.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, i64>("readings")
+    ///     .group_by_key()
+    ///     .windowed_by_sliding(SlidingWindows::of_time_difference_with_no_grace(Duration::from_millis(10)))
+    ///     .aggregate(|| i64::MIN, |_sensor, reading, high| high.max(reading))
+    ///     .to_stream()
+    ///     .map(|w, high| (w.window.end, high))
+    ///     .to("highs");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("a")).unwrap();
+    /// let readings = driver.create_input_topic::<String, i64>("readings");
+    /// readings.pipe_input_at("s".into(), -4, 100);
+    /// readings.pipe_input_at("s".into(), -9, 105);
+    /// let highs = driver.create_output_topic::<i64, Option<i64>>("highs");
+    /// assert_eq!(highs.read_key_values_to_map()[&105], Some(-4));
+    /// ```
     pub fn aggregate<VA: Data + DefaultSerde>(
         &self,
         initializer: impl Fn() -> VA + Send + Sync + 'static,
@@ -712,20 +997,46 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
     }
 }
 
-/// A grouped stream in session windows.
+/// A grouped stream in session windows (Kafka Streams' `SessionWindowedKStream`), from
+/// [`KGroupedStream::windowed_by_session`]; see [`SessionWindows`] for an example. Its
+/// aggregations keep sessions in a session store
+/// ([`TestDriver::session_store`](crate::testing::TestDriver::session_store)).
 pub struct SessionWindowedKStream<K, V> {
     grouped: KGroupedStream<K, V>,
     windows: SessionWindows,
 }
 
 impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
-    /// Counts records per key and session.
+    /// Counts records per key and session (see [`SessionWindows`] for an example).
     pub fn count(&self) -> KTable<Windowed<K>, i64> {
         let m = Materialized::with(self.grouped.key_serde.clone(), Serdes::i64());
         self.aggregate_with(|| 0, |_, _, c| c + 1, |_, a, b| a + b, m)
     }
 
-    /// Combines the values of each session; merged sessions combine their aggregates.
+    /// Combines the values of each session; merged sessions combine their aggregates with
+    /// `reducer` too. Starts from `V::default()` — unlike Kafka Streams, which starts from the
+    /// first value; use [`aggregate`](Self::aggregate) when the default is not neutral for
+    /// `reducer`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, i64>("watch-seconds")
+    ///     .group_by_key()
+    ///     .windowed_by_session(SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_millis(10)))
+    ///     .reduce(|total, seconds| total + seconds)
+    ///     .to_stream()
+    ///     .map(|w, total| (w.key, total))
+    ///     .to("session-totals");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("r")).unwrap();
+    /// let watched = driver.create_input_topic::<String, i64>("watch-seconds");
+    /// watched.pipe_input_at("ann".into(), 30, 0);
+    /// watched.pipe_input_at("ann".into(), 12, 4);
+    /// let totals = driver.create_output_topic::<String, Option<i64>>("session-totals");
+    /// assert_eq!(totals.read_values_to_list().pop(), Some(Some(42)));
+    /// ```
     pub fn reduce(
         &self,
         reducer: impl Fn(V, V) -> V + Send + Sync + 'static,
@@ -748,6 +1059,32 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
     }
 
     /// Folds the values of each session; `merger` combines two sessions that a record joins.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, String>("page-views")
+    ///     .group_by_key()
+    ///     .windowed_by_session(SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_millis(10)))
+    ///     .aggregate(
+    ///         String::new,
+    ///         |_user, page, pages| if pages.is_empty() { page } else { format!("{pages} {page}") },
+    ///         |_user, a, b| if a.is_empty() { b } else { format!("{a} {b}") },
+    ///     )
+    ///     .to_stream()
+    ///     .map(|w, pages| (format!("{}-{}", w.window.start, w.window.end), pages))
+    ///     .to("sessions");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("a")).unwrap();
+    /// let views = driver.create_input_topic::<String, String>("page-views");
+    /// views.pipe_input_at("ann".into(), "/a".into(), 0);
+    /// views.pipe_input_at("ann".into(), "/b".into(), 20);
+    /// views.pipe_input_at("ann".into(), "/c".into(), 10); // bridges both sessions: merges them
+    /// let sessions = driver.create_output_topic::<String, Option<String>>("sessions");
+    /// let latest = sessions.read_key_values_to_map();
+    /// assert_eq!(latest["0-20"], Some("/a /b /c".to_string()));
+    /// ```
     pub fn aggregate<VA: Data + DefaultSerde>(
         &self,
         initializer: impl Fn() -> VA + Send + Sync + 'static,
@@ -931,9 +1268,11 @@ where
 
 impl<K: Data, V: Data> KTable<Windowed<K>, V> {
     /// Holds back updates of each window and emits only its final result, once the window
-    /// has closed (Kafka Streams' `suppress(untilWindowCloses(...))`).
+    /// has closed (Kafka Streams' `suppress(untilWindowCloses(...))`). See [`Suppressed`] for
+    /// examples.
     ///
-    /// The buffer is a changelogged store, so pending results survive a restart.
+    /// The buffer is a changelogged store, so pending results survive a restart. It is not
+    /// bounded: it holds the latest change of every window that has not closed yet.
     pub fn suppress(&self, suppressed: Suppressed) -> KTable<Windowed<K>, V> {
         let mut graph = self.graph.borrow_mut();
         let close_after = graph.window_close_of(self.node).unwrap_or(0);

@@ -276,7 +276,9 @@ impl StreamsMetrics {
     }
 }
 
-/// A point-in-time copy of an application's metrics, summed over its threads.
+/// A point-in-time copy of an application's metrics, summed over its threads, from
+/// [`KafkaStreams::metrics`](super::KafkaStreams::metrics) (see
+/// [`KafkaStreams::metrics_text`](super::KafkaStreams::metrics_text) for an example).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MetricsSnapshot {
     /// Records read from source topics.

@@ -49,7 +49,25 @@ pub use query::{
     KeyQueryMetadata, ReadOnlyKeyValueStore, ReadOnlyWindowStore, TableChange, TableChanges,
 };
 
-/// The lifecycle of a [`KafkaStreams`] application (Kafka Streams' `KafkaStreams.State`).
+/// The lifecycle of a [`KafkaStreams`] application (Kafka Streams' `KafkaStreams.State`):
+/// `Created → Rebalancing ⇄ Running → PendingShutdown → NotRunning`, or `Error` when a thread
+/// fails.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, kafka::{KafkaStreams, State}};
+/// let builder = StreamsBuilder::new();
+/// builder.stream::<String, String>("in").to("out");
+/// let mut streams = KafkaStreams::new(&builder.build().unwrap(), StreamsConfig::new("app"));
+/// streams.set_state_listener(|old, new| eprintln!("state: {old:?} -> {new:?}"));
+/// streams.start().unwrap();
+/// if !streams.wait_for_state(State::Running, Duration::from_secs(60)) {
+///     eprintln!("not running: {:?} {:?}", streams.state(), streams.error());
+/// }
+/// println!("tasks here: {:?}", streams.local_tasks());
+/// streams.close();
+/// assert_eq!(streams.state(), State::NotRunning);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
     /// Built, not started.
@@ -430,6 +448,10 @@ impl KafkaStreams {
             let _ = global.join();
         }
         lock(&self.shared.globals).clear();
+        // Subscriptions end: their streams return `None`.
+        if let Some(settings) = &self.settings {
+            settings.changes.close_all();
+        }
         if self.error().is_some() {
             // Keep the error state visible; the threads are gone.
             self.shared.set(State::Error);
@@ -443,7 +465,22 @@ impl KafkaStreams {
         self.metrics.snapshot()
     }
 
-    /// Every metric in the Prometheus text format (OpenMetrics), names prefixed `kstreams_`.
+    /// Every metric in the Prometheus text format (OpenMetrics), names prefixed `kstreams_`
+    /// (see [`register_metrics`](Self::register_metrics) for serving them with the
+    /// application's own metrics; `docs/operations.md` lists them).
+    ///
+    /// ```no_run
+    /// # use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, kafka::KafkaStreams};
+    /// # let builder = StreamsBuilder::new();
+    /// # builder.stream::<String, String>("in").to("out");
+    /// let mut streams = KafkaStreams::new(&builder.build().unwrap(), StreamsConfig::new("app"));
+    /// streams.start().unwrap();
+    /// let text = streams.metrics_text();
+    /// assert!(text.contains("kstreams_records_consumed_total"));
+    /// let snapshot = streams.metrics();
+    /// let lag: i64 = snapshot.consumer_lag.values().sum();
+    /// println!("{} records consumed, lag {lag}", snapshot.records_consumed);
+    /// ```
     pub fn metrics_text(&self) -> String {
         let mut registry = prometheus_client::registry::Registry::with_prefix("kstreams");
         self.metrics.register(&mut registry);
@@ -455,6 +492,20 @@ impl KafkaStreams {
 
     /// Adds this application's metrics to `registry` (they stay live: the registry reads
     /// the same series the threads update), under the prefix `kstreams`.
+    ///
+    /// ```no_run
+    /// use kstreams::prometheus_client::{encoding::text::encode, registry::Registry};
+    /// # use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, kafka::KafkaStreams};
+    /// # let builder = StreamsBuilder::new();
+    /// # builder.stream::<String, String>("in").to("out");
+    /// let mut streams = KafkaStreams::new(&builder.build().unwrap(), StreamsConfig::new("app"));
+    /// let mut registry = Registry::default(); // the application's own metrics go here too
+    /// streams.register_metrics(&mut registry);
+    /// streams.start().unwrap();
+    /// // In the handler of GET /metrics:
+    /// let mut body = String::new();
+    /// encode(&mut body, &registry).unwrap();
+    /// ```
     pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
         self.metrics
             .register(registry.sub_registry_with_prefix("kstreams"));
@@ -471,6 +522,30 @@ impl KafkaStreams {
 
     /// A read-only view of a key-value store (a table's or an aggregation's) across the
     /// tasks of this instance. Values are read as they are now, cache included.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, kafka::{KafkaStreams, State}};
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, String>("clicks")
+    ///     .group_by_key()
+    ///     .count_with(Materialized::named("clicks-per-user"));
+    /// let mut config = StreamsConfig::new("clicks");
+    /// config.application_server = Some("10.0.0.7:8080".into()); // where this instance answers
+    /// let mut streams = KafkaStreams::new(&builder.build().unwrap(), config);
+    /// streams.start().unwrap();
+    /// streams.wait_for_state(State::Running, Duration::from_secs(60));
+    ///
+    /// let user = "ann".to_string();
+    /// let meta = streams.query_metadata_for_key("clicks-per-user", &user).unwrap();
+    /// if meta.local {
+    ///     let counts = streams.store::<String, i64>("clicks-per-user").unwrap();
+    ///     println!("{user}: {:?}", counts.get(&user).unwrap());
+    /// } else if let Some(host) = meta.host {
+    ///     println!("ask http://{host}/clicks/{user} (partition {})", meta.partition);
+    /// }
+    /// ```
     pub fn store<K: 'static, V: 'static>(
         &self,
         name: &str,
@@ -479,6 +554,23 @@ impl KafkaStreams {
     }
 
     /// A read-only view of a window store across the tasks of this instance.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, kafka::KafkaStreams};
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, String>("clicks")
+    ///     .group_by_key()
+    ///     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_secs(60)))
+    ///     .count_with(Materialized::named("clicks-per-minute"));
+    /// let mut streams = KafkaStreams::new(&builder.build().unwrap(), StreamsConfig::new("clicks"));
+    /// streams.start().unwrap();
+    /// let per_minute = streams.window_store::<String, i64>("clicks-per-minute").unwrap();
+    /// for (start, count) in per_minute.fetch(&"ann".to_string(), 0, i64::MAX).unwrap() {
+    ///     println!("minute starting at {start}: {count}");
+    /// }
+    /// ```
     pub fn window_store<K: 'static, V: 'static>(
         &self,
         name: &str,
@@ -487,7 +579,9 @@ impl KafkaStreams {
     }
 
     /// Which partition, and which instance of the application, holds `key` in a store:
-    /// for routing a query to the instance that can answer it.
+    /// for routing a query to the instance that can answer it (see [`store`](Self::store)
+    /// for an example). Instances are only recognised when they set
+    /// [`application_server`](crate::config::StreamsConfig::application_server).
     pub fn query_metadata_for_key<K: 'static>(
         &self,
         store: &str,
@@ -498,7 +592,24 @@ impl KafkaStreams {
 
     /// The changes of a store, as they are written, as an async stream: the updates of a
     /// table (key, new value or `None` when deleted). Subscribing sees changes from now on;
-    /// read the current contents with [`store`](Self::store) first.
+    /// read the current contents with [`store`](Self::store) first. The stream ends when
+    /// the application closes.
+    ///
+    /// ```no_run
+    /// use futures::StreamExt;
+    /// use kstreams::{config::StreamsConfig, dsl::*, kafka::KafkaStreams};
+    /// let builder = StreamsBuilder::new();
+    /// builder.table::<String, i64>("stock", Materialized::named("stock"));
+    /// let mut streams = KafkaStreams::new(&builder.build().unwrap(), StreamsConfig::new("stock"));
+    /// streams.start().unwrap();
+    /// let mut changes = streams.subscribe::<String, i64>("stock").unwrap();
+    /// futures::executor::block_on(async {
+    ///     while let Some(change) = changes.next().await {
+    ///         let change = change.unwrap();
+    ///         println!("{}: {:?} at {:?}", change.key, change.value, change.timestamp);
+    ///     }
+    /// });
+    /// ```
     pub fn subscribe<K: 'static, V: 'static>(
         &self,
         store: &str,

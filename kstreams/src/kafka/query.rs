@@ -85,7 +85,9 @@ pub(crate) fn partition_for(key: &[u8], partitions: i32) -> i32 {
     ((murmur2(key) & 0x7fff_ffff) % partitions.max(1) as u32) as i32
 }
 
-/// Where a key of a store lives.
+/// Where a key of a store lives, from
+/// [`KafkaStreams::query_metadata_for_key`](super::KafkaStreams::query_metadata_for_key)
+/// (see [`KafkaStreams::store`](super::KafkaStreams::store) for an example).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyQueryMetadata {
     /// The partition (and so the task) holding the key.
@@ -268,7 +270,8 @@ fn registry_with(entry: crate::state::StoreEntry) -> StoreRegistry {
 
 /// A read-only key-value store spanning this instance's tasks (Kafka Streams'
 /// `ReadOnlyKeyValueStore` from `store(...)`). Cheap to clone; every call reads the tasks
-/// running at that moment.
+/// running at that moment. Made by [`KafkaStreams::store`](super::KafkaStreams::store), which
+/// has an example.
 pub struct ReadOnlyKeyValueStore<K, V> {
     name: String,
     shared: Arc<Shared>,
@@ -393,7 +396,8 @@ impl<K: 'static, V: 'static> ReadOnlyKeyValueStore<K, V> {
     }
 }
 
-/// A read-only window store spanning this instance's tasks.
+/// A read-only window store spanning this instance's tasks. Made by
+/// [`KafkaStreams::window_store`](super::KafkaStreams::window_store), which has an example.
 pub struct ReadOnlyWindowStore<K, V> {
     name: String,
     shared: Arc<Shared>,
@@ -502,7 +506,8 @@ type Decoder<V> = Box<dyn Fn(&[u8]) -> Result<(V, Option<i64>), crate::serde::Se
 
 /// The changes of a store as they happen, as an async [`Stream`]. A subscriber that falls
 /// more than ten thousand changes behind loses changes; [`dropped`](Self::dropped) counts
-/// them (read the store again to catch up).
+/// them (read the store again to catch up). Made by
+/// [`KafkaStreams::subscribe`](super::KafkaStreams::subscribe), which has an example.
 pub struct TableChanges<K, V> {
     name: String,
     receiver: mpsc::Receiver<RawChange>,

@@ -86,6 +86,16 @@ impl Headers {
 }
 
 /// A typed record flowing between processors.
+///
+/// ```
+/// use kstreams::processor::{Headers, Record};
+/// let mut headers = Headers::new();
+/// headers.add("source", "web");
+/// let record = Record::new("order-1".to_string(), 42i64, 1_000).with_headers(headers);
+/// let moved = record.with_key("customer-7".to_string()).with_value("42 EUR").with_timestamp(1_001);
+/// assert_eq!((moved.key.as_str(), moved.value, moved.timestamp), ("customer-7", "42 EUR", 1_001));
+/// assert_eq!(moved.headers.last_str("source"), Some("web"));
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record<K, V> {
     /// The key.
@@ -149,7 +159,14 @@ pub struct RecordMetadata {
     pub offset: i64,
 }
 
-/// Identifies a task: a sub-topology and the partition it processes.
+/// Identifies a task: a sub-topology and the partition it processes. Displayed as Kafka
+/// Streams does, `<sub-topology>_<partition>`, which is also the name of the task's
+/// directory in the state directory.
+///
+/// ```
+/// use kstreams::processor::TaskId;
+/// assert_eq!(TaskId { subtopology: 1, partition: 3 }.to_string(), "1_3");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TaskId {
     /// Index of the sub-topology in [`Topology::describe`](crate::topology::Topology::describe).
@@ -233,7 +250,12 @@ pub trait Processor<KIn, VIn, KOut, VOut>: 'static {
     fn close(&mut self) {}
 }
 
-/// What a processor can do while it runs: forward, use stores, schedule, inspect the record.
+/// What a processor can do while it runs: forward, use stores, schedule, inspect the record
+/// (Kafka Streams' `ProcessorContext`). `K` and `V` are the types the processor forwards.
+///
+/// See [`schedule`](Self::schedule) and
+/// [`StreamsBuilder::add_state_store`](crate::dsl::StreamsBuilder::add_state_store) for
+/// processors that punctuate and use stores.
 pub struct ProcessorContext<'a, K, V> {
     pub(crate) task: &'a mut TaskContext,
     pub(crate) children: &'a Children<K, V>,
@@ -247,7 +269,8 @@ impl<K: Clone + 'static, V: Clone + 'static> ProcessorContext<'_, K, V> {
         self.children.forward(self.task, record)
     }
 
-    /// Sends a record to one downstream processor, by name.
+    /// Sends a record to one downstream processor, by its name in
+    /// [`Topology::describe`](crate::topology::Topology::describe).
     pub fn forward_to(&mut self, child: &str, record: Record<K, V>) -> Result<(), BoxError> {
         self.children.forward_to(self.task, child, record)
     }
@@ -317,7 +340,44 @@ impl<K, V> ProcessorContext<'_, K, V> {
     ///
     /// A stream-time punctuation fires on the first record and then whenever stream time
     /// crosses the next multiple of the interval; missed intervals fire once, not many times.
-    /// A wall-clock punctuation first fires `interval` from now.
+    /// A wall-clock punctuation first fires `interval` from now. The punctuation's
+    /// `timestamp` is the clock's current time.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, testing::TestDriver, BoxError};
+    /// use kstreams::processor::{Processor, ProcessorContext, Punctuation, PunctuationType, Record};
+    ///
+    /// /// Emits ("tick", time) on every punctuation of either clock.
+    /// struct Ticker;
+    /// impl Processor<String, String, String, i64> for Ticker {
+    ///     fn init(&mut self, ctx: &mut ProcessorContext<'_, String, i64>) -> Result<(), BoxError> {
+    ///         ctx.schedule(Duration::from_millis(10), PunctuationType::StreamTime);
+    ///         ctx.schedule(Duration::from_millis(100), PunctuationType::WallClockTime);
+    ///         Ok(())
+    ///     }
+    ///     fn process(&mut self, _: &mut ProcessorContext<'_, String, i64>,
+    ///                _: Record<String, String>) -> Result<(), BoxError> {
+    ///         Ok(())
+    ///     }
+    ///     fn punctuate(&mut self, ctx: &mut ProcessorContext<'_, String, i64>,
+    ///                  p: Punctuation) -> Result<(), BoxError> {
+    ///         ctx.forward(Record::new("tick".to_string(), p.timestamp, p.timestamp))
+    ///     }
+    /// }
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("in").process(|| Ticker, &[]).to("ticks");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("p")).unwrap();
+    /// let input = driver.create_input_topic::<String, String>("in");
+    /// let ticks = driver.create_output_topic::<String, i64>("ticks");
+    /// input.pipe_input_at("k".into(), "v".into(), 3); // the first record fires at once
+    /// input.pipe_input_at("k".into(), "v".into(), 7); // the next grid point is 10
+    /// input.pipe_input_at("k".into(), "v".into(), 25); // crossed 10 and 20: fires once
+    /// assert_eq!(ticks.read_values_to_list(), vec![3, 25]);
+    /// driver.advance_wall_clock_time(Duration::from_millis(100)).unwrap();
+    /// assert_eq!(ticks.read_values_to_list(), vec![100]);
+    /// ```
     pub fn schedule(&mut self, interval: Duration, kind: PunctuationType) -> ScheduleId {
         self.task.schedule(self.node, interval, kind)
     }

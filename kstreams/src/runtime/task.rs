@@ -40,7 +40,27 @@ pub(crate) struct ProducerRecord {
     pub headers: Headers,
 }
 
-/// Counters of one task (or, summed, of an application).
+/// Counters of one task (or, summed, of an application), as
+/// [`TestDriver::metrics`](crate::testing::TestDriver::metrics) reports them. On Kafka the
+/// same counts are exported as Prometheus metrics
+/// ([`KafkaStreams::metrics`](crate::kafka::KafkaStreams::metrics)).
+///
+/// ```
+/// use std::time::Duration;
+/// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+/// let builder = StreamsBuilder::new();
+/// builder
+///     .stream::<String, String>("clicks")
+///     .group_by_key()
+///     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_millis(10)))
+///     .count();
+/// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("m")).unwrap();
+/// let clicks = driver.create_input_topic::<String, String>("clicks");
+/// clicks.pipe_input_at("a".into(), "x".into(), 25);
+/// clicks.pipe_input_at("a".into(), "x".into(), 5); // its window [0,10) closed at 10
+/// let metrics = driver.metrics();
+/// assert_eq!((metrics.records_processed, metrics.late_records_dropped), (2, 1));
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TaskMetrics {
     /// Records taken from source topics.

@@ -64,6 +64,27 @@ pub type SerdeRef<T> = Arc<dyn Serde<T>>;
 ///
 /// Implement it for your own event types with [`json_serde!`](crate::json_serde) (JSON) or by
 /// hand (returning, for example, [`Serdes::postcard`]).
+///
+/// ```
+/// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, testing::TestDriver};
+/// use kstreams::serde::{DefaultSerde, SerdeRef, Serdes};
+///
+/// #[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+/// struct Reading { sensor: String, celsius: f64 }
+///
+/// impl DefaultSerde for Reading {
+///     fn default_serde() -> SerdeRef<Self> {
+///         Serdes::postcard() // compact binary
+///     }
+/// }
+///
+/// let builder = StreamsBuilder::new();
+/// builder.stream::<String, Reading>("readings").filter(|_, r| r.celsius > 30.0).to("hot");
+/// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("d")).unwrap();
+/// let hot = Reading { sensor: "s1".into(), celsius: 31.5 };
+/// driver.create_input_topic::<String, Reading>("readings").pipe_input_at("s1".into(), hot.clone(), 0);
+/// assert_eq!(driver.create_output_topic::<String, Reading>("hot").read_value(), Some(hot));
+/// ```
 pub trait DefaultSerde: Sized + 'static {
     /// The serde used for this type when the caller names none.
     fn default_serde() -> SerdeRef<Self>;
@@ -87,7 +108,22 @@ macro_rules! json_serde {
     )+};
 }
 
-/// Factory for the built-in serdes.
+/// Factory for the built-in serdes (Kafka Streams' `Serdes`).
+///
+/// ```
+/// use kstreams::serde::{Serde, Serdes};
+/// // Kafka's encodings: big-endian fixed-width numbers, UTF-8 strings.
+/// assert_eq!(Serdes::i64().serialize(&1).unwrap(), Some(vec![0, 0, 0, 0, 0, 0, 0, 1]));
+/// assert_eq!(Serdes::string().deserialize(Some(b"hi")).unwrap(), "hi");
+/// // `null` is only a value for `Option`s.
+/// assert!(Serdes::string().deserialize(None).is_err());
+/// let optional = Serdes::optional(Serdes::string());
+/// assert_eq!(optional.deserialize(None).unwrap(), None);
+/// assert_eq!(optional.serialize(&None).unwrap(), None);
+/// // JSON for events on topics.
+/// let json = Serdes::json::<Vec<u32>>();
+/// assert_eq!(json.serialize(&vec![1, 2]).unwrap(), Some(b"[1,2]".to_vec()));
+/// ```
 pub struct Serdes;
 
 impl Serdes {

@@ -1,12 +1,14 @@
 //! State stores: where processors keep state between records.
 //!
 //! Users meet three things here: the typed handles a processor works with
-//! ([`KeyValueStore`], [`TimestampedKeyValueStore`], [`WindowStore`]), the [`Stores`] factory
-//! that defines a store for [`StreamsBuilder::add_state_store`](crate::dsl::StreamsBuilder::add_state_store),
-//! and [`StoreError`]. Underneath, a store is a stack of small layers over a bytes store
-//! (in-memory now; the change-logging layer records every write for the store's changelog
-//! topic so the store can be restored elsewhere). Typed handles serialize keys and values with
-//! the store's serdes, so range queries follow the byte order of the key encoding.
+//! ([`KeyValueStore`], [`TimestampedKeyValueStore`], [`WindowStore`], [`SessionStore`]), the
+//! [`Stores`] factory that defines a store for
+//! [`StreamsBuilder::add_state_store`](crate::dsl::StreamsBuilder::add_state_store), and
+//! [`StoreError`]. Underneath, a store is a stack of small layers over a bytes store (in
+//! memory or RocksDB, see [`StoreType`]): a notifying layer for change feeds, a write cache,
+//! and a change-logging layer that records every write for the store's changelog topic so the
+//! store can be restored elsewhere. Typed handles serialize keys and values with the store's
+//! serdes, so range queries follow the byte order of the key encoding.
 
 mod caching;
 mod directory;
@@ -63,7 +65,19 @@ pub enum StoreError {
     Storage { store: String, message: String },
 }
 
-/// A value together with the timestamp of the record that last wrote it.
+/// A value together with the timestamp of the record that last wrote it (Kafka Streams'
+/// `ValueAndTimestamp`), as timestamped stores keep it.
+///
+/// ```
+/// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+/// let builder = StreamsBuilder::new();
+/// builder.table::<String, i64>("prices", Materialized::named("prices"));
+/// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("v")).unwrap();
+/// driver.create_input_topic::<String, Option<i64>>("prices").pipe_input_at("mouse".into(), Some(25), 7);
+/// let prices = driver.timestamped_key_value_store::<String, i64>("prices").unwrap();
+/// let mouse = prices.get(&"mouse".to_string()).unwrap().unwrap();
+/// assert_eq!((mouse.value, mouse.timestamp), (25, 7));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValueAndTimestamp<V> {
     /// The value.
@@ -163,6 +177,25 @@ fn encode<T: 'static>(serde: &dyn Serde<T>, value: &T, store: &str) -> Result<Ve
 /// A typed key-value store, as a processor, the test driver or an interactive query sees it.
 ///
 /// Handles are cheap to clone and all point at the same store.
+///
+/// ```
+/// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+/// let builder = StreamsBuilder::new();
+/// builder.table::<String, i64>("stock", Materialized::named("stock"));
+/// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("kv")).unwrap();
+/// let input = driver.create_input_topic::<String, Option<i64>>("stock");
+/// for (sku, n) in [("cable-usb", 3), ("cable-hdmi", 1), ("mouse", 7)] {
+///     input.pipe_input_at(sku.to_string(), Some(n), 0);
+/// }
+/// let stock = driver.key_value_store::<String, i64>("stock").unwrap();
+/// assert_eq!(stock.get(&"mouse".to_string()).unwrap(), Some(7));
+/// // Ranges and prefixes follow the bytes of the serialized keys.
+/// assert_eq!(stock.prefix_scan(&"cable-".to_string()).unwrap(),
+///     vec![("cable-hdmi".to_string(), 1), ("cable-usb".to_string(), 3)]);
+/// assert_eq!(stock.range(&"a".to_string(), &"m".to_string()).unwrap().len(), 2);
+/// assert_eq!(stock.all().unwrap().len(), 3);
+/// assert_eq!(stock.approximate_num_entries(), 3);
+/// ```
 pub struct KeyValueStore<K, V> {
     name: Arc<str>,
     inner: Arc<dyn KeyValueBytesStore>,
@@ -287,7 +320,30 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
     }
 }
 
-/// A typed window store: values per key and window start.
+/// A typed window store: values per key and window start (Kafka Streams' `WindowStore`).
+/// Windows older than the store's retention are dropped.
+///
+/// ```
+/// use std::time::Duration;
+/// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+/// let builder = StreamsBuilder::new();
+/// builder
+///     .stream::<String, String>("clicks")
+///     .group_by_key()
+///     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_millis(10)))
+///     .count_with(Materialized::named("clicks").with_retention(Duration::from_secs(60)));
+/// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("w")).unwrap();
+/// let clicks = driver.create_input_topic::<String, String>("clicks");
+/// for (user, t) in [("ann", 1), ("ann", 12), ("bob", 15)] {
+///     clicks.pipe_input_at(user.to_string(), "/".to_string(), t);
+/// }
+/// let store = driver.window_store::<String, i64>("clicks").unwrap();
+/// assert_eq!(store.window_size(), 10);
+/// assert_eq!(store.fetch(&"ann".to_string(), 10).unwrap(), Some(1));
+/// assert_eq!(store.fetch_range(&"ann".to_string(), 0, 100).unwrap(), vec![(0, 1), (10, 1)]);
+/// assert_eq!(store.fetch_all(10, 10).unwrap(),
+///     vec![("ann".to_string(), 10, 1), ("bob".to_string(), 10, 1)]);
+/// ```
 pub struct WindowStore<K, V> {
     name: Arc<str>,
     inner: Arc<dyn WindowBytesStore>,
@@ -445,6 +501,26 @@ pub struct Session<K, V> {
 }
 
 /// A typed session store: aggregates per key and session (Kafka Streams' `SessionStore`).
+///
+/// ```
+/// use std::time::Duration;
+/// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+/// let builder = StreamsBuilder::new();
+/// builder
+///     .stream::<String, String>("clicks")
+///     .group_by_key()
+///     .windowed_by_session(SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_millis(10)))
+///     .aggregate_with(|| 0i64, |_, _, n| n + 1, |_, a, b| a + b, Materialized::named("visits"));
+/// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("se")).unwrap();
+/// let clicks = driver.create_input_topic::<String, String>("clicks");
+/// for t in [0, 4, 30] {
+///     clicks.pipe_input_at("ann".to_string(), "/".to_string(), t);
+/// }
+/// let visits = driver.session_store::<String, i64>("visits").unwrap();
+/// let sessions: Vec<(i64, i64, i64)> = visits.fetch(&"ann".to_string()).unwrap()
+///     .into_iter().map(|s| (s.start, s.end, s.value)).collect();
+/// assert_eq!(sessions, vec![(0, 4, 2), (30, 30, 1)]);
+/// ```
 pub struct SessionStore<K, V> {
     name: Arc<str>,
     inner: Arc<dyn KeyValueBytesStore>,
@@ -624,6 +700,21 @@ impl<V: 'static> Serde<V> for PlainValueSerde<V> {
 /// [`StreamsConfig::default_store_type`](crate::config::StreamsConfig::default_store_type)
 /// decides. Either kind sits below the same cache and changelog layers and answers queries
 /// the same way.
+///
+/// ```
+/// use kstreams::{config::StreamsConfig, dsl::*, state::StoreType, testing::TestDriver};
+/// let builder = StreamsBuilder::new();
+/// builder
+///     .stream::<String, String>("clicks")
+///     .group_by_key()
+///     .count_with(Materialized::named("clicks").with_store_type(StoreType::RocksDb));
+/// // The test driver keeps RocksDB stores in a fresh directory under the state directory,
+/// // removed when the driver is dropped.
+/// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("st")).unwrap();
+/// driver.create_input_topic::<String, String>("clicks").pipe_input_at("ann".into(), "/".into(), 0);
+/// let clicks = driver.key_value_store::<String, i64>("clicks").unwrap();
+/// assert_eq!(clicks.get(&"ann".to_string()).unwrap(), Some(1));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StoreType {
     /// A sorted map in memory. Every write is also recorded for the store's changelog topic
@@ -678,12 +769,20 @@ impl<K: 'static, V: 'static> StoreBuilder<K, V> {
     }
 
     /// Turns on the changelog with extra topic configs (`retention.ms`, ...).
+    ///
+    /// ```
+    /// use std::collections::BTreeMap;
+    /// use kstreams::state::Stores;
+    /// let configs = BTreeMap::from([("min.compaction.lag.ms".to_string(), "60000".to_string())]);
+    /// let store = Stores::key_value_store_builder::<String, i64>("totals").with_logging_enabled(configs);
+    /// assert_eq!(store.name(), "totals");
+    /// ```
     pub fn with_logging_enabled(mut self, configs: BTreeMap<String, String>) -> Self {
         self.logging = Some(configs);
         self
     }
 
-    /// Chooses where the store keeps its data.
+    /// Chooses where the store keeps its data (see [`StoreType`] for an example).
     pub fn with_store_type(mut self, store_type: StoreType) -> Self {
         self.store_type = Some(store_type);
         self
@@ -711,11 +810,48 @@ impl<K: 'static, V: 'static> StoreBuilder<K, V> {
     }
 }
 
-/// Factory of store definitions (Kafka Streams' `Stores`).
+/// Factory of store definitions (Kafka Streams' `Stores`), for processors added with
+/// [`KStream::process`](crate::dsl::KStream::process). Every store gets a changelog
+/// `<application-id>-<name>-changelog` unless its logging is disabled.
+///
+/// ```
+/// use std::time::Duration;
+/// use kstreams::{dsl::StreamsBuilder, serde::Serdes, BoxError};
+/// use kstreams::processor::{Processor, ProcessorContext, Record};
+/// use kstreams::state::Stores;
+/// use kstreams::topology::InternalTopicKind;
+///
+/// struct PassThrough;
+/// impl Processor<String, i64, String, i64> for PassThrough {
+///     fn process(&mut self, ctx: &mut ProcessorContext<'_, String, i64>,
+///                record: Record<String, i64>) -> Result<(), BoxError> {
+///         ctx.forward(record)
+///     }
+/// }
+///
+/// let builder = StreamsBuilder::new();
+/// builder
+///     .add_state_store(Stores::key_value_store_builder::<String, i64>("totals"))
+///     .add_state_store(Stores::window_store_builder_with("recent", Duration::from_secs(60),
+///         Duration::from_secs(3600), false, Serdes::string(), Serdes::i64()))
+///     .add_state_store(Stores::session_store_builder_with("visits", Duration::from_secs(1800),
+///         Serdes::string(), Serdes::i64()));
+/// builder
+///     .stream::<String, i64>("in")
+///     .process(|| PassThrough, &["totals", "recent", "visits"])
+///     .to("out");
+/// let description = builder.build().unwrap().describe();
+/// let changelogs = description.internal_topics_of(InternalTopicKind::Changelog);
+/// assert_eq!(changelogs.len(), 3);
+/// let recent = changelogs.iter().find(|t| t.name == "recent-changelog").unwrap();
+/// assert_eq!(recent.configs["cleanup.policy"], "compact,delete");
+/// assert_eq!(recent.configs["retention.ms"], "90000000"); // retention + 1 day
+/// ```
 pub struct Stores<K = (), V = ()>(PhantomData<(K, V)>);
 
 impl Stores {
-    /// A key-value store with the types' default serdes and a changelog.
+    /// A key-value store with the types' default serdes and a changelog (see [`Stores`] for
+    /// an example).
     pub fn key_value_store_builder<K, V>(name: impl Into<String>) -> StoreBuilder<K, V>
     where
         K: crate::serde::DefaultSerde,
@@ -725,6 +861,12 @@ impl Stores {
     }
 
     /// A key-value store with explicit serdes and a changelog.
+    ///
+    /// ```
+    /// use kstreams::{serde::Serdes, state::Stores};
+    /// let store = Stores::key_value_store_builder_with("seen", Serdes::bytes(), Serdes::u64());
+    /// assert_eq!(store.name(), "seen");
+    /// ```
     pub fn key_value_store_builder_with<K: 'static, V: 'static>(
         name: impl Into<String>,
         key_serde: SerdeRef<K>,
@@ -741,8 +883,10 @@ impl Stores {
         }
     }
 
-    /// A window store of windows of `size` ms kept for `retention` ms.
+    /// A window store of windows of `size` kept for `retention`.
     /// With `retain_duplicates`, every put adds a value instead of replacing (for joins).
+    /// Its changelog is compacted and deleted after the retention plus a day (see
+    /// [`Stores`] for an example).
     pub fn window_store_builder_with<K: 'static, V: 'static>(
         name: impl Into<String>,
         size: std::time::Duration,
@@ -766,7 +910,8 @@ impl Stores {
         }
     }
 
-    /// A session store whose sessions are kept `retention` ms after they end.
+    /// A session store whose sessions are kept `retention` after they end (see [`Stores`]
+    /// for an example).
     pub fn session_store_builder_with<K: 'static, V: 'static>(
         name: impl Into<String>,
         retention: std::time::Duration,

@@ -54,6 +54,14 @@ impl ChangeHub {
         (receiver, dropped)
     }
 
+    /// Ends every subscription (the application closed).
+    pub(crate) fn close_all(&self) {
+        let mut subscribers = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        let gone: usize = subscribers.values().map(Vec::len).sum();
+        subscribers.clear();
+        self.active.fetch_sub(gone, Ordering::SeqCst);
+    }
+
     fn is_active(&self) -> bool {
         self.active.load(Ordering::Relaxed) > 0
     }

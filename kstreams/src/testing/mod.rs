@@ -140,7 +140,31 @@ impl DriverState {
     }
 }
 
-/// Runs a [`Topology`] in memory. Cheap to clone; clones share the same state.
+/// Runs a [`Topology`] in memory (Kafka Streams' `TopologyTestDriver`). Cheap to clone;
+/// clones share the same state.
+///
+/// One task per sub-topology, every topic with one partition; a pipe call returns when the
+/// record and everything it caused (repartition hops included) has been processed, and the
+/// stores' caches are flushed after every record. Changelogs are written but never read back:
+/// the driver does not restore.
+///
+/// ```
+/// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+/// let builder = StreamsBuilder::new();
+/// builder
+///     .stream::<String, String>("words")
+///     .group_by(|_, word| word.clone())
+///     .count_with(Materialized::named("counts"));
+/// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("wc")).unwrap();
+/// let words = driver.create_input_topic::<String, String>("words");
+/// words.pipe_input_at("line-1".into(), "kafka".into(), 0);
+/// words.pipe_input_at("line-2".into(), "kafka".into(), 1);
+/// let counts = driver.key_value_store::<String, i64>("counts").unwrap();
+/// assert_eq!(counts.get(&"kafka".to_string()).unwrap(), Some(2));
+/// assert_eq!(driver.produced_topic_names(), vec!["wc-counts-changelog", "wc-counts-repartition"]);
+/// // Two records from "words", two from the repartition topic.
+/// assert_eq!(driver.metrics().records_processed, 4);
+/// ```
 #[derive(Clone)]
 pub struct TestDriver {
     state: Rc<RefCell<DriverState>>,
@@ -154,6 +178,18 @@ impl TestDriver {
     }
 
     /// Like [`new`](Self::new), with the wall clock starting at `wall_clock_ms`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("in").to("out");
+    /// let topology = builder.build().unwrap();
+    /// let driver = TestDriver::with_wall_clock(&topology, StreamsConfig::new("w"), 1_000_000).unwrap();
+    /// assert_eq!(driver.wall_clock_time(), 1_000_000);
+    /// driver.advance_wall_clock_time(Duration::from_secs(1)).unwrap();
+    /// assert_eq!(driver.wall_clock_time(), 1_001_000);
+    /// ```
     pub fn with_wall_clock(
         topology: &Topology,
         config: StreamsConfig,
@@ -280,6 +316,24 @@ impl TestDriver {
     }
 
     /// Pipes a record given as bytes (for malformed input), returning processing errors.
+    ///
+    /// ```
+    /// use kstreams::config::{ErrorPolicy, StreamsConfig};
+    /// use kstreams::{dsl::StreamsBuilder, processor::Headers, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, i64>("amounts").to("copy");
+    /// let topology = builder.build().unwrap();
+    /// // Three bytes are no 8-byte i64.
+    /// let (key, bad) = (Some(&b"k"[..]), Some(&b"abc"[..]));
+    /// let strict = TestDriver::new(&topology, StreamsConfig::new("strict")).unwrap();
+    /// assert!(strict.pipe_raw("amounts", key, bad, 0, Headers::new()).is_err());
+    /// let config = StreamsConfig::new("lenient").deserialization_policy(ErrorPolicy::DeadLetter);
+    /// let lenient = TestDriver::new(&topology, config).unwrap();
+    /// lenient.pipe_raw("amounts", key, bad, 0, Headers::new()).unwrap();
+    /// let dead = lenient.create_output_topic::<String, Vec<u8>>("lenient-dlq").read_record().unwrap();
+    /// assert_eq!(dead.value, b"abc".to_vec());
+    /// assert_eq!(dead.headers.last_str(kstreams::dead_letter::ERROR_KIND), Some("deserialization"));
+    /// ```
     pub fn pipe_raw(
         &self,
         topic: &str,
@@ -302,7 +356,9 @@ impl TestDriver {
         })
     }
 
-    /// Moves the simulated wall clock forward and fires due wall-clock punctuations.
+    /// Moves the simulated wall clock forward and fires due wall-clock punctuations (see
+    /// [`ProcessorContext::schedule`](crate::processor::ProcessorContext::schedule) for an
+    /// example).
     pub fn advance_wall_clock_time(&self, by: Duration) -> Result<(), StreamsError> {
         let mut state = self.state.borrow_mut();
         let now = state.wall_clock.saturating_add(by.as_millis() as i64);
@@ -315,7 +371,7 @@ impl TestDriver {
     }
 
     /// A key-value store of the topology (for a table's store: the values without
-    /// timestamps).
+    /// timestamps). See [`KeyValueStore`] for an example.
     pub fn key_value_store<K: 'static, V: 'static>(
         &self,
         name: &str,
@@ -329,6 +385,7 @@ impl TestDriver {
     }
 
     /// A timestamped key-value store of the topology (the kind tables and aggregations use).
+    /// See [`ValueAndTimestamp`](crate::state::ValueAndTimestamp) for an example.
     pub fn timestamped_key_value_store<K: 'static, V: 'static>(
         &self,
         name: &str,
@@ -341,7 +398,8 @@ impl TestDriver {
             .timestamped_key_value_store(name)
     }
 
-    /// A window store of the topology.
+    /// A window store of the topology (for a windowed aggregation's store: the values
+    /// without timestamps). See [`WindowStore`] for an example.
     pub fn window_store<K: 'static, V: 'static>(
         &self,
         name: &str,
@@ -354,7 +412,8 @@ impl TestDriver {
             .window_store(name)
     }
 
-    /// A session store of the topology (for a session aggregation's store).
+    /// A session store of the topology (for a session aggregation's store). See
+    /// [`SessionStore`](crate::state::SessionStore) for an example.
     pub fn session_store<K: 'static, V: 'static>(
         &self,
         name: &str,
@@ -368,6 +427,18 @@ impl TestDriver {
     }
 
     /// Counters summed over all tasks.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.table::<String, String>("users", Materialized::default());
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("m")).unwrap();
+    /// let users = driver.create_input_topic::<Option<String>, Option<String>>("users");
+    /// users.pipe_input_at(Some("u1".into()), Some("Ann".into()), 0);
+    /// users.pipe_input_at(None, Some("nobody".into()), 1); // a table record needs a key
+    /// let metrics = driver.metrics();
+    /// assert_eq!((metrics.records_processed, metrics.dropped_records), (2, 1));
+    /// ```
     pub fn metrics(&self) -> TaskMetrics {
         let mut total = TaskMetrics::default();
         for task in &self.state.borrow().tasks {
@@ -376,7 +447,7 @@ impl TestDriver {
         total
     }
 
-    /// Names of the topics written so far, sorted.
+    /// Names of the topics written so far, sorted (see [`TestDriver`] for an example).
     pub fn produced_topic_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self
             .state
@@ -395,7 +466,18 @@ impl TestDriver {
     }
 }
 
-/// A record as the test driver reads or writes it.
+/// A record as the test driver reads or writes it (Kafka Streams' `TestRecord`).
+///
+/// ```
+/// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, testing::{TestDriver, TestRecord}};
+/// let builder = StreamsBuilder::new();
+/// builder.stream::<String, String>("in").to("out");
+/// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("r")).unwrap();
+/// let mut record = TestRecord::new("k".to_string(), "v".to_string(), 42);
+/// record.headers.add("trace", "t-1");
+/// driver.create_input_topic::<String, String>("in").pipe_record(record.clone());
+/// assert_eq!(driver.create_output_topic::<String, String>("out").read_record(), Some(record));
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct TestRecord<K, V> {
     /// The key.
@@ -420,7 +502,26 @@ impl<K, V> TestRecord<K, V> {
     }
 }
 
-/// Pipes typed records into one topic of a [`TestDriver`].
+/// Pipes typed records into one topic of a [`TestDriver`] (Kafka Streams'
+/// `TestInputTopic`), with explicit timestamps or the topic's own advancing time.
+///
+/// ```
+/// use std::time::Duration;
+/// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, testing::TestDriver};
+/// let builder = StreamsBuilder::new();
+/// builder.stream::<Option<String>, String>("in").to("out");
+/// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("i")).unwrap();
+/// let input = driver.create_input_topic::<Option<String>, String>("in");
+/// input.set_time(1_000, Duration::from_millis(10));
+/// input.pipe_input(Some("a".into()), "x".into()); // at 1000
+/// input.pipe_key_values([(Some("b".into()), "y".into())]); // at 1010
+/// input.advance_time(Duration::from_millis(100)); // 1020 + 100
+/// input.pipe_input(None, "z".into()); // at 1120
+/// input.pipe_value_at("w".into(), 5); // null key, at 5
+/// let out = driver.create_output_topic::<Option<String>, String>("out");
+/// let times: Vec<i64> = out.read_records_to_list().into_iter().map(|r| r.timestamp).collect();
+/// assert_eq!(times, vec![1_000, 1_010, 1_120, 5]);
+/// ```
 pub struct TestInputTopic<K, V> {
     driver: TestDriver,
     topic: Arc<str>,
@@ -450,6 +551,18 @@ impl<K: 'static, V: 'static> TestInputTopic<K, V> {
     }
 
     /// Pipes a record; returns the error if processing failed.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, serde::Serdes};
+    /// use kstreams::testing::{TestDriver, TestRecord};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, i64>("numbers").to("copy");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("t")).unwrap();
+    /// // Write strings into a topic the topology reads as i64 (its default policy: fail).
+    /// let wrong = driver.create_input_topic_with("numbers", Serdes::string(), Serdes::string());
+    /// let err = wrong.try_pipe_record(TestRecord::new("k".into(), "not a number".into(), 0)).unwrap_err();
+    /// assert!(err.to_string().starts_with("cannot deserialize the value of the record at numbers-0@0"));
+    /// ```
     pub fn try_pipe_record(&self, record: TestRecord<K, V>) -> Result<(), StreamsError> {
         let key = self.serialize(&*self.key_serde, &record.key, "key")?;
         let value = self.serialize(&*self.value_serde, &record.value, "value")?;
@@ -525,7 +638,24 @@ impl<K: 'static, V: 'static> TestInputTopic<K, V> {
     }
 }
 
-/// Reads typed records from one topic of a [`TestDriver`], oldest first.
+/// Reads typed records from one topic of a [`TestDriver`], oldest first (Kafka Streams'
+/// `TestOutputTopic`). Reading consumes: each record is read once.
+///
+/// ```
+/// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, testing::TestDriver};
+/// let builder = StreamsBuilder::new();
+/// builder.stream::<String, i64>("in").map_values(|n| n * 10).to("out");
+/// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("o")).unwrap();
+/// let input = driver.create_input_topic::<String, i64>("in");
+/// input.pipe_key_values([("a".to_string(), 1), ("b".to_string(), 2), ("a".to_string(), 3)]);
+/// let out = driver.create_output_topic::<String, i64>("out");
+/// assert_eq!(out.queue_size(), 3);
+/// assert_eq!(out.read_key_value(), Some(("a".to_string(), 10)));
+/// let latest = out.read_key_values_to_map(); // the rest, latest value per key
+/// assert_eq!((latest["a"], latest["b"]), (30, 20));
+/// assert!(out.is_empty());
+/// assert_eq!(out.read_value(), None);
+/// ```
 pub struct TestOutputTopic<K, V> {
     driver: TestDriver,
     topic: String,

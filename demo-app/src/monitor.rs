@@ -1,0 +1,586 @@
+//! The cluster as operators see it: topics, offsets, consumer groups and their lag, sampled
+//! every few seconds; alert rules over the samples; the latest messages of a topic.
+//!
+//! [`ClusterMonitor::run`] samples with the Kafka admin protocol only (metadata, list
+//! offsets, list groups, offset fetch), so it watches any group on the cluster, the shop's
+//! and the streams apps' alike, without joining one. The dashboard's health panel, the topic
+//! view on :8080 and the lag and dead-letter gauges of `/metrics` all read its
+//! [`ClusterView`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde::Serialize;
+
+use crate::metrics::{global, labels};
+
+/// How long one admin request may take.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One partition's offsets.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PartitionView {
+    /// The partition.
+    pub partition: i32,
+    /// First offset still stored.
+    pub low: i64,
+    /// Next offset to be written.
+    pub high: i64,
+}
+
+/// A topic.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TopicView {
+    /// Its name.
+    pub name: String,
+    /// Internal to a streams app (changelog or repartition topic).
+    pub internal: bool,
+    /// Its partitions.
+    pub partitions: Vec<PartitionView>,
+    /// Records stored (sum of high − low).
+    pub messages: i64,
+}
+
+/// A consumer group's position on one partition.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct GroupPartition {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Committed offset (`-1`: none yet).
+    pub committed: i64,
+    /// Records behind the end.
+    pub lag: i64,
+}
+
+/// A consumer group.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct GroupView {
+    /// The group id.
+    pub group: String,
+    /// `Stable`, `PreparingRebalance`, `Empty`, ...
+    pub state: String,
+    /// Members now.
+    pub members: usize,
+    /// Records behind, over every assigned partition.
+    pub lag: i64,
+    /// Per partition.
+    pub partitions: Vec<GroupPartition>,
+}
+
+/// An alert that fires now.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Alert {
+    /// The rule (`ConsumerLagHigh`, `DeadLetterGrowth`, `ErrorRateHigh`).
+    pub rule: String,
+    /// What it is about (a group or topic).
+    pub subject: String,
+    /// A sentence.
+    pub message: String,
+}
+
+/// One sample of the cluster.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ClusterView {
+    /// When (ms since the epoch); 0 before the first sample.
+    pub sampled_at: i64,
+    /// Every topic.
+    pub topics: Vec<TopicView>,
+    /// Every consumer group.
+    pub groups: Vec<GroupView>,
+    /// Records written per second to non-internal topics since the previous sample.
+    pub records_per_second: f64,
+    /// Records in each dead-letter topic.
+    pub dead_letters: BTreeMap<String, i64>,
+    /// Alerts firing now.
+    pub alerts: Vec<Alert>,
+    /// Why the last sample failed, if it did.
+    pub error: Option<String>,
+}
+
+/// Thresholds of the alert rules (the same as `docs/alerts.yml`).
+#[derive(Debug, Clone, Copy)]
+pub struct AlertRules {
+    /// A group this far behind fires `ConsumerLagHigh`.
+    pub max_lag: i64,
+    /// Dead-letter records added within `window` fire `DeadLetterGrowth`.
+    pub window: Duration,
+    /// Handling errors per minute above this fire `ErrorRateHigh`.
+    pub max_errors_per_minute: f64,
+}
+
+impl Default for AlertRules {
+    fn default() -> Self {
+        AlertRules {
+            max_lag: 1000,
+            window: Duration::from_secs(300),
+            max_errors_per_minute: 30.0,
+        }
+    }
+}
+
+/// Whether a topic is a dead-letter topic.
+pub fn is_dead_letter_topic(name: &str) -> bool {
+    name.ends_with("-dlq") || name.ends_with("dead-letters")
+}
+
+fn is_internal(name: &str) -> bool {
+    name.ends_with("-changelog") || name.ends_with("-repartition") || name.starts_with("__")
+}
+
+/// Samples the cluster.
+pub struct ClusterMonitor {
+    client: ClientConfig,
+    view: Arc<RwLock<ClusterView>>,
+    rules: AlertRules,
+}
+
+struct SamplerState {
+    admin: BaseConsumer,
+    group_clients: HashMap<String, BaseConsumer>,
+    last_total: Option<(Instant, i64)>,
+    dead_letter_history: Vec<(Instant, i64)>,
+    error_history: Vec<(Instant, f64)>,
+}
+
+impl ClusterMonitor {
+    /// A monitor of the cluster `client` connects to.
+    pub fn new(client: &ClientConfig, rules: AlertRules) -> Self {
+        ClusterMonitor {
+            client: client.clone(),
+            view: Arc::default(),
+            rules,
+        }
+    }
+
+    /// The latest sample, shared.
+    pub fn view(&self) -> Arc<RwLock<ClusterView>> {
+        self.view.clone()
+    }
+
+    /// Samples every `interval` until the task is dropped.
+    pub async fn run(self, interval: Duration) {
+        let admin: BaseConsumer = match self.client.clone().create() {
+            Ok(admin) => admin,
+            Err(e) => {
+                tracing::error!("monitor: cannot create a client: {e}");
+                return;
+            }
+        };
+        let state = Arc::new(std::sync::Mutex::new(SamplerState {
+            admin,
+            group_clients: HashMap::new(),
+            last_total: None,
+            dead_letter_history: Vec::new(),
+            error_history: Vec::new(),
+        }));
+        loop {
+            let (client, state, rules) = (self.client.clone(), state.clone(), self.rules);
+            let sample = tokio::task::spawn_blocking(move || {
+                let mut state = state.lock().expect("sampler");
+                sample(&client, &mut state, rules)
+            })
+            .await;
+            match sample {
+                Ok(Ok(view)) => *self.view.write().expect("view") = view,
+                Ok(Err(e)) => self.view.write().expect("view").error = Some(e),
+                Err(e) => tracing::warn!("monitor: sampling panicked: {e}"),
+            }
+            tokio::time::sleep(interval).await;
+        }
+    }
+}
+
+fn sample(
+    client: &ClientConfig,
+    state: &mut SamplerState,
+    rules: AlertRules,
+) -> Result<ClusterView, String> {
+    let metadata = state
+        .admin
+        .fetch_metadata(None, TIMEOUT)
+        .map_err(|e| format!("metadata: {e}"))?;
+    let mut topics = Vec::new();
+    let mut high_of = HashMap::new();
+    for topic in metadata.topics() {
+        let name = topic.name().to_owned();
+        let mut partitions = Vec::new();
+        for partition in topic.partitions() {
+            let (low, high) = state
+                .admin
+                .fetch_watermarks(&name, partition.id(), TIMEOUT)
+                .map_err(|e| format!("offsets of {name}/{}: {e}", partition.id()))?;
+            high_of.insert((name.clone(), partition.id()), high);
+            partitions.push(PartitionView {
+                partition: partition.id(),
+                low,
+                high,
+            });
+        }
+        partitions.sort_by_key(|p| p.partition);
+        let messages = partitions.iter().map(|p| p.high - p.low).sum();
+        topics.push(TopicView {
+            internal: is_internal(&name),
+            name,
+            partitions,
+            messages,
+        });
+    }
+    topics.sort_by(|a, b| a.name.cmp(&b.name));
+
+    let list = state
+        .admin
+        .fetch_group_list(None, TIMEOUT)
+        .map_err(|e| format!("groups: {e}"))?;
+    let mut groups = Vec::new();
+    for info in list.groups() {
+        let name = info.name().to_owned();
+        let mut assigned: Vec<(String, i32)> = Vec::new();
+        for member in info.members() {
+            if let Some(bytes) = member.assignment() {
+                assigned.extend(parse_assignment(bytes));
+            }
+        }
+        if assigned.is_empty() {
+            // No members (or rebalancing): the lag of what it committed before.
+            assigned = high_of
+                .keys()
+                .filter(|(topic, _)| !topic.starts_with("__"))
+                .cloned()
+                .collect();
+        }
+        assigned.sort();
+        assigned.dedup();
+        if !state.group_clients.contains_key(&name) {
+            let c: BaseConsumer = client
+                .clone()
+                .set("group.id", &name)
+                .set("enable.auto.commit", "false")
+                .create()
+                .map_err(|e| format!("client of {name}: {e}"))?;
+            state.group_clients.insert(name.clone(), c);
+        }
+        let group_client = &state.group_clients[&name];
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition) in &assigned {
+            tpl.add_partition(topic, *partition);
+        }
+        let committed = group_client
+            .committed_offsets(tpl, TIMEOUT)
+            .map_err(|e| format!("offsets of group {name}: {e}"))?;
+        let mut partitions = Vec::new();
+        let members_assigned = !info.members().is_empty();
+        for element in committed.elements() {
+            let committed = match element.offset() {
+                Offset::Offset(n) => n,
+                _ => -1,
+            };
+            if committed < 0 && !members_assigned {
+                continue;
+            }
+            let high = high_of
+                .get(&(element.topic().to_owned(), element.partition()))
+                .copied()
+                .unwrap_or(0);
+            partitions.push(GroupPartition {
+                topic: element.topic().to_owned(),
+                partition: element.partition(),
+                committed,
+                lag: (high - committed.max(0)).max(0),
+            });
+        }
+        let lag = partitions.iter().map(|p| p.lag).sum();
+        groups.push(GroupView {
+            group: name,
+            state: info.state().to_owned(),
+            members: info.members().len(),
+            lag,
+            partitions,
+        });
+    }
+    groups.sort_by(|a, b| a.group.cmp(&b.group));
+
+    let now = Instant::now();
+    let total: i64 = topics
+        .iter()
+        .filter(|t| !t.internal)
+        .flat_map(|t| &t.partitions)
+        .map(|p| p.high)
+        .sum();
+    let records_per_second = match state.last_total {
+        Some((at, before)) if now > at => (total - before).max(0) as f64 / (now - at).as_secs_f64(),
+        _ => 0.0,
+    };
+    state.last_total = Some((now, total));
+    let dead_letters: BTreeMap<String, i64> = topics
+        .iter()
+        .filter(|t| is_dead_letter_topic(&t.name))
+        .map(|t| (t.name.clone(), t.partitions.iter().map(|p| p.high).sum()))
+        .collect();
+
+    // Alert rules.
+    let mut alerts = Vec::new();
+    for group in &groups {
+        if group.lag > rules.max_lag {
+            alerts.push(Alert {
+                rule: "ConsumerLagHigh".into(),
+                subject: group.group.clone(),
+                message: format!(
+                    "{} is {} records behind (limit {})",
+                    group.group, group.lag, rules.max_lag
+                ),
+            });
+        }
+    }
+    let dlq_total: i64 = dead_letters.values().sum();
+    state.dead_letter_history.push((now, dlq_total));
+    state
+        .dead_letter_history
+        .retain(|(t, _)| now.duration_since(*t) <= rules.window);
+    if let Some((_, oldest)) = state.dead_letter_history.first() {
+        if dlq_total > *oldest {
+            alerts.push(Alert {
+                rule: "DeadLetterGrowth".into(),
+                subject: "dead-letter topics".into(),
+                message: format!(
+                    "{} records dead-lettered in the last {} min",
+                    dlq_total - oldest,
+                    rules.window.as_secs() / 60
+                ),
+            });
+        }
+    }
+    let errors = total_errors();
+    state.error_history.push((now, errors));
+    state
+        .error_history
+        .retain(|(t, _)| now.duration_since(*t) <= Duration::from_secs(60));
+    if let Some((at, oldest)) = state.error_history.first() {
+        let minutes = now.duration_since(*at).as_secs_f64() / 60.0;
+        if minutes > 0.0 && (errors - oldest) / minutes.max(1.0 / 6.0) > rules.max_errors_per_minute
+        {
+            alerts.push(Alert {
+                rule: "ErrorRateHigh".into(),
+                subject: "consumers".into(),
+                message: format!(
+                    "{:.0} handling errors in the last minute (limit {})",
+                    errors - oldest,
+                    rules.max_errors_per_minute
+                ),
+            });
+        }
+    }
+
+    // The gauges of /metrics.
+    let metrics = global();
+    for group in &groups {
+        metrics
+            .consumer_lag
+            .get_or_create(&labels(&[("group", &group.group)]))
+            .set(group.lag);
+    }
+    for (topic, depth) in &dead_letters {
+        metrics
+            .dead_letter_depth
+            .get_or_create(&labels(&[("topic", topic)]))
+            .set(*depth);
+    }
+    metrics.records_per_second.set(records_per_second);
+
+    Ok(ClusterView {
+        sampled_at: chrono::Utc::now().timestamp_millis(),
+        topics,
+        groups,
+        records_per_second,
+        dead_letters,
+        alerts,
+        error: None,
+    })
+}
+
+fn total_errors() -> f64 {
+    global().errors_seen.get() as f64
+}
+
+/// Reads the topic/partition list of a consumer-protocol assignment (version, then
+/// `[topic, [partition]]`, then user data).
+pub fn parse_assignment(bytes: &[u8]) -> Vec<(String, i32)> {
+    fn i16_at(b: &[u8], at: usize) -> Option<i16> {
+        Some(i16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?))
+    }
+    fn i32_at(b: &[u8], at: usize) -> Option<i32> {
+        Some(i32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
+    }
+    let mut out = Vec::new();
+    let mut at = 2; // version
+    let Some(topics) = i32_at(bytes, at) else {
+        return out;
+    };
+    at += 4;
+    for _ in 0..topics.max(0) {
+        let Some(len) = i16_at(bytes, at) else {
+            return out;
+        };
+        at += 2;
+        let Some(name) = bytes.get(at..at + len.max(0) as usize) else {
+            return out;
+        };
+        let name = String::from_utf8_lossy(name).into_owned();
+        at += len.max(0) as usize;
+        let Some(count) = i32_at(bytes, at) else {
+            return out;
+        };
+        at += 4;
+        for _ in 0..count.max(0) {
+            let Some(partition) = i32_at(bytes, at) else {
+                return out;
+            };
+            at += 4;
+            out.push((name.clone(), partition));
+        }
+    }
+    out
+}
+
+/// A message as the topic view shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageView {
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Record timestamp (ms).
+    pub timestamp: Option<i64>,
+    /// Key, as text.
+    pub key: Option<String>,
+    /// Value, as text (cut at 2000 characters).
+    pub value: Option<String>,
+    /// Headers, as text.
+    pub headers: Vec<(String, String)>,
+}
+
+/// The last `limit` messages of each partition of `topic`, newest first. Blocks (call it
+/// from a blocking task).
+pub fn latest_messages(
+    client: &ClientConfig,
+    topic: &str,
+    limit: i64,
+) -> Result<Vec<MessageView>, String> {
+    let consumer: BaseConsumer = client
+        .clone()
+        .set("group.id", "shop-topic-view")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_uncommitted")
+        .create()
+        .map_err(|e| e.to_string())?;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), TIMEOUT)
+        .map_err(|e| e.to_string())?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        return Err(format!("no topic {topic}"));
+    }
+    let mut tpl = TopicPartitionList::new();
+    let mut remaining = 0;
+    let mut ends = HashMap::new();
+    for partition in partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, TIMEOUT)
+            .map_err(|e| e.to_string())?;
+        let from = (high - limit).max(low);
+        if from < high {
+            tpl.add_partition_offset(topic, partition, Offset::Offset(from))
+                .map_err(|e| e.to_string())?;
+            remaining += high - from;
+            ends.insert(partition, high);
+        }
+    }
+    let mut out = Vec::new();
+    if remaining == 0 {
+        return Ok(out);
+    }
+    consumer.assign(&tpl).map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + TIMEOUT;
+    while remaining > 0 && Instant::now() < deadline {
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let message = message.map_err(|e| e.to_string())?;
+        if message.offset() >= ends.get(&message.partition()).copied().unwrap_or(0) {
+            continue;
+        }
+        remaining -= 1;
+        let text = |b: &[u8]| {
+            let s = String::from_utf8_lossy(b);
+            s.chars().take(2000).collect::<String>()
+        };
+        out.push(MessageView {
+            partition: message.partition(),
+            offset: message.offset(),
+            timestamp: message.timestamp().to_millis(),
+            key: message.key().map(text),
+            value: message.payload().map(text),
+            headers: message
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| (h.key.to_owned(), h.value.map(text).unwrap_or_default()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        });
+    }
+    out.sort_by(|a, b| b.timestamp.cmp(&a.timestamp).then(b.offset.cmp(&a.offset)));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consumer_protocol_assignments_are_read() {
+        let mut bytes = vec![0, 0]; // version 0
+        bytes.extend(2i32.to_be_bytes());
+        for (topic, partitions) in [("orders", vec![0i32, 3]), ("users", vec![1])] {
+            bytes.extend((topic.len() as i16).to_be_bytes());
+            bytes.extend(topic.as_bytes());
+            bytes.extend((partitions.len() as i32).to_be_bytes());
+            for p in partitions {
+                bytes.extend(p.to_be_bytes());
+            }
+        }
+        bytes.extend((-1i32).to_be_bytes()); // no user data
+        assert_eq!(
+            parse_assignment(&bytes),
+            vec![
+                ("orders".to_owned(), 0),
+                ("orders".to_owned(), 3),
+                ("users".to_owned(), 1)
+            ]
+        );
+        assert!(parse_assignment(&[0]).is_empty());
+        assert!(parse_assignment(&[0, 0, 0, 0, 0, 9, 0, 200]).is_empty());
+    }
+
+    #[test]
+    fn dead_letter_and_internal_topics_are_told_apart() {
+        assert!(is_dead_letter_topic("payment-events-dlq"));
+        assert!(is_dead_letter_topic("shop-dead-letters"));
+        assert!(!is_dead_letter_topic("payment-events"));
+        assert!(is_internal(
+            "shop-order-analytics-analytics-orders-changelog"
+        ));
+        assert!(!is_internal("order-events"));
+    }
+}

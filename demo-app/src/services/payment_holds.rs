@@ -1,0 +1,286 @@
+//! The payment service's fraud holds: orders the fraud detection app flagged are not
+//! charged until an admin decides.
+//!
+//! A `FraudAlert` on `notification-events` records a hold (`FLAGGED`). When the order's
+//! `PaymentRequested` comes, the payment service parks it (`HELD`) instead of charging. An
+//! admin lists holds with `GET /payments/holds` and decides with
+//! `POST /payments/holds/{order id}/release` (the request is charged: it is sent to
+//! `payment-events` again) or `.../reject` (`PaymentFailed`, so the order is cancelled and its
+//! stock released). An alert that comes after the payment was already charged is kept as
+//! `LATE`, for review only. Every change is one database transaction with its events in the
+//! outbox.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+use sqlx::{Any, Row, Transaction};
+
+use crate::auth::{Authenticated, HasJwtKeys, JwtKeys};
+use crate::consumer::{HandleError, Handler, Incoming};
+use crate::db::{first_time, text, Database};
+use crate::events::{topics, Envelope, NotificationEvent, PaymentEvent};
+use crate::http::ApiError;
+use crate::outbox::{self, OutboxRelay};
+
+/// A hold as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Hold {
+    /// The order.
+    pub order_id: String,
+    /// Its customer.
+    pub customer_id: String,
+    /// The fraud score.
+    pub score: i64,
+    /// Why it was flagged.
+    pub reasons: Vec<String>,
+    /// `FLAGGED`, `HELD`, `RELEASED`, `REJECTED` or `LATE`.
+    pub status: String,
+    /// When the alert came (ms).
+    pub created_at: i64,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The consumer group that records holds: apart from the one charging payments, so an
+/// alert is recorded while a request waits out its screening time.
+pub const GROUP: &str = "payment-fraud-holds";
+
+/// Records holds from `notification-events` (group [`GROUP`]).
+#[derive(Clone)]
+pub struct HoldRecorder {
+    db: Database,
+}
+
+impl HoldRecorder {
+    /// A recorder into `db`.
+    pub fn new(db: Database) -> Self {
+        HoldRecorder { db }
+    }
+}
+
+impl Handler for HoldRecorder {
+    async fn handle(&self, record: Incoming) -> Result<(), HandleError> {
+        record_alert(&self.db, GROUP, &record).await
+    }
+}
+
+/// Records the hold of a `FraudAlert` (other notifications are not the payment service's).
+pub async fn record_alert(
+    db: &Database,
+    group: &str,
+    record: &Incoming,
+) -> Result<(), HandleError> {
+    let envelope = Envelope::<NotificationEvent>::from_bytes(&record.payload)?;
+    let NotificationEvent::FraudAlert {
+        customer_id,
+        order_id,
+        score,
+        reasons,
+    } = &envelope.event
+    else {
+        return Ok(());
+    };
+    let mut tx = db.pool().begin().await?;
+    if !first_time(&mut tx, group, &envelope.event_id.to_string()).await? {
+        return Ok(());
+    }
+    let charged = sqlx::query("SELECT status FROM payments WHERE order_id = $1")
+        .bind(order_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_some();
+    sqlx::query(
+        "INSERT INTO payment_holds (order_id, customer_id, score, reasons, status, request, \
+         created_at) VALUES ($1, $2, $3, $4, $5, NULL, $6) ON CONFLICT (order_id) DO NOTHING",
+    )
+    .bind(order_id)
+    .bind(customer_id)
+    .bind(i64::from(*score))
+    .bind(serde_json::to_string(reasons).expect("strings serialize"))
+    .bind(if charged { "LATE" } else { "FLAGGED" })
+    .bind(now_ms())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// What to do with a payment request, given its order's hold.
+pub enum Decision {
+    /// No hold (or released): charge it.
+    Charge,
+    /// Flagged: parked until an admin decides.
+    Held,
+    /// Rejected by an admin: fail it.
+    Rejected,
+}
+
+/// Looks up the hold of `order_id`, parking `request` (its JSON) when the order is flagged.
+pub async fn decide(
+    tx: &mut Transaction<'_, Any>,
+    order_id: &str,
+    request: &str,
+) -> sqlx::Result<Decision> {
+    let status = sqlx::query("SELECT status FROM payment_holds WHERE order_id = $1")
+        .bind(order_id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .map(|row| text(&row, "status"));
+    Ok(match status.as_deref() {
+        Some("FLAGGED") | Some("HELD") => {
+            sqlx::query(
+                "UPDATE payment_holds SET status = 'HELD', request = $1 WHERE order_id = $2",
+            )
+            .bind(request)
+            .bind(order_id)
+            .execute(&mut **tx)
+            .await?;
+            Decision::Held
+        }
+        Some("REJECTED") => Decision::Rejected,
+        _ => Decision::Charge,
+    })
+}
+
+/// The admin API of holds.
+#[derive(Clone)]
+pub struct HoldsApi {
+    db: Database,
+    keys: JwtKeys,
+    relay: OutboxRelay,
+}
+
+impl HasJwtKeys for HoldsApi {
+    fn jwt_keys(&self) -> &JwtKeys {
+        &self.keys
+    }
+}
+
+impl HoldsApi {
+    /// The API over `db`.
+    pub fn new(db: Database, keys: JwtKeys, relay: OutboxRelay) -> Self {
+        HoldsApi { db, keys, relay }
+    }
+
+    /// `GET /payments/holds`, `POST /payments/holds/{id}/release|reject` (admin only).
+    pub fn router(self) -> Router {
+        Router::new()
+            .route("/payments/holds", get(list))
+            .route("/payments/holds/{order_id}/release", post(release))
+            .route("/payments/holds/{order_id}/reject", post(reject))
+            .with_state(self)
+    }
+}
+
+fn hold_of(row: &sqlx::any::AnyRow) -> Hold {
+    Hold {
+        order_id: text(row, "order_id"),
+        customer_id: text(row, "customer_id"),
+        score: row.try_get("score").unwrap_or_default(),
+        reasons: serde_json::from_str(&text(row, "reasons")).unwrap_or_default(),
+        status: text(row, "status"),
+        created_at: row.try_get("created_at").unwrap_or_default(),
+    }
+}
+
+const COLUMNS: &str = "order_id, customer_id, score, reasons, status, request, created_at";
+
+/// Every hold, newest first.
+pub async fn holds(db: &Database) -> sqlx::Result<Vec<Hold>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM payment_holds ORDER BY created_at DESC, order_id"
+    ))
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows.iter().map(hold_of).collect())
+}
+
+async fn list(
+    State(api): State<HoldsApi>,
+    caller: Authenticated,
+) -> Result<Json<Vec<Hold>>, ApiError> {
+    caller.require_admin()?;
+    holds(&api.db)
+        .await
+        .map(Json)
+        .map_err(|e| ApiError::internal("listing holds", e))
+}
+
+async fn release(
+    State(api): State<HoldsApi>,
+    caller: Authenticated,
+    Path(order_id): Path<String>,
+) -> Result<Json<Hold>, ApiError> {
+    decide_by_admin(api, caller, order_id, "RELEASED").await
+}
+
+async fn reject(
+    State(api): State<HoldsApi>,
+    caller: Authenticated,
+    Path(order_id): Path<String>,
+) -> Result<Json<Hold>, ApiError> {
+    decide_by_admin(api, caller, order_id, "REJECTED").await
+}
+
+async fn decide_by_admin(
+    api: HoldsApi,
+    caller: Authenticated,
+    order_id: String,
+    verdict: &str,
+) -> Result<Json<Hold>, ApiError> {
+    caller.require_admin()?;
+    let internal = |e| ApiError::internal("deciding a hold", e);
+    let mut tx = api.db.pool().begin().await.map_err(internal)?;
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM payment_holds WHERE order_id = $1"
+    ))
+    .bind(&order_id)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(internal)?
+    .ok_or_else(|| ApiError::not_found(format!("no hold for order {order_id}")))?;
+    let mut hold = hold_of(&row);
+    if !matches!(hold.status.as_str(), "FLAGGED" | "HELD") {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("the hold of {order_id} is {} already", hold.status),
+        ));
+    }
+    let request: Option<String> = row.try_get("request").ok().flatten();
+    if let Some(request) = request {
+        // The parked request: charge it now (as a new event: the old one is processed) or
+        // fail it.
+        let parked = Envelope::<PaymentEvent>::from_bytes(request.as_bytes())
+            .map_err(|e| ApiError::internal("reading the parked request", e))?;
+        let event = if verdict == "RELEASED" {
+            Envelope::new(parked.event)
+        } else {
+            let PaymentEvent::PaymentRequested { customer_id, .. } = parked.event else {
+                return Err(ApiError::internal("the parked request", "is not a request"));
+            };
+            Envelope::new(PaymentEvent::PaymentFailed {
+                order_id: order_id.clone(),
+                customer_id,
+                reason: "rejected after fraud review".into(),
+                attempts: 0,
+            })
+        };
+        outbox::enqueue(&mut tx, topics::PAYMENTS, &order_id, &event)
+            .await
+            .map_err(internal)?;
+    }
+    sqlx::query("UPDATE payment_holds SET status = $1 WHERE order_id = $2")
+        .bind(verdict)
+        .bind(&order_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(internal)?;
+    tx.commit().await.map_err(internal)?;
+    api.relay.notify();
+    hold.status = verdict.to_owned();
+    Ok(Json(hold))
+}
