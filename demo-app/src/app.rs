@@ -698,3 +698,31 @@ async fn serve(
     });
     Ok((local, task))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The clients accept TLS and SASL-over-TLS settings: librdkafka refuses them at
+    /// creation when it was built without OpenSSL.
+    #[test]
+    fn kafka_clients_take_tls_and_sasl_settings() {
+        let overrides: Vec<(String, String)> = [
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.username", "shop"),
+            ("sasl.password", "secret"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        let config = client_config("127.0.0.1:1", &overrides);
+        let producer: Result<rdkafka::producer::BaseProducer, _> = config.create();
+        assert!(producer.is_ok(), "{:?}", producer.err());
+        let mut tls = client_config("127.0.0.1:1", &[]);
+        tls.set("security.protocol", "SSL");
+        let consumer: Result<rdkafka::consumer::BaseConsumer, _> =
+            tls.set("group.id", "g").create();
+        assert!(consumer.is_ok(), "{:?}", consumer.err());
+    }
+}

@@ -186,7 +186,14 @@ impl Database {
             .await
             .map_err(connect_error)?;
         if !postgres {
-            for pragma in ["PRAGMA journal_mode=WAL", "PRAGMA busy_timeout=5000"] {
+            // WAL with synchronous=NORMAL: a commit does not wait for an fsync (the WAL is
+            // synced at checkpoints); a power cut can lose the last commits — a change and
+            // its outbox events together, never one without the other.
+            for pragma in [
+                "PRAGMA journal_mode=WAL",
+                "PRAGMA synchronous=NORMAL",
+                "PRAGMA busy_timeout=5000",
+            ] {
                 sqlx::query(pragma)
                     .execute(&pool)
                     .await

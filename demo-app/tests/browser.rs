@@ -7,11 +7,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use demo_app::app::{Shop, ShopConfig};
-use demo_app::services::payment::GatewayConfig;
+use demo_app::app::Shop;
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
+
+mod common;
 
 struct Browser(Child);
 
@@ -83,13 +84,7 @@ fn free_port() -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_dashboard_shows_live_numbers_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = ShopConfig::ephemeral(dir.path());
-    config.gateway = GatewayConfig {
-        failure_rate: 0.0,
-        latency: Duration::ZERO,
-    };
-    config.delivery_delay = Duration::from_millis(500);
-    config.streams_commit_interval = Duration::from_millis(300);
+    let mut config = common::shop_config(dir.path());
     config.simulator.orders_per_second = 5.0;
     config.simulator.customers = 40;
     let shop = Shop::start(config).await.unwrap();

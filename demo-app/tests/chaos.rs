@@ -4,20 +4,15 @@
 
 use std::time::Duration;
 
-use demo_app::app::{Service, Shop, ShopConfig};
+use demo_app::app::{Service, Shop};
 use demo_app::load::{self, LoadConfig};
-use demo_app::services::payment::GatewayConfig;
+
+mod common;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nothing_is_lost_or_duplicated_under_faults() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = ShopConfig::ephemeral(dir.path());
-    config.gateway = GatewayConfig {
-        failure_rate: 0.0,
-        latency: Duration::ZERO,
-    };
-    config.delivery_delay = Duration::from_millis(300);
-    config.payment_screening = Duration::ZERO;
+    let mut config = common::shop_config(dir.path());
     config.services.retain(|s| {
         !matches!(
             s,

@@ -12,6 +12,8 @@ use rdkafka::{ClientConfig, Message};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+mod common;
+
 /// Every `order-events` record of `customer`, read from the start until `settle` passes
 /// with nothing new.
 fn order_events(bootstrap: &str, customer: &str, settle: Duration) -> Vec<Envelope<OrderEvent>> {
@@ -279,26 +281,11 @@ async fn await_status(
     order_id: &str,
     status: &str,
 ) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let order: Value = http
-            .get(format!("{base}/orders/{order_id}"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if order["status"] == status {
-            return order;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "order {order_id} never reached {status}: {order}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let api = common::OrderApi {
+        http: http.clone(),
+        base: base.to_owned(),
+    };
+    api.await_status(token, order_id, status).await
 }
 
 /// A declined card cancels the order and puts the payment request in the DLQ with headers.
@@ -659,13 +646,7 @@ async fn notifications_fan_out_by_preference(shop: &Shop) {
 }
 
 fn test_config(dir: &std::path::Path) -> ShopConfig {
-    let mut config = ShopConfig::ephemeral(dir);
-    config.gateway = GatewayConfig {
-        failure_rate: 0.0,
-        latency: Duration::ZERO,
-    };
-    config.delivery_delay = Duration::from_millis(300);
-    config.payment_screening = Duration::ZERO;
+    let mut config = common::shop_config(dir);
     // The services alone: the streams apps and the operators' views have their own tests
     // (streams_apps.rs), and fraud holds would make payments here depend on scores.
     config.services.retain(|s| {

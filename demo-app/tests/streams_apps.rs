@@ -4,83 +4,30 @@
 //! flagged payment is held until an admin releases it, and after chaos (a stopped payment
 //! service, a restarted streams app) every order still finishes, exactly once.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use demo_app::app::{Service, Shop, ShopConfig};
+use demo_app::app::{Service, Shop};
 use demo_app::auth::Role;
 use demo_app::events::{topics, Envelope, NotificationEvent, OrderEvent};
-use demo_app::services::payment::GatewayConfig;
 use demo_app::streams::analytics;
 use futures::StreamExt;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Message};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::Row;
 
-fn test_config(dir: &std::path::Path) -> ShopConfig {
-    let mut config = ShopConfig::ephemeral(dir);
-    config.gateway = GatewayConfig {
-        failure_rate: 0.0,
-        latency: Duration::ZERO,
-    };
-    config.delivery_delay = Duration::from_millis(300);
-    config.streams_commit_interval = Duration::from_millis(200);
-    config.kafka_overrides = vec![
-        ("session.timeout.ms".into(), "6000".into()),
-        ("heartbeat.interval.ms".into(), "300".into()),
-    ];
-    config
-}
+mod common;
 
-/// Polls `check` every 200 ms until it returns `Some`, for at most `secs` seconds.
-async fn eventually<T, F, Fut>(what: &str, secs: u64, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(found) = check().await {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Every record of `topic` from the start, read until `done` says enough or 60 s pass.
-fn read_topic(
-    bootstrap: &str,
-    topic: &str,
-    done: impl Fn(&[(Option<String>, Vec<u8>)]) -> bool,
-) -> Vec<(Option<String>, Vec<u8>)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    let mut records = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done(&records) && Instant::now() < deadline {
-        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
-            records.push((
-                message
-                    .key()
-                    .map(|k| String::from_utf8_lossy(k).into_owned()),
-                message.payload().unwrap_or_default().to_vec(),
-            ));
-        }
-    }
-    records
-}
+use common::{eventually, read_topic, shop_config, OrderApi};
 
 struct Client {
-    http: reqwest::Client,
-    base: String,
+    api: OrderApi,
+}
+
+impl std::ops::Deref for Client {
+    type Target = OrderApi;
+    fn deref(&self) -> &OrderApi {
+        &self.api
+    }
 }
 
 impl Client {
@@ -98,41 +45,6 @@ impl Client {
             .unwrap();
         assert_eq!(response.status(), StatusCode::ACCEPTED);
     }
-
-    async fn order(&self, token: &str, body: Value) -> String {
-        let response = self
-            .http
-            .post(format!("{}/orders", self.base))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::CREATED);
-        let order: Value = response.json().await.unwrap();
-        order["order_id"].as_str().unwrap().to_owned()
-    }
-
-    async fn status(&self, token: &str, order_id: &str) -> String {
-        let order: Value = self
-            .http
-            .get(format!("{}/orders/{order_id}", self.base))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        order["status"].as_str().unwrap_or_default().to_owned()
-    }
-
-    async fn await_status(&self, token: &str, order_id: &str, status: &str, secs: u64) {
-        eventually(&format!("{order_id} to be {status}"), secs, || async {
-            (self.status(token, order_id).await == status).then_some(())
-        })
-        .await
-    }
 }
 
 async fn chaos(http: &reqwest::Client, dashboard: &str, token: &str, scenario: Value) {
@@ -149,12 +61,14 @@ async fn chaos(http: &reqwest::Client, dashboard: &str, token: &str, scenario: V
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn streams_apps_dashboard_and_chaos_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
-    let shop = Shop::start(test_config(dir.path())).await.unwrap();
-    let http = reqwest::Client::new();
+    let mut config = shop_config(dir.path());
+    // Payments wait for the fraud score, as in the demo.
+    config.payment_screening = Duration::from_millis(1500);
+    let shop = Shop::start(config).await.unwrap();
     let client = Client {
-        http: http.clone(),
-        base: format!("http://{}", shop.order_api.unwrap()),
+        api: OrderApi::at(shop.order_api.unwrap()),
     };
+    let http = client.http.clone();
     let dashboard = format!("http://{}", shop.dashboard.unwrap());
     let admin = shop
         .keys
@@ -174,14 +88,12 @@ async fn streams_apps_dashboard_and_chaos_end_to_end() {
     // Let the user event reach the customers table first (a join sees the table as of now).
     tokio::time::sleep(Duration::from_secs(2)).await;
     let first = client
-        .order(
+        .order_id(
             &ann_token,
             json!({"items": [{"product_id": "SKU-MOUSE", "quantity": 2}], "device_id": "ann-phone"}),
         )
         .await;
-    client
-        .await_status(&ann_token, &first, "DELIVERED", 60)
-        .await;
+    client.await_status(&ann_token, &first, "DELIVERED").await;
     let enriched = eventually("the enriched order row", 60, || async {
         sqlx::query(
             "SELECT customer_name, total, variant FROM analytics_orders WHERE order_id = $1",
@@ -233,7 +145,7 @@ async fn streams_apps_dashboard_and_chaos_end_to_end() {
         .keys
         .issue(&whale, Role::Customer, Duration::from_secs(600));
     let chairs = client
-        .order(
+        .order_id(
             &whale_token,
             json!({"items": [{"product_id": "SKU-CHAIR", "quantity": 51}], "device_id": "w-1"}),
         )
@@ -331,7 +243,7 @@ async fn streams_apps_dashboard_and_chaos_end_to_end() {
         .unwrap();
     assert_eq!(again.status(), StatusCode::CONFLICT);
     client
-        .await_status(&whale_token, &chairs, "DELIVERED", 60)
+        .await_status(&whale_token, &chairs, "DELIVERED")
         .await;
 
     // The dashboard's snapshot and WebSocket show the tables.
@@ -443,7 +355,7 @@ async fn streams_apps_dashboard_and_chaos_end_to_end() {
     )
     .await;
     let during = client
-        .order(
+        .order_id(
             &ann_token,
             json!({"items": [{"product_id": "SKU-CABLE", "quantity": 1}], "device_id": "ann-phone"}),
         )
@@ -454,9 +366,7 @@ async fn streams_apps_dashboard_and_chaos_end_to_end() {
         "PAID",
         "payments are stopped"
     );
-    client
-        .await_status(&ann_token, &during, "DELIVERED", 60)
-        .await;
+    client.await_status(&ann_token, &during, "DELIVERED").await;
 
     // Chaos: the analytics app is killed and started again; its tables restore from the
     // changelogs and it goes on with new orders.
@@ -473,14 +383,12 @@ async fn streams_apps_dashboard_and_chaos_end_to_end() {
     })
     .await;
     let after = client
-        .order(
+        .order_id(
             &ann_token,
             json!({"items": [{"product_id": "SKU-WEBCAM", "quantity": 1}], "device_id": "ann-phone"}),
         )
         .await;
-    client
-        .await_status(&ann_token, &after, "DELIVERED", 60)
-        .await;
+    client.await_status(&ann_token, &after, "DELIVERED").await;
     eventually("the post-restart order in analytics", 60, || async {
         sqlx::query("SELECT 1 AS one FROM analytics_orders WHERE order_id = $1")
             .bind(&after)
@@ -546,7 +454,7 @@ async fn stock_levels_reach_redis_from_a_process_running_two_roles() {
         std::env::var("SHOP_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let prefix = format!("shop-test-{}:", uuid::Uuid::new_v4().simple());
     let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path());
+    let mut config = shop_config(dir.path());
     config.redis_url = Some(redis_url.clone());
     config.cache_prefix = prefix.clone();
     config.services = [Service::Inventory, Service::InventoryMonitor]

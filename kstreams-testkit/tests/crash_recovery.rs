@@ -80,8 +80,10 @@ fn crash_child() {
     let config = config(bootstrap, app, std::path::Path::new(state_dir))
         .with_processing_guarantee(guarantee);
     let mut streams = KafkaStreams::new(&topology(name), config);
-    streams.start().unwrap();
+    // Signals first: a SIGTERM that arrives while `start` creates topics and joins the
+    // group still shuts down cleanly instead of killing the process.
     streams.shutdown_on_signals().unwrap();
+    streams.start().unwrap();
     streams.wait();
     assert!(streams.error().is_none(), "{:?}", streams.error());
 }

@@ -87,7 +87,7 @@ pub enum ProcessingGuarantee {
 /// assert_eq!(config.commit_interval, Duration::from_secs(30));
 /// assert_eq!(config.processing_guarantee, ProcessingGuarantee::AtLeastOnce);
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StreamsConfig {
     /// The application id: the consumer group id and the prefix of internal topics.
     pub application_id: String,
@@ -132,6 +132,53 @@ pub struct StreamsConfig {
     /// stopped mid-transaction hold back `read_committed` readers before aborting it.
     /// Default: 10 s.
     pub transaction_timeout: Duration,
+}
+
+/// Whether a librdkafka setting holds a secret (never printed).
+fn is_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key.contains("password") || key.contains("secret") || key.ends_with(".config")
+}
+
+/// Prints every setting, with the values of secret client overrides (`sasl.password`,
+/// `ssl.key.password`, ...) replaced by `<redacted>`.
+impl std::fmt::Debug for StreamsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let overrides: Vec<(&str, &str)> = self
+            .client_overrides
+            .iter()
+            .map(|(k, v)| {
+                let shown = if is_secret(k) {
+                    "<redacted>"
+                } else {
+                    v.as_str()
+                };
+                (k.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("StreamsConfig")
+            .field("application_id", &self.application_id)
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("num_stream_threads", &self.num_stream_threads)
+            .field("commit_interval", &self.commit_interval)
+            .field("processing_guarantee", &self.processing_guarantee)
+            .field("state_dir", &self.state_dir)
+            .field("deserialization_policy", &self.deserialization_policy)
+            .field("processing_policy", &self.processing_policy)
+            .field("production_policy", &self.production_policy)
+            .field("dead_letter_topic", &self.dead_letter_topic)
+            .field("client_overrides", &overrides)
+            .field("default_store_type", &self.default_store_type)
+            .field("store_cache_max_bytes", &self.store_cache_max_bytes)
+            .field("rocksdb_block_cache_bytes", &self.rocksdb_block_cache_bytes)
+            .field(
+                "rocksdb_write_buffer_bytes",
+                &self.rocksdb_write_buffer_bytes,
+            )
+            .field("application_server", &self.application_server)
+            .field("transaction_timeout", &self.transaction_timeout)
+            .finish()
+    }
 }
 
 impl StreamsConfig {
@@ -255,5 +302,25 @@ impl StreamsConfig {
     /// ```
     pub fn internal_topic(&self, name: &str) -> String {
         format!("{}-{}", self.application_id, name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let config = StreamsConfig::new("app")
+            .with_client_override("sasl.username", "shop")
+            .with_client_override("sasl.password", "hunter2")
+            .with_client_override("ssl.key.password", "s3cret");
+        let printed = format!("{config:?}");
+        assert!(printed.contains("\"shop\""), "{printed}");
+        assert!(
+            !printed.contains("hunter2") && !printed.contains("s3cret"),
+            "{printed}"
+        );
+        assert!(printed.contains("<redacted>"), "{printed}");
     }
 }

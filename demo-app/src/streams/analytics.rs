@@ -16,7 +16,7 @@
 //! count, so the join needs no repartitioning. [`AnalyticsSink`] writes the two output
 //! topics into the `analytics_orders` and `analytics_sales` tables with idempotent upserts,
 //! so redelivery (at-least-once) changes nothing. Every store can also be queried live
-//! through [`StreamsApp::streams`](super::StreamsApp::streams).
+//! through [`StreamsApp::with`](super::StreamsApp::with).
 
 use std::time::Duration;
 

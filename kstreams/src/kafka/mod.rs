@@ -404,7 +404,9 @@ impl KafkaStreams {
     }
 
     /// Makes SIGTERM and SIGINT shut the application down gracefully: every thread commits
-    /// what it processed and stops. Pair with [`wait`](Self::wait).
+    /// what it processed and stops. Pair with [`wait`](Self::wait); call it before
+    /// [`start`](Self::start), so a signal that arrives during start-up is not the default
+    /// action (the process killed).
     pub fn shutdown_on_signals(&self) -> Result<(), StreamsError> {
         use signal_hook::consts::{SIGINT, SIGTERM};
         let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
