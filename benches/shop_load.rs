@@ -8,7 +8,9 @@
 //! ```
 //!
 //! Prints throughput (accepted orders per second), latency percentiles of `POST /orders`,
-//! and how long the pipeline took to finish every order after the last request.
+//! and how long the pipeline took to finish every order after the last request (or how
+//! many were final when the check gave up, `SHOP_LOAD_CHECK_SECONDS`, 600 by default). It
+//! fails only if an order was lost or duplicated.
 
 use std::time::{Duration, Instant};
 
@@ -53,19 +55,33 @@ async fn main() {
         .expect("the load run");
     println!("{report}");
     let drained = Instant::now();
+    let check_seconds: u64 = env_or("SHOP_LOAD_CHECK_SECONDS", 600);
     let check = load::check(
         &load_config.order_api,
         &shop.keys,
         &report,
-        Duration::from_secs(600),
+        Duration::from_secs(check_seconds),
     )
     .await
     .expect("the check");
     println!("{check}");
-    println!(
-        "  every order final {:.1} s after the last request",
-        drained.elapsed().as_secs_f64()
-    );
+    if check.finished == check.accepted {
+        println!(
+            "  every order final {:.1} s after the last request",
+            drained.elapsed().as_secs_f64()
+        );
+    } else {
+        println!(
+            "  {} of {} orders final when the check gave up, {:.1} s after the last request",
+            check.finished,
+            check.accepted,
+            drained.elapsed().as_secs_f64()
+        );
+    }
     shop.stop().await;
-    assert!(check.ok(), "orders lost, duplicated or unfinished");
+    // Unfinished orders are a throughput figure; lost or extra ones are a bug.
+    assert!(
+        check.lost.is_empty() && check.unexpected.is_empty(),
+        "orders lost or duplicated"
+    );
 }
