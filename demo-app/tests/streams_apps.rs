@@ -63,7 +63,7 @@ async fn streams_apps_dashboard_and_chaos_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = shop_config(dir.path());
     // Payments wait for the fraud score, as in the demo.
-    config.payment_screening = Duration::from_millis(1500);
+    config.payment_screening = Duration::from_secs(3);
     let shop = Shop::start(config).await.unwrap();
     let client = Client {
         api: OrderApi::at(shop.order_api.unwrap()),
