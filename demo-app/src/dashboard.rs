@@ -12,7 +12,7 @@
 //! Chaos scenarios are started from the page (with an admin token) or `shop chaos`, both
 //! through `POST /api/chaos`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -22,7 +22,6 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures::StreamExt;
 use serde::Serialize;
 use serde_json::json;
 use tokio::sync::watch;
@@ -49,7 +48,7 @@ const ORDER_MEMORY: usize = 500;
 /// What the feeds collected from the tables.
 #[derive(Default)]
 struct Tables {
-    orders: HashMap<String, OrderSummary>,
+    orders: BTreeMap<String, OrderSummary>,
     status_counts: BTreeMap<String, i64>,
     minute: BTreeMap<i64, Sales>,
     hour: BTreeMap<i64, Sales>,
@@ -116,14 +115,7 @@ impl Dashboard {
                         ORDERS_STORE,
                         tables.clone(),
                         |t, key, value: Option<OrderSummary>| {
-                            match value {
-                                Some(order) => {
-                                    t.orders.insert(key, order);
-                                }
-                                None => {
-                                    t.orders.remove(&key);
-                                }
-                            }
+                            upsert(&mut t.orders, key, value);
                             if t.orders.len() > 2 * ORDER_MEMORY {
                                 let mut by_time: Vec<(i64, String)> = t
                                     .orders
@@ -190,14 +182,7 @@ impl Dashboard {
                         app.clone(),
                         STOCK_STORE,
                         tables,
-                        |t, key, value: Option<StockLevel>| match value {
-                            Some(level) => {
-                                t.stock.insert(key, level);
-                            }
-                            None => {
-                                t.stock.remove(&key);
-                            }
-                        },
+                        |t, key, value: Option<StockLevel>| upsert(&mut t.stock, key, value),
                     )));
                 }
                 crate::streams::fraud::APPLICATION_ID => {
@@ -205,14 +190,7 @@ impl Dashboard {
                         app.clone(),
                         ALERTS_STORE,
                         tables,
-                        |t, key, value: Option<FraudVerdict>| match value {
-                            Some(verdict) => {
-                                t.fraud.insert(key, verdict);
-                            }
-                            None => {
-                                t.fraud.remove(&key);
-                            }
-                        },
+                        |t, key, value: Option<FraudVerdict>| upsert(&mut t.fraud, key, value),
                     )));
                 }
                 _ => {}
@@ -522,78 +500,46 @@ async fn chaos(
     Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
 }
 
-async fn follow_kv<V: Send + 'static>(
+/// Applies every change of key-value store `store` of `app` to the tables.
+async fn follow_kv<V: 'static>(
     app: Arc<StreamsApp>,
     store: &'static str,
     tables: Arc<Mutex<Tables>>,
     apply: fn(&mut Tables, String, Option<V>),
 ) {
-    loop {
-        if let Some(Ok(mut changes)) = app.with(|s| s.subscribe::<String, V>(store)) {
-            // The store answers once its tasks are restored.
-            loop {
-                match app.with(|s| s.store::<String, V>(store).and_then(|st| st.all())) {
-                    Some(Ok(all)) => {
-                        let mut t = tables.lock().expect("dashboard tables");
-                        for (key, value) in all {
-                            apply(&mut t, key, Some(value));
-                        }
-                        t.changes += 1;
-                        break;
-                    }
-                    Some(Err(_)) => tokio::time::sleep(Duration::from_millis(200)).await,
-                    None => break,
-                }
-            }
-            while let Some(change) = changes.next().await {
-                if let Ok(change) = change {
-                    let mut t = tables.lock().expect("dashboard tables");
-                    apply(&mut t, change.key, change.value);
-                    t.changes += 1;
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    app.follow_table(store, |key, value| {
+        let mut t = tables.lock().expect("dashboard tables");
+        apply(&mut t, key, value);
+        t.changes += 1;
+        std::future::ready(())
+    })
+    .await
 }
 
-async fn follow_window<V: Send + 'static>(
+/// Applies every change of window store `store` of `app` to the tables.
+async fn follow_window<V: 'static>(
     app: Arc<StreamsApp>,
     store: &'static str,
     tables: Arc<Mutex<Tables>>,
     apply: fn(&mut Tables, String, i64, Option<V>),
 ) {
-    loop {
-        if let Some(Ok(mut changes)) = app.with(|s| s.subscribe::<String, V>(store)) {
-            loop {
-                let now = chrono::Utc::now().timestamp_millis();
-                let all = app.with(|s| {
-                    s.window_store::<String, V>(store)
-                        .and_then(|st| st.fetch_all(now - 26 * 3_600_000, now + 3_600_000))
-                });
-                match all {
-                    Some(Ok(all)) => {
-                        let mut t = tables.lock().expect("dashboard tables");
-                        for (key, start, value) in all {
-                            apply(&mut t, key, start, Some(value));
-                        }
-                        t.changes += 1;
-                        break;
-                    }
-                    Some(Err(_)) => tokio::time::sleep(Duration::from_millis(200)).await,
-                    None => break,
-                }
-            }
-            while let Some(change) = changes.next().await {
-                if let Ok(change) = change {
-                    if let Some(start) = change.window_start {
-                        let mut t = tables.lock().expect("dashboard tables");
-                        apply(&mut t, change.key, start, change.value);
-                        t.changes += 1;
-                    }
-                }
-            }
+    app.follow_windows(store, |key, start, value| {
+        let mut t = tables.lock().expect("dashboard tables");
+        apply(&mut t, key, start, value);
+        t.changes += 1;
+        std::future::ready(())
+    })
+    .await
+}
+
+/// A table's row changed: stored, or removed when deleted.
+fn upsert<V>(rows: &mut BTreeMap<String, V>, key: String, value: Option<V>) {
+    match value {
+        Some(value) => {
+            rows.insert(key, value);
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        None => {
+            rows.remove(&key);
+        }
     }
 }

@@ -19,6 +19,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::auth::{JwtKeys, Role};
+use crate::events::OrderStatus;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -340,7 +341,7 @@ pub async fn check(
                 }
             }
         }
-        let is_final = |s: &str| matches!(s, "DELIVERED" | "CANCELLED" | "REJECTED");
+        let is_final = |s: &str| OrderStatus::parse(s).is_some_and(OrderStatus::is_final);
         let mut by_status = BTreeMap::new();
         for status in seen.values().filter(|s| is_final(s)) {
             *by_status.entry(status.clone()).or_default() += 1;

@@ -221,27 +221,15 @@ async fn streams_apps_dashboard_and_chaos_end_to_end() {
     .await;
     assert_eq!(holds.as_array().unwrap().len(), 1, "{holds}");
     assert_eq!(client.status(&whale_token, &chairs).await, "RESERVED");
-    let forbidden = http
-        .post(format!("{}/payments/holds/{chairs}/release", client.base))
-        .bearer_auth(&whale_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
-    let released = http
-        .post(format!("{}/payments/holds/{chairs}/release", client.base))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(released.status(), StatusCode::OK);
-    let again = http
-        .post(format!("{}/payments/holds/{chairs}/release", client.base))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(again.status(), StatusCode::CONFLICT);
+    let release = |token: String| {
+        let request = http
+            .post(format!("{}/payments/holds/{chairs}/release", client.base))
+            .bearer_auth(token);
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(release(whale_token.clone()).await, StatusCode::FORBIDDEN);
+    assert_eq!(release(admin.clone()).await, StatusCode::OK);
+    assert_eq!(release(admin.clone()).await, StatusCode::CONFLICT);
     client
         .await_status(&whale_token, &chairs, "DELIVERED")
         .await;

@@ -15,7 +15,6 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use kstreams::dsl::{Consumed, Grouped, Materialized, Produced, Repartitioned, StreamsBuilder};
 use kstreams::processor::{Processor, ProcessorContext, Punctuation, PunctuationType, Record};
 use kstreams::serde::Serdes;
@@ -285,45 +284,11 @@ pub fn cache_key(product_id: &str) -> String {
 /// Copies the stock table into `cache`: everything the app holds once it runs, then every
 /// change as it happens; again after the app restarts. Runs until the task is dropped.
 pub async fn mirror_to_cache(app: std::sync::Arc<StreamsApp>, cache: Cache) {
-    loop {
-        follow_stock(&app, &cache).await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-async fn follow_stock(app: &StreamsApp, cache: &Cache) {
-    let mut changes = match app.with(|s| s.subscribe::<String, StockLevel>(STOCK_STORE)) {
-        Some(Ok(changes)) => changes,
-        Some(Err(e)) => {
-            tracing::error!("inventory monitor: cannot subscribe to {STOCK_STORE}: {e}");
-            return;
-        }
-        None => return,
-    };
-    // The stores answer once their tasks are restored.
-    for _ in 0..600 {
-        let all = app.with(|s| {
-            s.store::<String, StockLevel>(STOCK_STORE)
-                .and_then(|store| store.all())
-        });
-        match all {
-            Some(Ok(all)) => {
-                for (product, level) in all {
-                    write_level(cache, &product, Some(&level)).await;
-                }
-                break;
-            }
-            Some(Err(_)) => tokio::time::sleep(Duration::from_millis(100)).await,
-            None => return,
-        }
-    }
-    // Ends when the instance closes.
-    while let Some(change) = changes.next().await {
-        match change {
-            Ok(change) => write_level(cache, &change.key, change.value.as_ref()).await,
-            Err(e) => tracing::warn!("inventory monitor: unreadable stock change: {e}"),
-        }
-    }
+    app.follow_table(STOCK_STORE, |product, level: Option<StockLevel>| {
+        let cache = cache.clone();
+        async move { write_level(&cache, &product, level.as_ref()).await }
+    })
+    .await
 }
 
 async fn write_level(cache: &Cache, product: &str, level: Option<&StockLevel>) {

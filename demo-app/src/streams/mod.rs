@@ -18,15 +18,18 @@ pub mod analytics;
 pub mod fraud;
 pub mod inventory_monitor;
 
+use std::future::Future;
 use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::StreamExt;
 use kstreams::config::{ErrorPolicy, ProcessingGuarantee, StreamsConfig};
 use kstreams::kafka::{KafkaStreams, State};
 use kstreams::serde::{Serde, SerdeError, SerdeRef};
+use kstreams::state::StoreError;
 use kstreams::topology::Topology;
 use kstreams::StreamsError;
 use rdkafka::producer::{BaseProducer, Producer};
@@ -215,6 +218,92 @@ impl StreamsApp {
         *self.streams.lock().expect("streams app") = Some(streams);
         self.restarts.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Follows key-value store `store`: `on_change(key, Some(value))` for every entry once
+    /// the store answers (its tasks restored), then for every change as it happens (`None`
+    /// for a delete); after a restart the same again on the new instance. Runs until the
+    /// task is dropped.
+    pub async fn follow_table<V: 'static, F, Fut>(&self, store: &str, mut on_change: F)
+    where
+        F: FnMut(String, Option<V>) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        let load = |s: &KafkaStreams| {
+            s.store::<String, V>(store)
+                .and_then(|st| st.all())
+                .map(|all| all.into_iter().map(|(k, v)| (k, None, v)).collect())
+        };
+        self.follow(store, load, |key, _, value| on_change(key, value))
+            .await
+    }
+
+    /// Follows window store `store` like [`follow_table`](Self::follow_table), with each
+    /// entry's window start; the first read covers windows starting in the last 26 hours.
+    pub async fn follow_windows<V: 'static, F, Fut>(&self, store: &str, mut on_change: F)
+    where
+        F: FnMut(String, i64, Option<V>) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        let load = |s: &KafkaStreams| {
+            let now = chrono::Utc::now().timestamp_millis();
+            s.window_store::<String, V>(store)
+                .and_then(|st| st.fetch_all(now - 26 * 3_600_000, now + 3_600_000))
+                .map(|all| {
+                    all.into_iter()
+                        .map(|(k, start, v)| (k, Some(start), v))
+                        .collect()
+                })
+        };
+        self.follow(store, load, |key, start, value| {
+            let call = start.map(|start| on_change(key, start, value));
+            async move {
+                if let Some(call) = call {
+                    call.await;
+                }
+            }
+        })
+        .await
+    }
+
+    async fn follow<V: 'static, L, F, Fut>(&self, store: &str, load: L, mut on_change: F)
+    where
+        L: Fn(&KafkaStreams) -> Result<Vec<(String, Option<i64>, V)>, StoreError>,
+        F: FnMut(String, Option<i64>, Option<V>) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        loop {
+            // Subscribe first, then read: nothing written in between is missed (a change
+            // seen twice is applied twice, which upserts allow).
+            if let Some(Ok(mut changes)) = self.with(|s| s.subscribe::<String, V>(store)) {
+                loop {
+                    match self.with(&load) {
+                        Some(Ok(all)) => {
+                            for (key, window, value) in all {
+                                on_change(key, window, Some(value)).await;
+                            }
+                            break;
+                        }
+                        // Not restored yet.
+                        Some(Err(_)) => tokio::time::sleep(Duration::from_millis(200)).await,
+                        None => break,
+                    }
+                }
+                // Ends when the instance closes.
+                while let Some(change) = changes.next().await {
+                    match change {
+                        Ok(change) => {
+                            on_change(change.key, change.window_start, change.value).await
+                        }
+                        Err(e) => tracing::warn!(
+                            "{}: unreadable change of {store}: {e}",
+                            self.application_id
+                        ),
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 
     /// Stops it: commits, closes the stores, ends subscriptions. Blocks (call it from a
