@@ -1,27 +1,36 @@
 //! End-to-end throughput on a broker: one in-process broker (tansu on SQLite, with the
-//! testkit's transaction support), one generated input topic, and in one run, one after the
-//! other:
+//! testkit's transaction support), one generated input topic (1,000,000 order events by
+//! default), and in one run, one after the other:
 //!
 //! * `raw pipe` — the ceiling: an rdkafka consumer → producer loop that copies each record;
 //! * `kstreams stateless` — `stream(in).map_values(..).to(out)`, at-least-once;
 //! * `kstreams stateless, exactly-once` — the same with transactions;
 //! * `kstreams windowed count (memory)` / `(RocksDB)` — one-minute tumbling counts per key;
 //! * `raw changelog read` vs `kstreams restore` — reading the RocksDB count's changelog with
-//!   a plain consumer, against a new instance restoring its store from it.
+//!   a plain consumer, against a new instance restoring its store from it;
+//! * the hourly windowed sum of the order amounts per customer (final results only), in
+//!   kstreams and in Quix Streams (Python; `benches/quix/hourly_sum.py`, installed into a
+//!   virtual environment under the target directory on first use), both outputs checked
+//!   against the sums computed from the generated input.
 //!
-//! Every pipeline has its own consumer group and output topic and commits every 100 ms; a
-//! run ends when its output topic holds every record. Prints records/s and the ratios the
-//! targets are set on.
+//! Every pipeline has its own consumer group and output topic; kstreams commits every
+//! 100 ms. Prints records/s and the ratios the targets are set on, and writes the table into
+//! docs/BENCHMARKS.md between its `e2e-results` markers.
 //!
 //! ```text
-//! cargo bench --bench e2e                 # 200,000 records
+//! cargo bench --bench e2e                  # 1,000,000 records
 //! E2E_RECORDS=50000 cargo bench --bench e2e
+//! E2E_QUIX=0      # without the Quix Streams run
+//! E2E_REPORT=0    # do not write docs/BENCHMARKS.md
 //! ```
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kstreams::config::{ProcessingGuarantee, StreamsConfig};
-use kstreams::dsl::{Materialized, StreamsBuilder, TimeWindows};
+use kstreams::dsl::{Materialized, StreamsBuilder, Suppressed, TimeWindows};
 use kstreams::kafka::{KafkaStreams, State};
 use kstreams::state::StoreType;
 use kstreams::topology::Topology;
@@ -152,24 +161,25 @@ fn windowed(output: &str, store: &str, store_type: StoreType) -> Topology {
     builder.build().expect("topology")
 }
 
-/// Runs a topology until its output holds `records` records.
-fn run(
-    bootstrap: &str,
-    topology: &Topology,
-    config: StreamsConfig,
-    output: &str,
-    records: i64,
-) -> Duration {
+/// When a kstreams run counts as done.
+enum Until {
+    /// The output topic holds this many records.
+    Output(&'static str, i64),
+    /// The group has committed this many input records (the output is flushed before each
+    /// commit). Exactly-once runs use it because watermarks count transaction markers, and
+    /// aggregations because the write cache may collapse updates.
+    Committed(i64),
+}
+
+/// Runs a topology until `until` holds.
+fn run(bootstrap: &str, topology: &Topology, config: StreamsConfig, until: Until) -> Duration {
     let started = Instant::now();
-    let exactly_once = config.processing_guarantee == ProcessingGuarantee::ExactlyOnce;
     let group = config.application_id.clone();
     let mut streams = KafkaStreams::new(topology, config);
     streams.start().expect("start");
-    let elapsed = if exactly_once {
-        // Watermarks count transaction markers too: wait for the input to be committed.
-        await_committed(bootstrap, &group, records, started)
-    } else {
-        await_records(bootstrap, output, records, started)
+    let elapsed = match until {
+        Until::Output(topic, records) => await_records(bootstrap, topic, records, started),
+        Until::Committed(records) => await_committed(bootstrap, &group, records, started),
     };
     streams.close();
     elapsed
@@ -234,12 +244,273 @@ fn raw_read(bootstrap: &str, topic: &str) -> (i64, Duration) {
     (read, started.elapsed())
 }
 
+
+/// Reads a whole topic (from the beginning to its end) as (key, value) strings.
+fn read_topic(bootstrap: &str, topic: &str) -> Vec<(String, String)> {
+    let total = total_records(bootstrap, topic);
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "e2e-output-reader")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let started = Instant::now();
+    while (out.len() as i64) < total {
+        assert!(started.elapsed() < Duration::from_secs(300), "reading {topic}");
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m.expect("message");
+            let text = |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).into_owned();
+            out.push((text(m.key()), text(m.payload())));
+        }
+    }
+    out
+}
+
+/// One order event of the generated input.
+#[derive(serde::Deserialize)]
+struct OrderEvent {
+    amount: i64,
+}
+
+/// One final hourly sum, as both the kstreams and the Quix Streams pipeline write it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct WindowSum {
+    start: i64,
+    end: i64,
+    value: i64,
+}
+
+/// (customer, window start) → (window end, sum).
+type Sums = BTreeMap<(String, i64), (i64, i64)>;
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// The hourly windowed sum in kstreams: amount per customer in tumbling one-hour windows
+/// without grace, final results only (`suppress`), in a RocksDB window store.
+fn hourly_sum(output: &str) -> Topology {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, String>("e2e-input")
+        .flat_map_values(|v| serde_json::from_str::<OrderEvent>(&v).map(|o| o.amount))
+        .group_by_key()
+        .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_millis(
+            HOUR_MS as u64,
+        )))
+        .aggregate_with(
+            || 0i64,
+            |_customer, amount, sum| sum + amount,
+            Materialized::named("hourly-sums").with_store_type(StoreType::RocksDb),
+        )
+        .suppress(Suppressed::until_window_closes())
+        .to_stream()
+        .map(|w, sum| {
+            let sum = WindowSum {
+                start: w.window.start,
+                end: w.window.end,
+                value: sum.unwrap_or_default(),
+            };
+            (w.key, serde_json::to_string(&sum).expect("json"))
+        })
+        .to(output);
+    builder.build().expect("topology")
+}
+
+/// Parses a pipeline's output into sums; panics on a record that is not a window sum or a
+/// window written twice.
+fn sums_of(records: Vec<(String, String)>) -> Sums {
+    let mut sums = Sums::new();
+    for (key, value) in records {
+        let sum: WindowSum =
+            serde_json::from_str(&value).unwrap_or_else(|e| panic!("{value}: {e}"));
+        let previous = sums.insert((key.clone(), sum.start), (sum.end, sum.value));
+        assert!(previous.is_none(), "window {key}@{} written twice", sum.start);
+    }
+    sums
+}
+
+/// How many windows differ between two sets of sums.
+fn differences(expected: &Sums, actual: &Sums) -> usize {
+    let missing_or_wrong = expected
+        .iter()
+        .filter(|(k, v)| actual.get(*k) != Some(v))
+        .count();
+    missing_or_wrong + actual.keys().filter(|k| !expected.contains_key(*k)).count()
+}
+
+/// The pinned Quix Streams, in a virtual environment under the target directory; created
+/// and installed on first use.
+fn quix_python() -> Result<PathBuf, String> {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("quix-venv");
+    let python = dir.join("bin").join("python");
+    let requirements = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/quix/requirements.txt");
+    let pinned = std::fs::read_to_string(&requirements).map_err(|e| e.to_string())?;
+    let version = pinned
+        .trim()
+        .strip_prefix("quixstreams==")
+        .ok_or("requirements.txt pins quixstreams==<version>")?
+        .to_string();
+    let installed = |python: &Path| {
+        Command::new(python)
+            .args(["-c", "import quixstreams; print(quixstreams.__version__)"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    if installed(&python).as_deref() == Some(version.as_str()) {
+        return Ok(python);
+    }
+    let run = |cmd: &mut Command, what: &str| -> Result<(), String> {
+        let status = cmd.status().map_err(|e| format!("{what}: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("{what} failed ({status})"))
+        }
+    };
+    if !python.exists() {
+        println!("creating a Python virtual environment in {}", dir.display());
+        run(
+            Command::new("python3").arg("-m").arg("venv").arg(&dir),
+            "python3 -m venv",
+        )?;
+    }
+    println!("installing quixstreams {version} into it");
+    run(
+        Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+            .arg(&requirements),
+        "pip install",
+    )?;
+    match installed(&python) {
+        Some(v) if v == version => Ok(python),
+        other => Err(format!("quixstreams {version} expected, found {other:?}")),
+    }
+}
+
+/// Runs the Quix Streams hourly sum until its output holds `windows` records.
+fn run_quix(
+    python: &Path,
+    bootstrap: &str,
+    output: &str,
+    windows: i64,
+    state: &Path,
+) -> Result<Duration, String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/quix/hourly_sum.py");
+    let started = Instant::now();
+    let mut child = Command::new(python)
+        .arg(script)
+        .args([bootstrap, "e2e-input", output, "e2e-quix"])
+        .arg(state)
+        // Quix Streams' default commit interval (5 s): its fastest setting of the two.
+        .arg("5")
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("starting Quix Streams: {e}"))?;
+    let result = loop {
+        if total_records(bootstrap, output) >= windows {
+            break Ok(started.elapsed());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            break Err(format!("Quix Streams exited early ({status})"));
+        }
+        if started.elapsed() > Duration::from_secs(1800) {
+            break Err("Quix Streams did not finish in 30 minutes".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
+
+/// A row of the results table.
+struct Row {
+    pipeline: &'static str,
+    seconds: f64,
+    per_second: f64,
+    ratio: Option<(f64, &'static str)>,
+    target: &'static str,
+}
+
+fn print_table(rows: &[Row]) {
+    println!(
+        "{:<44} {:>10} {:>12} {:>8}  {}",
+        "pipeline", "seconds", "records/s", "ratio", "target"
+    );
+    for r in rows {
+        println!(
+            "{:<44} {:>10.2} {:>12.0} {:>8}  {}",
+            r.pipeline,
+            r.seconds,
+            r.per_second,
+            r.ratio.map_or(String::new(), |(x, _)| format!("{x:.2}")),
+            r.target
+        );
+    }
+}
+
+fn thousands(n: f64) -> String {
+    let digits = format!("{:.0}", n.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Replaces the generated block of docs/BENCHMARKS.md with this run's table.
+fn write_report(rows: &[Row], header: &str, footer: &str) -> std::io::Result<()> {
+    const BEGIN: &str = "<!-- e2e-results:begin (written by benches/e2e.rs) -->";
+    const END: &str = "<!-- e2e-results:end -->";
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/BENCHMARKS.md");
+    let doc = std::fs::read_to_string(&path)?;
+    let (Some(b), Some(e)) = (doc.find(BEGIN), doc.find(END)) else {
+        return Err(std::io::Error::other("BENCHMARKS.md has no e2e-results markers"));
+    };
+    let mut block = format!("{BEGIN}\n{header}\n\n| Pipeline | Seconds | Records/s | Ratio | Target |\n|---|---|---|---|---|\n");
+    for r in rows {
+        let ratio = r
+            .ratio
+            .map_or(String::new(), |(x, of)| format!("**{x:.2}** {of}"));
+        block.push_str(&format!(
+            "| {} | {:.2} | {} | {ratio} | {} |\n",
+            r.pipeline,
+            r.seconds,
+            thousands(r.per_second),
+            r.target
+        ));
+    }
+    block.push_str(&format!("\n{footer}\n"));
+    let updated = format!("{}{block}{}", &doc[..b], &doc[e..]);
+    std::fs::write(path, updated)
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; any other argument is ignored.
     let records: i64 = std::env::var("E2E_RECORDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(200_000);
+        .unwrap_or(1_000_000);
+    let with_quix = std::env::var("E2E_QUIX").as_deref() != Ok("0");
+    // Install Quix Streams before anything is timed.
+    let quix = if with_quix {
+        quix_python()
+    } else {
+        Err("skipped (E2E_QUIX=0)".into())
+    };
+    if let Err(e) = &quix {
+        println!("Quix Streams: {e}");
+    }
     let broker = EmbeddedBroker::start().expect("broker");
     let bootstrap = broker.bootstrap_servers().to_string();
     let outputs = [
@@ -248,6 +519,8 @@ fn main() {
         "e2e-eos-output",
         "e2e-window-memory-output",
         "e2e-window-rocksdb-output",
+        "e2e-sum-output",
+        "e2e-quix-output",
     ];
     for topic in std::iter::once("e2e-input").chain(outputs) {
         broker.create_topic(topic, PARTITIONS, &[]).expect("topic");
@@ -255,39 +528,57 @@ fn main() {
     let input = producer(&bootstrap);
     let load = Instant::now();
     let base = 1_700_000_000_000i64;
+    let mut expected = Sums::new();
     for i in 0..records {
         let key = format!("customer-{:05}", i % 10_000);
-        let value = format!("{{\"order\":{i},\"amount\":{}}}", i % 997);
+        let amount = i % 997;
+        let value = format!("{{\"order\":{i},\"amount\":{amount}}}");
+        // 50 records per second of event time: windows open, fill and close.
+        let timestamp = base + i * 20;
         send(
             &input,
             BaseRecord::to("e2e-input")
                 .key(key.as_bytes())
                 .payload(value.as_bytes())
-                // 50 records per second of event time: windows open, fill and close.
-                .timestamp(base + i * 20),
+                .timestamp(timestamp),
+        );
+        let start = timestamp - timestamp % HOUR_MS;
+        expected.entry((key, start)).or_insert((start + HOUR_MS, 0)).1 += amount;
+    }
+    // One end-of-input record per partition, three hours later in event time: it moves every
+    // partition's stream time past the last hour, so every window of the input closes.
+    let end_of_input = base + records * 20 + 3 * HOUR_MS;
+    for p in 0..PARTITIONS {
+        send(
+            &input,
+            BaseRecord::to("e2e-input")
+                .partition(p)
+                .key("end-of-input".as_bytes())
+                .payload("{\"order\":-1,\"amount\":0}".as_bytes())
+                .timestamp(end_of_input),
         );
     }
-    input.flush(Duration::from_secs(120)).expect("flush");
+    input.flush(Duration::from_secs(300)).expect("flush");
     let loaded = load.elapsed();
-    assert_eq!(total_records(&bootstrap, "e2e-input"), records);
+    let total = records + i64::from(PARTITIONS);
+    assert_eq!(total_records(&bootstrap, "e2e-input"), total);
+    let windows = expected.len() as i64;
     let state = tempfile::tempdir().expect("state dir");
     let dir = |name: &str| state.path().join(name);
 
-    let raw = raw_pipe(&bootstrap, records);
+    let raw = raw_pipe(&bootstrap, total);
     let alos = run(
         &bootstrap,
         &stateless("e2e-stateless-output"),
         config(&bootstrap, "e2e-stateless", &dir("stateless")),
-        "e2e-stateless-output",
-        records,
+        Until::Output("e2e-stateless-output", total),
     );
     let eos = run(
         &bootstrap,
         &stateless("e2e-eos-output"),
         config(&bootstrap, "e2e-eos", &dir("eos"))
             .with_processing_guarantee(ProcessingGuarantee::ExactlyOnce),
-        "e2e-eos-output",
-        records,
+        Until::Committed(total),
     );
     let window_memory = run(
         &bootstrap,
@@ -297,8 +588,7 @@ fn main() {
             StoreType::InMemory,
         ),
         config(&bootstrap, "e2e-window-memory", &dir("window-memory")),
-        "e2e-window-memory-output",
-        records,
+        Until::Committed(total),
     );
     let window_rocks = run(
         &bootstrap,
@@ -308,8 +598,7 @@ fn main() {
             StoreType::RocksDb,
         ),
         config(&bootstrap, "e2e-window-rocksdb", &dir("window-rocksdb")),
-        "e2e-window-rocksdb-output",
-        records,
+        Until::Committed(total),
     );
     // Restore: the RocksDB count's changelog, read raw, then restored by a new instance
     // with an empty state directory.
@@ -340,66 +629,122 @@ fn main() {
         "the whole changelog was restored"
     );
 
-    let rate = |d: Duration| records as f64 / d.as_secs_f64();
+    // The hourly windowed sum, kstreams then Quix Streams; both outputs are checked
+    // against the sums computed while generating the input.
+    let sum = run(
+        &bootstrap,
+        &hourly_sum("e2e-sum-output"),
+        config(&bootstrap, "e2e-sum", &dir("sum")),
+        Until::Output("e2e-sum-output", windows),
+    );
+    let sum_diff = differences(&expected, &sums_of(read_topic(&bootstrap, "e2e-sum-output")));
+    assert_eq!(sum_diff, 0, "kstreams' hourly sums differ from the input's");
+    let quix_run = quix.and_then(|python| {
+        let elapsed = run_quix(&python, &bootstrap, "e2e-quix-output", windows, &dir("quix"))?;
+        let diff = differences(&expected, &sums_of(read_topic(&bootstrap, "e2e-quix-output")));
+        Ok((elapsed, diff))
+    });
+
+    let rate = |d: Duration| total as f64 / d.as_secs_f64();
     let raw_read_rate = changelog_records as f64 / raw_read_time.as_secs_f64();
-    println!("end-to-end on tansu (SQLite), {records} records, {PARTITIONS} partitions, commit every 100 ms");
-    println!(
-        "{:<40} {:>10} {:>14} {:>8}",
-        "pipeline", "seconds", "records/s", "ratio"
-    );
-    let row = |name: &str, d: Duration, per_second: f64, ratio: Option<f64>| {
-        println!(
-            "{name:<40} {:>10.2} {per_second:>14.0} {:>8}",
-            d.as_secs_f64(),
-            ratio.map_or(String::new(), |r| format!("{r:.2}"))
-        );
+    let row = |pipeline, d: Duration, per_second, ratio, target| Row {
+        pipeline,
+        seconds: d.as_secs_f64(),
+        per_second,
+        ratio,
+        target,
     };
-    row("produce input", loaded, rate(loaded), None);
-    row("raw pipe (ceiling)", raw, rate(raw), Some(1.0));
-    row(
-        "kstreams stateless, at-least-once",
-        alos,
-        rate(alos),
-        Some(rate(alos) / rate(raw)),
+    let mut rows = vec![
+        row("produce the input", loaded, rate(loaded), None, ""),
+        row("raw pipe (the ceiling)", raw, rate(raw), Some((1.0, "")), ""),
+        row(
+            "kstreams stateless, at-least-once",
+            alos,
+            rate(alos),
+            Some((rate(alos) / rate(raw), "of raw")),
+            "≥ 0.80",
+        ),
+        row(
+            "kstreams stateless, exactly-once",
+            eos,
+            rate(eos),
+            Some((rate(eos) / rate(alos), "of at-least-once")),
+            "≥ 0.80",
+        ),
+        row(
+            "kstreams windowed count, in memory",
+            window_memory,
+            rate(window_memory),
+            Some((rate(window_memory) / rate(raw), "of raw")),
+            "",
+        ),
+        row(
+            "kstreams windowed count, RocksDB",
+            window_rocks,
+            rate(window_rocks),
+            Some((rate(window_rocks) / rate(raw), "of raw")),
+            "≥ 0.50",
+        ),
+        row(
+            "raw changelog read",
+            raw_read_time,
+            raw_read_rate,
+            Some((1.0, "")),
+            "",
+        ),
+        row(
+            "kstreams restore of that changelog",
+            restore_wall,
+            restore_rate,
+            Some((restore_rate / raw_read_rate, "of the raw read")),
+            "≥ 0.50",
+        ),
+        row(
+            "kstreams hourly sum (RocksDB, final results)",
+            sum,
+            rate(sum),
+            None,
+            "",
+        ),
+    ];
+    let quix_note = match &quix_run {
+        Ok((elapsed, diff)) => {
+            rows.push(row(
+                "Quix Streams hourly sum (the same)",
+                *elapsed,
+                rate(*elapsed),
+                Some((rate(sum) / rate(*elapsed), "kstreams ÷ Quix")),
+                "≥ 10",
+            ));
+            if *diff == 0 {
+                format!("Both hourly sums wrote the same {windows} windows, equal to the sums of the input.")
+            } else {
+                format!("**Quix Streams' output differs from the input's sums in {diff} of {windows} windows.**")
+            }
+        }
+        Err(e) => format!("Quix Streams was not measured: {e}."),
+    };
+    let header = format!(
+        "Run of {} (machine date), release build, with `cargo bench --workspace --all-features --bench e2e` ({} input records + {PARTITIONS} end-of-input markers, {PARTITIONS} partitions, commit every 100 ms):",
+        chrono::Utc::now().format("%Y-%m-%d"),
+        thousands(records as f64)
     );
-    row(
-        "kstreams stateless, exactly-once",
-        eos,
-        rate(eos),
-        Some(rate(eos) / rate(alos)),
-    );
-    row(
-        "kstreams windowed count, in memory",
-        window_memory,
-        rate(window_memory),
-        Some(rate(window_memory) / rate(raw)),
-    );
-    row(
-        "kstreams windowed count, RocksDB",
-        window_rocks,
-        rate(window_rocks),
-        Some(rate(window_rocks) / rate(raw)),
-    );
-    row(
-        "raw changelog read",
-        raw_read_time,
-        raw_read_rate,
-        Some(1.0),
-    );
-    row(
-        "kstreams restore (store, of the read)",
-        restore_wall,
-        restore_rate,
-        Some(restore_rate / raw_read_rate),
-    );
-    println!();
-    println!("ratios: stateless/raw {:.2} (target >= 0.80), exactly-once/at-least-once {:.2} (>= 0.80), windowed RocksDB/raw {:.2} (>= 0.50), restore/raw read {:.2} (>= 0.50)",
-        rate(alos) / rate(raw),
-        rate(eos) / rate(alos),
-        rate(window_rocks) / rate(raw),
-        restore_rate / raw_read_rate);
-    println!(
-        "changelog records: {changelog_records}; restore wall time incl. group join: {:.2}s",
+    let footer = format!(
+        "{quix_note} The changelog held {} records; the restore's wall time, group join included, was {:.2} s.",
+        thousands(changelog_records as f64),
         restore_wall.as_secs_f64()
     );
+    println!();
+    println!("{header}");
+    print_table(&rows);
+    println!("{footer}");
+    if std::env::var("E2E_REPORT").as_deref() != Ok("0") {
+        match write_report(&rows, &header, &footer) {
+            Ok(()) => println!("written to docs/BENCHMARKS.md"),
+            Err(e) => println!("docs/BENCHMARKS.md not updated: {e}"),
+        }
+    }
+    if let Ok((_, diff)) = quix_run {
+        assert_eq!(diff, 0, "Quix Streams' hourly sums differ from the input's");
+    }
 }

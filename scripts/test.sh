@@ -7,5 +7,9 @@ cd "$(dirname "$0")/.."
 
 source scripts/setup.sh
 
+# A fresh clone builds everything once: incremental caches would only take disk (the debug
+# target is ~7 GB without them; see [profile.dev] in Cargo.toml).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 cargo fmt --all -- --check
 cargo test --workspace --all-features --no-fail-fast

@@ -1,7 +1,8 @@
 //! The dashboard in a real browser: headless Chromium (Debian's, driven over the DevTools
 //! protocol) loads the page from a shop with its traffic simulator on, the WebSocket
 //! connects, the numbers change while it watches, and a screenshot is taken
-//! (`$CARGO_TARGET_TMPDIR/dashboard.png`, and into `$SHOP_SCREENSHOT_DIR` when set).
+//! (`$CARGO_TARGET_TMPDIR/dashboard.png`, and into `$SHOP_SCREENSHOT_DIR` when set); then
+//! the same for the topic view (`topic-view.png`).
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -53,6 +54,27 @@ impl DevTools {
                     return answer["result"].clone();
                 }
             }
+        }
+    }
+
+    /// Captures the page as a PNG into `$CARGO_TARGET_TMPDIR/<name>` (and into
+    /// `$SHOP_SCREENSHOT_DIR` when set, which is how docs/screenshots is refreshed).
+    async fn screenshot(&mut self, name: &str) {
+        let shot = self
+            .call("Page.captureScreenshot", json!({"format": "png"}))
+            .await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().unwrap())
+            .unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "{name}: a PNG");
+        assert!(png.len() > 20_000, "{name}: a page with content, not a blank one");
+        std::fs::write(
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name),
+            &png,
+        )
+        .unwrap();
+        if let Ok(dir) = std::env::var("SHOP_SCREENSHOT_DIR") {
+            std::fs::write(std::path::Path::new(&dir).join(name), &png).unwrap();
         }
     }
 
@@ -203,22 +225,22 @@ async fn the_dashboard_shows_live_numbers_in_chromium() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
-    let shot = tools
-        .call("Page.captureScreenshot", json!({"format": "png"}))
-        .await;
-    let png = base64::engine::general_purpose::STANDARD
-        .decode(shot["data"].as_str().unwrap())
-        .unwrap();
-    assert!(png.starts_with(b"\x89PNG"), "a PNG");
-    assert!(png.len() > 20_000, "a page with content, not a blank one");
-    std::fs::write(
-        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png"),
-        &png,
-    )
-    .unwrap();
-    if let Ok(dir) = std::env::var("SHOP_SCREENSHOT_DIR") {
-        std::fs::write(std::path::Path::new(&dir).join("dashboard.png"), &png).unwrap();
+    tools.screenshot("dashboard.png").await;
+
+    // The topic view (:8080 in the demo): every shop topic with its offsets, and the
+    // consumer groups with their lag.
+    let topics = format!("http://{}/", shop.topic_view.unwrap());
+    tools.call("Page.navigate", json!({ "url": topics })).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let body = tools.text_of("body").await;
+        if body.contains("order-events") && body.contains("payment-events-dlq") && body.contains("lag") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "topic view: {body:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    tools.screenshot("topic-view.png").await;
     drop(tools);
     shop.stop().await;
 }

@@ -269,6 +269,12 @@ fn a_tables_changes_arrive_as_an_async_stream() {
     }
     assert_eq!(apples, vec![Some(1), Some(2), Some(3)]);
     assert_eq!(bananas, vec![Some(1)]);
+    // Without an application_server the instance still knows the keys it holds itself.
+    let meta = streams
+        .query_metadata_for_key(STORE, &"apple".to_string())
+        .unwrap();
+    assert!(meta.local, "{meta:?}");
+    assert_eq!(meta.host, None);
 
     // Closing the application ends the stream (the feeding thread sees `None` and exits).
     let mut streams = streams;

@@ -132,6 +132,10 @@ pub struct StreamsConfig {
     /// stopped mid-transaction hold back `read_committed` readers before aborting it.
     /// Default: 10 s.
     pub transaction_timeout: Duration,
+    /// Replication factor of the repartition, changelog and dead-letter topics kstreams
+    /// creates (Kafka Streams' `replication.factor`). `-1` (the default) takes the broker's
+    /// `default.replication.factor`, or 1 on a cluster of one broker.
+    pub replication_factor: i32,
 }
 
 /// Whether a librdkafka setting holds a secret (never printed).
@@ -177,12 +181,28 @@ impl std::fmt::Debug for StreamsConfig {
             )
             .field("application_server", &self.application_server)
             .field("transaction_timeout", &self.transaction_timeout)
+            .field("replication_factor", &self.replication_factor)
             .finish()
     }
 }
 
 impl StreamsConfig {
     /// A configuration with defaults for everything but the application id.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::config::{ErrorPolicy, ProcessingGuarantee, StreamsConfig};
+    /// use kstreams::state::StoreType;
+    /// let config = StreamsConfig::new("orders");
+    /// assert_eq!(config.application_id, "orders");
+    /// assert_eq!(config.bootstrap_servers, "localhost:9092");
+    /// assert_eq!(config.num_stream_threads, 1);
+    /// assert_eq!(config.commit_interval, Duration::from_secs(30));
+    /// assert_eq!(config.processing_guarantee, ProcessingGuarantee::AtLeastOnce);
+    /// assert_eq!(config.deserialization_policy, ErrorPolicy::Fail);
+    /// assert_eq!(config.default_store_type, StoreType::InMemory);
+    /// assert_eq!(config.dead_letter_topic(), "orders-dlq");
+    /// ```
     pub fn new(application_id: impl Into<String>) -> Self {
         StreamsConfig {
             application_id: application_id.into(),
@@ -202,40 +222,104 @@ impl StreamsConfig {
             rocksdb_write_buffer_bytes: 32 << 20,
             application_server: None,
             transaction_timeout: Duration::from_secs(10),
+            replication_factor: -1,
         }
     }
 
+    /// Sets the replication factor of the topics kstreams creates (see
+    /// [`replication_factor`](Self::replication_factor)).
+    ///
+    /// ```
+    /// use kstreams::config::StreamsConfig;
+    /// let config = StreamsConfig::new("orders").with_replication_factor(3);
+    /// assert_eq!(config.replication_factor, 3);
+    /// assert_eq!(StreamsConfig::new("orders").replication_factor, -1);
+    /// ```
+    pub fn with_replication_factor(mut self, replication_factor: i32) -> Self {
+        self.replication_factor = replication_factor;
+        self
+    }
+
     /// Sets the bootstrap servers.
+    ///
+    /// ```
+    /// use kstreams::config::StreamsConfig;
+    /// let config = StreamsConfig::new("orders")
+    ///     .with_bootstrap_servers("kafka-1:9092,kafka-2:9092");
+    /// assert_eq!(config.bootstrap_servers, "kafka-1:9092,kafka-2:9092");
+    /// ```
     pub fn with_bootstrap_servers(mut self, servers: impl Into<String>) -> Self {
         self.bootstrap_servers = servers.into();
         self
     }
 
     /// Sets the processing guarantee.
+    ///
+    /// ```
+    /// use kstreams::config::{ProcessingGuarantee, StreamsConfig};
+    /// let config = StreamsConfig::new("payments")
+    ///     .with_processing_guarantee(ProcessingGuarantee::ExactlyOnce);
+    /// assert_eq!(config.processing_guarantee, ProcessingGuarantee::ExactlyOnce);
+    /// ```
     pub fn with_processing_guarantee(mut self, guarantee: ProcessingGuarantee) -> Self {
         self.processing_guarantee = guarantee;
         self
     }
 
     /// Sets the commit interval.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::config::StreamsConfig;
+    /// let config = StreamsConfig::new("orders").with_commit_interval(Duration::from_millis(100));
+    /// assert_eq!(config.commit_interval, Duration::from_millis(100));
+    /// ```
     pub fn with_commit_interval(mut self, interval: Duration) -> Self {
         self.commit_interval = interval;
         self
     }
 
     /// Sets the state directory.
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use kstreams::config::StreamsConfig;
+    /// let config = StreamsConfig::new("orders").with_state_dir("/var/lib/orders");
+    /// assert_eq!(config.state_dir, Path::new("/var/lib/orders"));
+    /// ```
     pub fn with_state_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
         self.state_dir = dir.into();
         self
     }
 
     /// Sets the number of stream threads.
+    ///
+    /// ```
+    /// use kstreams::config::StreamsConfig;
+    /// let config = StreamsConfig::new("orders").with_stream_threads(4);
+    /// assert_eq!(config.num_stream_threads, 4);
+    /// ```
     pub fn with_stream_threads(mut self, threads: usize) -> Self {
         self.num_stream_threads = threads;
         self
     }
 
     /// Sets the default store type.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, state::StoreType, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("clicks").group_by_key()
+    ///     .count_with(Materialized::named("clicks"));
+    /// let config = StreamsConfig::new("c").with_default_store_type(StoreType::RocksDb);
+    /// assert_eq!(config.default_store_type, StoreType::RocksDb);
+    /// // Stores without a type of their own are now kept in RocksDB.
+    /// let driver = TestDriver::new(&builder.build().unwrap(), config).unwrap();
+    /// let clicks = driver.create_input_topic::<String, String>("clicks");
+    /// clicks.pipe_input_at("ann".into(), "/".into(), 0);
+    /// let clicks = driver.key_value_store::<String, i64>("clicks").unwrap();
+    /// assert_eq!(clicks.get(&"ann".to_string()).unwrap(), Some(1));
+    /// ```
     pub fn with_default_store_type(mut self, store_type: StoreType) -> Self {
         self.default_store_type = store_type;
         self
@@ -263,30 +347,119 @@ impl StreamsConfig {
     }
 
     /// Sets the deserialization error policy.
+    ///
+    /// ```
+    /// use kstreams::config::{ErrorPolicy, StreamsConfig};
+    /// use kstreams::{dsl::StreamsBuilder, processor::Headers, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, i64>("amounts").to("amounts-copy");
+    /// let config = StreamsConfig::new("d").deserialization_policy(ErrorPolicy::LogAndContinue);
+    /// let driver = TestDriver::new(&builder.build().unwrap(), config).unwrap();
+    /// // Three bytes are no 8-byte i64: the record is dropped instead of failing.
+    /// driver.pipe_raw("amounts", Some(&b"k"[..]), Some(&b"abc"[..]), 0, Headers::new()).unwrap();
+    /// assert_eq!(driver.metrics().dropped_records, 1);
+    /// assert!(driver.create_output_topic::<String, i64>("amounts-copy").is_empty());
+    /// ```
     pub fn deserialization_policy(mut self, policy: ErrorPolicy) -> Self {
         self.deserialization_policy = policy;
         self
     }
 
     /// Sets the processing error policy.
+    ///
+    /// ```
+    /// use kstreams::config::{ErrorPolicy, StreamsConfig};
+    /// use kstreams::processor::{Processor, ProcessorContext, Record};
+    /// use kstreams::{dsl::StreamsBuilder, testing::TestDriver, BoxError};
+    /// struct Parse;
+    /// impl Processor<String, String, String, i64> for Parse {
+    ///     fn process(&mut self, ctx: &mut ProcessorContext<'_, String, i64>,
+    ///                record: Record<String, String>) -> Result<(), BoxError> {
+    ///         let amount: i64 = record.value.parse()?;
+    ///         ctx.forward(record.with_value(amount))
+    ///     }
+    /// }
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("raw").process(|| Parse, &[]).to("amounts");
+    /// let config = StreamsConfig::new("p").processing_policy(ErrorPolicy::DeadLetter);
+    /// let driver = TestDriver::new(&builder.build().unwrap(), config).unwrap();
+    /// let raw = driver.create_input_topic::<String, String>("raw");
+    /// raw.pipe_input_at("a".into(), "twelve".into(), 0); // the processor fails
+    /// raw.pipe_input_at("b".into(), "12".into(), 1);
+    /// assert_eq!(driver.create_output_topic::<String, i64>("amounts").read_value(), Some(12));
+    /// let dead = driver.create_output_topic::<String, String>("p-dlq").read_value();
+    /// assert_eq!(dead, Some("twelve".to_string()));
+    /// ```
     pub fn processing_policy(mut self, policy: ErrorPolicy) -> Self {
         self.processing_policy = policy;
         self
     }
 
     /// Sets the production error policy.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use kstreams::config::{ErrorPolicy, StreamsConfig};
+    /// use kstreams::serde::{Serde, SerdeError, Serdes};
+    /// use kstreams::{dsl::*, testing::TestDriver};
+    /// /// Refuses to write empty strings.
+    /// struct NonEmpty;
+    /// impl Serde<String> for NonEmpty {
+    ///     fn serialize(&self, v: &String) -> Result<Option<Vec<u8>>, SerdeError> {
+    ///         if v.is_empty() {
+    ///             return Err(SerdeError::Custom("empty".into()));
+    ///         }
+    ///         Serdes::string().serialize(v)
+    ///     }
+    ///     fn deserialize(&self, bytes: Option<&[u8]>) -> Result<String, SerdeError> {
+    ///         Serdes::string().deserialize(bytes)
+    ///     }
+    /// }
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("names")
+    ///     .to_with("clean-names", Produced::with(Serdes::string(), Arc::new(NonEmpty)));
+    /// let config = StreamsConfig::new("p").production_policy(ErrorPolicy::LogAndContinue);
+    /// let driver = TestDriver::new(&builder.build().unwrap(), config).unwrap();
+    /// let names = driver.create_input_topic::<String, String>("names");
+    /// names.pipe_input_at("a".into(), "".into(), 0); // cannot be written: dropped
+    /// names.pipe_input_at("b".into(), "Ann".into(), 1);
+    /// let out = driver.create_output_topic::<String, String>("clean-names");
+    /// assert_eq!(out.read_values_to_list(), vec!["Ann".to_string()]);
+    /// assert_eq!(driver.metrics().dropped_records, 1);
+    /// ```
     pub fn production_policy(mut self, policy: ErrorPolicy) -> Self {
         self.production_policy = policy;
         self
     }
 
     /// Sets the dead-letter topic.
+    ///
+    /// ```
+    /// use kstreams::config::{ErrorPolicy, StreamsConfig};
+    /// use kstreams::{dsl::StreamsBuilder, processor::Headers, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, i64>("amounts").to("amounts-copy");
+    /// let config = StreamsConfig::new("d")
+    ///     .deserialization_policy(ErrorPolicy::DeadLetter)
+    ///     .with_dead_letter_topic("bad-amounts");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), config).unwrap();
+    /// driver.pipe_raw("amounts", Some(&b"k"[..]), Some(&b"abc"[..]), 0, Headers::new()).unwrap();
+    /// let dead = driver.create_output_topic::<String, Vec<u8>>("bad-amounts").read_value();
+    /// assert_eq!(dead, Some(b"abc".to_vec()));
+    /// ```
     pub fn with_dead_letter_topic(mut self, topic: impl Into<String>) -> Self {
         self.dead_letter_topic = Some(topic.into());
         self
     }
 
     /// The dead-letter topic in effect.
+    ///
+    /// ```
+    /// use kstreams::config::StreamsConfig;
+    /// assert_eq!(StreamsConfig::new("orders").dead_letter_topic(), "orders-dlq");
+    /// let config = StreamsConfig::new("orders").with_dead_letter_topic("orders-errors");
+    /// assert_eq!(config.dead_letter_topic(), "orders-errors");
+    /// ```
     pub fn dead_letter_topic(&self) -> String {
         self.dead_letter_topic
             .clone()

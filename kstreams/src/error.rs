@@ -9,9 +9,44 @@ use crate::serde::SerdeError;
 use crate::state::StoreError;
 
 /// Any error a user processor or closure returns.
+///
+/// ```
+/// use kstreams::BoxError;
+/// // `?` converts any error, and a string becomes one with `.into()`.
+/// fn parse_cents(text: &str) -> Result<i64, BoxError> {
+///     let cents: i64 = text.trim().parse()?;
+///     if cents < 0 {
+///         return Err(format!("negative amount {cents}").into());
+///     }
+///     Ok(cents)
+/// }
+/// assert_eq!(parse_cents(" 250 ").unwrap(), 250);
+/// assert_eq!(parse_cents("abc").unwrap_err().to_string(), "invalid digit found in string");
+/// assert_eq!(parse_cents("-5").unwrap_err().to_string(), "negative amount -5");
+/// ```
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// A topology that cannot be built as defined.
+///
+/// ```
+/// use kstreams::dsl::{Materialized, StreamsBuilder};
+/// use kstreams::TopologyError;
+/// let builder = StreamsBuilder::new();
+/// let clicks = builder.stream::<String, String>("clicks").group_by_key();
+/// clicks.count_with(Materialized::named("counts"));
+/// clicks.count_with(Materialized::named("counts")); // the same store name again
+/// let err = builder.build().err();
+/// assert_eq!(err, Some(TopologyError::StoreAlreadyRegistered("counts".into())));
+/// let message = err.map(|e| e.to_string());
+/// assert_eq!(message.as_deref(), Some("state store `counts` is already defined"));
+///
+/// let builder = StreamsBuilder::new();
+/// builder.stream::<String, String>("clicks").group_by_key()
+///     .count_with(Materialized::named("clicks/user")); // `/` is not allowed in topic names
+/// let err = builder.build().err();
+/// assert!(matches!(err, Some(TopologyError::InvalidName { name, .. }) if name == "clicks/user"));
+/// assert_eq!(StreamsBuilder::new().build().err(), Some(TopologyError::NoSources));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TopologyError {
     /// Two sources read the same topic.
@@ -41,6 +76,21 @@ pub enum TopologyError {
 }
 
 /// A failure while running a topology.
+///
+/// ```
+/// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, processor::Headers};
+/// use kstreams::{testing::TestDriver, StreamsError};
+/// let builder = StreamsBuilder::new();
+/// builder.stream::<String, i64>("amounts").to("amounts-copy");
+/// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("e")).unwrap();
+/// // Three bytes are no 8-byte i64, and the default policy is to fail.
+/// let (key, bad) = (Some(&b"k"[..]), Some(&b"abc"[..]));
+/// let err = driver.pipe_raw("amounts", key, bad, 0, Headers::new()).unwrap_err();
+/// assert!(matches!(err, StreamsError::Deserialization { ref topic, part: "value", offset: 0, .. }
+///     if topic == "amounts"));
+/// let err = driver.pipe_raw("prices", key, None, 0, Headers::new()).unwrap_err();
+/// assert!(matches!(err, StreamsError::UnknownTopic(ref topic) if topic == "prices"));
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum StreamsError {
     /// A record's key or value could not be deserialized and the handler said fail.

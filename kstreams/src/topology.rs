@@ -70,6 +70,21 @@ pub(crate) struct NodeDef {
 }
 
 /// What an internal topic is for.
+///
+/// ```
+/// use kstreams::dsl::{Materialized, StreamsBuilder};
+/// use kstreams::topology::InternalTopicKind;
+/// let builder = StreamsBuilder::new();
+/// builder.stream::<String, String>("words").group_by(|_, word| word.clone())
+///     .count_with(Materialized::named("counts"));
+/// let description = builder.build().unwrap().describe();
+/// let kinds: Vec<(&str, InternalTopicKind)> =
+///     description.internal_topics.iter().map(|t| (t.name.as_str(), t.kind)).collect();
+/// assert_eq!(kinds, vec![
+///     ("counts-repartition", InternalTopicKind::Repartition), // re-keyed by word
+///     ("counts-changelog", InternalTopicKind::Changelog),     // backs the store `counts`
+/// ]);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InternalTopicKind {
     /// Carries records to their new partition after a key change.
@@ -79,6 +94,22 @@ pub enum InternalTopicKind {
 }
 
 /// An internal topic a topology needs, without the application-id prefix.
+///
+/// ```
+/// use kstreams::dsl::{Repartitioned, StreamsBuilder};
+/// use kstreams::topology::InternalTopicKind;
+/// let builder = StreamsBuilder::new();
+/// builder.stream::<String, String>("events").select_key(|_, v| v.clone())
+///     .repartition_with(Repartitioned::default().with_name("by-value").with_partitions(4))
+///     .to("events-by-value");
+/// let description = builder.build().unwrap().describe();
+/// let topic = &description.internal_topics[0];
+/// assert_eq!(topic.name, "by-value-repartition");
+/// assert_eq!(topic.kind, InternalTopicKind::Repartition);
+/// assert_eq!(topic.configs["cleanup.policy"], "delete");
+/// // Read by the second sub-topology, with the partition count asked for.
+/// assert_eq!((topic.subtopology, topic.partitions), (1, Some(4)));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InternalTopic {
     /// Name without the `<application-id>-` prefix.
@@ -96,6 +127,21 @@ pub struct InternalTopic {
 
 impl InternalTopic {
     /// The full topic name for an application.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("clicks").group_by_key()
+    ///     .count_with(Materialized::named("clicks-per-user"));
+    /// let topology = builder.build().unwrap();
+    /// let changelog = topology.describe().internal_topics[0].full_name("shop");
+    /// assert_eq!(changelog, "shop-clicks-per-user-changelog");
+    /// // It is the topic the application actually writes.
+    /// let driver = TestDriver::new(&topology, StreamsConfig::new("shop")).unwrap();
+    /// let clicks = driver.create_input_topic::<String, String>("clicks");
+    /// clicks.pipe_input_at("ann".into(), "/".into(), 0);
+    /// assert_eq!(driver.produced_topic_names(), vec![changelog]);
+    /// ```
     pub fn full_name(&self, application_id: &str) -> String {
         format!("{application_id}-{}", self.name)
     }
@@ -422,6 +468,15 @@ impl Topology {
     }
 
     /// The user topics the topology reads, by full name (internal topics excluded).
+    ///
+    /// ```
+    /// use kstreams::dsl::{Materialized, StreamsBuilder};
+    /// let builder = StreamsBuilder::new();
+    /// builder.table::<String, String>("users", Materialized::default());
+    /// builder.stream::<String, String>("words").group_by(|_, word| word.clone()).count();
+    /// // Sorted; the repartition topic that `group_by` reads is not listed.
+    /// assert_eq!(builder.build().unwrap().source_topics(), vec!["users", "words"]);
+    /// ```
     pub fn source_topics(&self) -> Vec<String> {
         let mut topics: Vec<String> = self
             .inner
@@ -439,6 +494,16 @@ impl Topology {
     }
 
     /// The user topics the topology writes to with a fixed name.
+    ///
+    /// ```
+    /// use kstreams::dsl::{Produced, StreamsBuilder};
+    /// let builder = StreamsBuilder::new();
+    /// let events = builder.stream::<String, String>("events");
+    /// events.to("audit");
+    /// events.to_dynamic(|_, kind| format!("events-{kind}"), Produced::default()); // not listed
+    /// events.group_by(|_, kind| kind.clone()).count(); // writes only internal topics
+    /// assert_eq!(builder.build().unwrap().sink_topics(), vec!["audit"]);
+    /// ```
     pub fn sink_topics(&self) -> Vec<String> {
         let mut topics: Vec<String> = self
             .inner
@@ -620,6 +685,19 @@ impl Topology {
     }
 
     /// The names of every state store.
+    ///
+    /// ```
+    /// use kstreams::dsl::{Materialized, StreamsBuilder};
+    /// let builder = StreamsBuilder::new();
+    /// builder.table::<String, String>("users", Materialized::named("users"));
+    /// let clicks = builder.stream::<String, String>("clicks").group_by_key();
+    /// clicks.count_with(Materialized::named("clicks-per-user"));
+    /// clicks.count(); // a store the DSL names
+    /// let names = builder.build().unwrap().store_names();
+    /// assert_eq!(names.len(), 3);
+    /// assert!(names[0].starts_with("KSTREAM-AGGREGATE-STATE-STORE-"));
+    /// assert_eq!(names[1..], ["clicks-per-user", "users"]);
+    /// ```
     pub fn store_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.inner.stores.keys().cloned().collect();
         names.sort();
@@ -628,6 +706,24 @@ impl Topology {
 }
 
 /// The kind of a node in a [`TopologyDescription`].
+///
+/// ```
+/// use kstreams::dsl::{Produced, StreamsBuilder};
+/// use kstreams::topology::NodeType;
+/// let builder = StreamsBuilder::new();
+/// let orders = builder.stream::<String, String>("orders").filter(|_, v| !v.is_empty());
+/// orders.to("valid-orders");
+/// orders.to_dynamic(|_, v| format!("orders-{v}"), Produced::default());
+/// let description = builder.build().unwrap().describe();
+/// let nodes = &description.subtopologies[0].nodes;
+/// let kinds: Vec<NodeType> = nodes.iter().map(|n| n.kind.clone()).collect();
+/// assert_eq!(kinds, vec![
+///     NodeType::Source { topics: vec!["orders".to_string()] },
+///     NodeType::Processor, // the filter
+///     NodeType::Sink { topic: Some("valid-orders".to_string()) },
+///     NodeType::Sink { topic: None }, // chosen per record
+/// ]);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeType {
     /// Reads topics.
@@ -645,6 +741,21 @@ pub enum NodeType {
 }
 
 /// One node of a sub-topology.
+///
+/// ```
+/// use kstreams::dsl::{Materialized, StreamsBuilder};
+/// let builder = StreamsBuilder::new();
+/// builder.stream::<String, String>("clicks").filter(|_, page| !page.is_empty())
+///     .group_by_key().count_with(Materialized::named("clicks-per-user"));
+/// let description = builder.build().unwrap().describe();
+/// let nodes = &description.subtopologies[0].nodes;
+/// let filter = &nodes[1];
+/// assert_eq!(filter.name, "KSTREAM-FILTER-0000000001");
+/// assert_eq!(filter.predecessors, vec!["KSTREAM-SOURCE-0000000000"]);
+/// assert_eq!(filter.successors, vec![nodes[2].name.clone()]);
+/// assert!(filter.stores.is_empty());
+/// assert_eq!(nodes[2].stores, vec!["clicks-per-user"]); // the aggregation
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeDescription {
     /// Unique name, such as `KSTREAM-FILTER-0000000001`.
@@ -660,6 +771,22 @@ pub struct NodeDescription {
 }
 
 /// One sub-topology: nodes connected by edges or shared stores.
+///
+/// ```
+/// use kstreams::dsl::{Materialized, StreamsBuilder};
+/// use kstreams::topology::NodeType;
+/// let builder = StreamsBuilder::new();
+/// builder.stream::<String, String>("words").group_by(|_, word| word.clone())
+///     .count_with(Materialized::named("counts"));
+/// let description = builder.build().unwrap().describe();
+/// let subs = &description.subtopologies;
+/// assert_eq!((subs[0].id, subs[1].id), (0, 1));
+/// // The first writes the repartition topic, the second reads it and counts.
+/// let hop = "counts-repartition".to_string();
+/// assert_eq!(subs[0].nodes.last().unwrap().kind, NodeType::Sink { topic: Some(hop.clone()) });
+/// assert_eq!(subs[1].nodes[0].kind, NodeType::Source { topics: vec![hop] });
+/// assert_eq!(subs[1].nodes[1].stores, vec!["counts"]);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubtopologyDescription {
     /// Index, as in task ids.
@@ -669,6 +796,18 @@ pub struct SubtopologyDescription {
 }
 
 /// The printable structure of a topology (Kafka Streams' `TopologyDescription`).
+///
+/// ```
+/// use kstreams::dsl::{Materialized, StreamsBuilder};
+/// let builder = StreamsBuilder::new();
+/// builder.global_table::<String, String>("products", Materialized::named("products"));
+/// builder.stream::<String, String>("orders").to("orders-copy");
+/// let description = builder.build().unwrap().describe();
+/// assert_eq!(description.subtopologies.len(), 2);
+/// assert_eq!(description.global_subtopology, Some(1)); // the global one comes last
+/// assert!(description.internal_topics.is_empty()); // a global store has no changelog
+/// assert!(description.to_string().contains("Sub-topology: 1 for global store"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopologyDescription {
     /// Sub-topologies in order (the global one, if any, last).
@@ -681,6 +820,20 @@ pub struct TopologyDescription {
 
 impl TopologyDescription {
     /// The internal topics of one kind.
+    ///
+    /// ```
+    /// use kstreams::dsl::{Materialized, StreamsBuilder};
+    /// use kstreams::topology::InternalTopicKind;
+    /// let builder = StreamsBuilder::new();
+    /// let words = builder.stream::<String, String>("words").group_by(|_, word| word.clone());
+    /// words.count_with(Materialized::named("counts"));
+    /// words.count_with(Materialized::named("scratch").with_logging_disabled());
+    /// let description = builder.build().unwrap().describe();
+    /// let changelogs = description.internal_topics_of(InternalTopicKind::Changelog);
+    /// assert_eq!(changelogs.len(), 1); // `scratch` has none
+    /// assert_eq!(changelogs[0].name, "counts-changelog");
+    /// assert_eq!(description.internal_topics_of(InternalTopicKind::Repartition).len(), 2);
+    /// ```
     pub fn internal_topics_of(&self, kind: InternalTopicKind) -> Vec<&InternalTopic> {
         self.internal_topics
             .iter()

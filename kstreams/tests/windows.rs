@@ -203,7 +203,9 @@ fn sliding_windows_cover_every_distinct_set_of_close_records() {
         None,
     );
     input.pipe_input_at("a".into(), "x".into(), 5);
-    assert_eq!(out.read_key_values_to_list(), vec![kv("a@-5-5", Some(1))]);
+    // A record earlier than the time difference: its window would start before 0, so it
+    // goes into [0, difference], as in Kafka Streams.
+    assert_eq!(out.read_key_values_to_list(), vec![kv("a@0-10", Some(1))]);
     input.pipe_input_at("a".into(), "x".into(), 12);
     // The window ending at 12 holds both; the window right after 5 holds only 12.
     assert_eq!(
@@ -214,7 +216,7 @@ fn sliding_windows_cover_every_distinct_set_of_close_records() {
     assert_eq!(
         out.read_key_values_to_list(),
         vec![
-            kv("a@-2-8", Some(2)),
+            kv("a@0-10", Some(2)),
             kv("a@2-12", Some(3)),
             kv("a@6-16", Some(2)),
             kv("a@9-19", Some(1)),
@@ -241,6 +243,84 @@ fn suppressed_sessions_emit_only_the_final_merged_session() {
     );
     input.pipe_input_at("b".into(), "x".into(), 14);
     assert_eq!(out.read_key_values_to_list(), vec![kv("a@0-8", Some(3))]);
+}
+
+#[test]
+fn a_session_accepts_records_until_stream_time_passes_its_end_plus_gap_plus_grace() {
+    let (driver, input, out) = count_topology(
+        |g| {
+            g.windowed_by_session(SessionWindows::of_inactivity_gap_with_no_grace(ms(5)))
+                .count()
+        },
+        None,
+    );
+    input.pipe_input_at("a".into(), "x".into(), 0);
+    input.pipe_input_at("b".into(), "x".into(), 3); // stream time 3
+    // Joins [0,0]: the merged session [0,2] ends before stream time, but not before
+    // stream time - gap - grace, so it still counts (Kafka Streams' close time).
+    input.pipe_input_at("a".into(), "x".into(), 2);
+    input.pipe_input_at("c".into(), "x".into(), 100); // stream time 100
+    input.pipe_input_at("d".into(), "x".into(), 96); // a new session ending at 96 >= 95
+    input.pipe_input_at("e".into(), "x".into(), 94); // ends before 100 - 5: late
+    let latest: BTreeMap<_, _> = out.read_key_values_to_list().into_iter().collect();
+    assert_eq!(latest["a@0-2"], Some(2));
+    assert_eq!(latest["d@96-96"], Some(1));
+    assert!(!latest.contains_key("e@94-94"));
+    assert_eq!(driver.metrics().late_records_dropped, 1);
+}
+
+/// `input → group_by_key → <window> → reduce(product) → "out"`, keys `key@start-end`.
+fn product_topology(
+    window: impl FnOnce(KGroupedStream<String, i64>) -> KTable<Windowed<String>, i64>,
+) -> (TestDriver, TestInputTopic<String, i64>, Out) {
+    let builder = StreamsBuilder::new();
+    window(builder.stream::<String, i64>("input").group_by_key())
+        .to_stream()
+        .map(|w, c| (format!("{}@{}-{}", w.key, w.window.start, w.window.end), c))
+        .to("out");
+    let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("reduce")).unwrap();
+    let input = driver.create_input_topic::<String, i64>("input");
+    let out = driver.create_output_topic::<String, Option<i64>>("out");
+    (driver, input, out)
+}
+
+#[test]
+fn session_reduce_starts_from_the_first_value() {
+    let (_d, input, out) = product_topology(|g| {
+        g.windowed_by_session(SessionWindows::of_inactivity_gap_with_no_grace(ms(10)))
+            .reduce(|product, v| product * v)
+    });
+    input.pipe_input_at("a".into(), 3, 0);
+    input.pipe_input_at("a".into(), 4, 20); // a second session
+    input.pipe_input_at("a".into(), 5, 10); // bridges both: 3 * 4 merged, times 5
+    let latest: BTreeMap<_, _> = out.read_key_values_to_list().into_iter().collect();
+    assert_eq!(latest["a@0-0"], None, "merged away");
+    assert_eq!(latest["a@0-20"], Some(60));
+}
+
+#[test]
+fn sliding_reduce_starts_from_the_first_value() {
+    let (_d, input, out) = product_topology(|g| {
+        g.windowed_by_sliding(SlidingWindows::of_time_difference_with_no_grace(ms(10)))
+            .reduce(|product, v| product * v)
+    });
+    input.pipe_input_at("a".into(), 3, 100);
+    input.pipe_input_at("a".into(), 4, 105);
+    let latest: BTreeMap<_, _> = out.read_key_values_to_list().into_iter().collect();
+    assert_eq!(latest["a@90-100"], Some(3));
+    assert_eq!(latest["a@95-105"], Some(12));
+    assert_eq!(latest["a@101-111"], Some(4));
+}
+
+#[test]
+fn time_window_reduce_starts_from_the_first_value() {
+    let (_d, input, out) = product_topology(|g| {
+        g.windowed_by(TimeWindows::of_size_with_no_grace(ms(10)))
+            .reduce(|product, v| product * v)
+    });
+    input.pipe_input_at("a".into(), 3, 1);
+    input.pipe_input_at("a".into(), 4, 2);
+    assert_eq!(out.read_key_values_to_list().pop(), Some(kv("a@0-10", Some(12))));
 }
 
 trait CountWithName<K> {

@@ -51,6 +51,20 @@ impl<K, V> Clone for GlobalKTable<K, V> {
 
 impl<K, V> GlobalKTable<K, V> {
     /// The name of the store holding the table.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// let named = builder.global_table::<String, String>("items", Materialized::named("items"));
+    /// let unnamed = builder.global_table::<String, i64>("prices", Materialized::default());
+    /// assert_eq!(named.queryable_store_name(), "items");
+    /// assert!(unnamed.queryable_store_name().starts_with("GLOBALKTABLE-STATE-STORE-"));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("g")).unwrap();
+    /// let prices = driver.create_input_topic::<String, Option<i64>>("prices");
+    /// prices.pipe_input_at("p1".into(), Some(25), 0);
+    /// let prices = driver.key_value_store::<String, i64>(unnamed.queryable_store_name()).unwrap();
+    /// assert_eq!(prices.get(&"p1".to_string()).unwrap(), Some(25));
+    /// ```
     pub fn queryable_store_name(&self) -> &str {
         &self.store
     }
@@ -59,6 +73,22 @@ impl<K, V> GlobalKTable<K, V> {
 impl StreamsBuilder {
     /// A global table of a topic, with the types' default serdes (see [`GlobalKTable`] for
     /// an example). Its store has no changelog: the topic itself is read to fill it.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.global_table::<String, String>("products", Materialized::named("products"));
+    /// let topology = builder.build().unwrap();
+    /// assert!(topology.describe().internal_topics.is_empty()); // no changelog
+    /// let driver = TestDriver::new(&topology, StreamsConfig::new("g")).unwrap();
+    /// let input = driver.create_input_topic::<String, Option<String>>("products");
+    /// input.pipe_input_at("p1".into(), Some("Kettle".into()), 0);
+    /// input.pipe_input_at("p2".into(), Some("Mug".into()), 1);
+    /// input.pipe_input_at("p1".into(), None, 2); // a tombstone deletes the row
+    /// let products = driver.key_value_store::<String, String>("products").unwrap();
+    /// assert_eq!(products.all().unwrap(), vec![("p2".to_string(), "Mug".to_string())]);
+    /// assert!(driver.produced_topic_names().is_empty());
+    /// ```
     pub fn global_table<K: DefaultSerde + Data, V: DefaultSerde + Data>(
         &self,
         topic: &str,
@@ -67,8 +97,26 @@ impl StreamsBuilder {
         self.global_table_with(topic, Consumed::default(), materialized)
     }
 
-    /// A global table of a topic, read with the serdes of `consumed`. Its timestamp extractor
-    /// is not used: global records keep their Kafka timestamps.
+    /// A global table of a topic, read with the serdes and the timestamp extractor of
+    /// `consumed` (the extracted timestamp is the one stored with each value).
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// // Each value is the time (ms) a contract takes effect: that is its event time.
+    /// builder.global_table_with(
+    ///     "contracts",
+    ///     Consumed::<String, i64>::default().with_timestamp_extractor(|_id, effective, _ts| *effective),
+    ///     Materialized::named("contracts"),
+    /// );
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("g")).unwrap();
+    /// driver
+    ///     .create_input_topic::<String, i64>("contracts")
+    ///     .pipe_input_at("c-1".into(), 1_000, 5);
+    /// let contracts = driver.timestamped_key_value_store::<String, i64>("contracts").unwrap();
+    /// let stored = contracts.get(&"c-1".to_string()).unwrap().unwrap();
+    /// assert_eq!((stored.value, stored.timestamp), (1_000, 1_000));
+    /// ```
     pub fn global_table_with<K: Data, V: Data>(
         &self,
         topic: &str,
@@ -80,7 +128,7 @@ impl StreamsBuilder {
             vec![TopicRef::External(topic.to_string())],
             consumed.key_serde,
             Serdes::optional(consumed.value_serde),
-            None,
+            super::ktable::table_extractor(consumed.timestamp_extractor),
             consumed.name,
             true,
         );

@@ -245,12 +245,52 @@ impl JoinWindows {
     /// Records join when their timestamps differ by at most `difference`; records arriving
     /// after stream time passed their window are dropped (see [`JoinWindows`] for an
     /// example).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// let views = builder.stream::<String, String>("views");
+    /// let clicks = builder.stream::<String, String>("clicks");
+    /// let windows = JoinWindows::of_time_difference_without_grace(Duration::from_millis(10));
+    /// views.join_stream(&clicks, |v, c| format!("{v}+{c}"), windows).to("pairs");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("j")).unwrap();
+    /// let views = driver.create_input_topic::<String, String>("views");
+    /// let clicks = driver.create_input_topic::<String, String>("clicks");
+    /// views.pipe_input_at("u".into(), "ad".into(), 100);
+    /// clicks.pipe_input_at("u".into(), "buy".into(), 108); // 8 ms later: joins
+    /// clicks.pipe_input_at("u".into(), "help".into(), 130); // 30 ms later: no join
+    /// views.pipe_input_at("u".into(), "banner".into(), 105); // its window closed at 115: late
+    /// let pairs = driver.create_output_topic::<String, String>("pairs");
+    /// assert_eq!(pairs.read_values_to_list(), vec!["ad+buy".to_string()]);
+    /// assert_eq!(driver.metrics().late_records_dropped, 1);
+    /// ```
     pub fn of_time_difference_without_grace(difference: std::time::Duration) -> Self {
         Self::of_time_difference_and_grace(difference, std::time::Duration::ZERO)
     }
 
     /// Like [`of_time_difference_without_grace`](Self::of_time_difference_without_grace),
     /// accepting out-of-order records for `grace` longer.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// let views = builder.stream::<String, String>("views");
+    /// let clicks = builder.stream::<String, String>("clicks");
+    /// let windows = JoinWindows::of_time_difference_and_grace(
+    ///     Duration::from_millis(10), Duration::from_millis(50));
+    /// views.join_stream(&clicks, |v, c| format!("{v}+{c}"), windows).to("pairs");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("j")).unwrap();
+    /// let views = driver.create_input_topic::<String, String>("views");
+    /// let clicks = driver.create_input_topic::<String, String>("clicks");
+    /// clicks.pipe_input_at("u".into(), "buy".into(), 108);
+    /// clicks.pipe_input_at("u".into(), "help".into(), 130);
+    /// views.pipe_input_at("u".into(), "banner".into(), 105); // out of order, within grace
+    /// let pairs = driver.create_output_topic::<String, String>("pairs");
+    /// assert_eq!(pairs.read_values_to_list(), vec!["banner+buy".to_string()]);
+    /// assert_eq!(driver.metrics().late_records_dropped, 0);
+    /// ```
     pub fn of_time_difference_and_grace(
         difference: std::time::Duration,
         grace: std::time::Duration,
@@ -264,12 +304,52 @@ impl JoinWindows {
     }
 
     /// How much earlier the other side's record may be.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// let orders = builder.stream::<String, String>("orders");
+    /// let payments = builder.stream::<String, String>("payments");
+    /// // A payment may come up to 100 ms after its order, but at most 5 ms before it.
+    /// let windows = JoinWindows::of_time_difference_without_grace(Duration::from_millis(100))
+    ///     .before(Duration::from_millis(5));
+    /// orders.join_stream(&payments, |o, p| format!("{o}+{p}"), windows).to("paid");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("j")).unwrap();
+    /// let payments = driver.create_input_topic::<String, String>("payments");
+    /// payments.pipe_input_at("o1".into(), "p-92".into(), 92); // 8 ms before the order
+    /// payments.pipe_input_at("o1".into(), "p-97".into(), 97); // 3 ms before the order
+    /// let orders = driver.create_input_topic::<String, String>("orders");
+    /// orders.pipe_input_at("o1".into(), "order".into(), 100);
+    /// let paid = driver.create_output_topic::<String, String>("paid");
+    /// assert_eq!(paid.read_values_to_list(), vec!["order+p-97".to_string()]);
+    /// ```
     pub fn before(mut self, before: std::time::Duration) -> Self {
         self.before = before.as_millis() as i64;
         self
     }
 
     /// How much later the other side's record may be.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// let views = builder.stream::<String, String>("views");
+    /// let clicks = builder.stream::<String, String>("clicks");
+    /// // A click counts when it comes at most 5 ms after the view (or up to 50 ms before).
+    /// let windows = JoinWindows::of_time_difference_without_grace(Duration::from_millis(50))
+    ///     .after(Duration::from_millis(5));
+    /// views.join_stream(&clicks, |v, c| format!("{v}+{c}"), windows).to("pairs");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("j")).unwrap();
+    /// let views = driver.create_input_topic::<String, String>("views");
+    /// views.pipe_input_at("u".into(), "ad".into(), 100);
+    /// let clicks = driver.create_input_topic::<String, String>("clicks");
+    /// clicks.pipe_input_at("u".into(), "c-103".into(), 103);
+    /// clicks.pipe_input_at("u".into(), "c-110".into(), 110); // 10 ms after: too late
+    /// let pairs = driver.create_output_topic::<String, String>("pairs");
+    /// assert_eq!(pairs.read_values_to_list(), vec!["ad+c-103".to_string()]);
+    /// ```
     pub fn after(mut self, after: std::time::Duration) -> Self {
         self.after = after.as_millis() as i64;
         self
@@ -922,6 +1002,23 @@ impl<K: Data, V: Data> KTable<K, V> {
 
     /// [`left_join`](Self::left_join) with the result kept in a queryable store (see
     /// [`join_with`](Self::join_with) for an example).
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// let names = builder.table::<String, String>("names", Materialized::default());
+    /// let emails = builder.table::<String, String>("emails", Materialized::default());
+    /// names.left_join_with(&emails, |n, e| format!("{n} <{}>", e.map_or("?", String::as_str)),
+    ///     Materialized::named("contacts"));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("tt")).unwrap();
+    /// let contacts = driver.key_value_store::<String, String>("contacts").unwrap();
+    /// let (names, emails) = (driver.create_input_topic::<String, Option<String>>("names"),
+    ///     driver.create_input_topic::<String, Option<String>>("emails"));
+    /// names.pipe_input_at("u".into(), Some("Ann".into()), 1);
+    /// assert_eq!(contacts.get(&"u".to_string()).unwrap(), Some("Ann <?>".to_string()));
+    /// emails.pipe_input_at("u".into(), Some("a@x".into()), 2);
+    /// assert_eq!(contacts.get(&"u".to_string()).unwrap(), Some("Ann <a@x>".to_string()));
+    /// ```
     pub fn left_join_with<VO: Data, VR: Data>(
         &self,
         other: &KTable<K, VO>,
@@ -935,6 +1032,21 @@ impl<K: Data, V: Data> KTable<K, V> {
 
     /// [`outer_join`](Self::outer_join) with the result kept in a queryable store (see
     /// [`join_with`](Self::join_with) for an example).
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// let names = builder.table::<String, String>("names", Materialized::default());
+    /// let emails = builder.table::<String, String>("emails", Materialized::default());
+    /// let or_dash = |s: Option<&String>| s.map_or("-", String::as_str).to_string();
+    /// names.outer_join_with(&emails, move |n, e| format!("{}|{}", or_dash(n), or_dash(e)),
+    ///     Materialized::named("contacts"));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("tt")).unwrap();
+    /// driver.create_input_topic::<String, Option<String>>("emails")
+    ///     .pipe_input_at("u".into(), Some("a@x".into()), 1); // no name yet
+    /// let contacts = driver.key_value_store::<String, String>("contacts").unwrap();
+    /// assert_eq!(contacts.get(&"u".to_string()).unwrap(), Some("-|a@x".to_string()));
+    /// ```
     pub fn outer_join_with<VO: Data, VR: Data>(
         &self,
         other: &KTable<K, VO>,

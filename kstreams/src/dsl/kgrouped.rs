@@ -194,6 +194,21 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
 
     /// Like [`reduce`](Self::reduce), into the store `materialized` describes (see
     /// [`KGroupedStream`] for an example).
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, String>("visits") // user -> page
+    ///     .group_by_key()
+    ///     .reduce_with(|pages, page| format!("{pages},{page}"), Materialized::named("trails"));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("r")).unwrap();
+    /// let visits = driver.create_input_topic::<String, String>("visits");
+    /// visits.pipe_input_at("ann".into(), "/".into(), 0);
+    /// visits.pipe_input_at("ann".into(), "/cart".into(), 1);
+    /// let pages = driver.key_value_store::<String, String>("trails").unwrap();
+    /// assert_eq!(pages.get(&"ann".to_string()).unwrap(), Some("/,/cart".to_string()));
+    /// ```
     pub fn reduce_with(
         &self,
         reducer: impl Fn(V, V) -> V + Send + Sync + 'static,
@@ -348,6 +363,23 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
 
     /// Counts the rows per group (see [`KTable::group_by`] for an example). A group whose
     /// last row left stays at `0`.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .table::<String, String>("user-regions", Materialized::default())
+    ///     .group_by(|user, region| (region.clone(), user.clone()))
+    ///     .count()
+    ///     .to_stream()
+    ///     .to("users-per-region");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("c")).unwrap();
+    /// let regions = driver.create_input_topic::<String, Option<String>>("user-regions");
+    /// regions.pipe_input_at("ann".into(), Some("eu".into()), 0);
+    /// regions.pipe_input_at("ann".into(), None, 1); // ann leaves
+    /// let counts = driver.create_output_topic::<String, Option<i64>>("users-per-region");
+    /// assert_eq!(counts.read_values_to_list(), vec![Some(1), Some(0)]);
+    /// ```
     pub fn count(&self) -> KTable<K, i64> {
         self.count_with(Materialized::with(self.key_serde.clone(), Serdes::i64()))
     }
@@ -378,6 +410,24 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
 
     /// Combines the rows of each group: `adder(aggregate, new)`, `subtractor(aggregate, old)`
     /// (see [`KGroupedTable`] for an example).
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .table::<String, i64>("stock", Materialized::default()) // "warehouse/sku" -> units
+    ///     .group_by(|slot, units| (slot.split('/').nth(1).unwrap_or("").to_string(), *units))
+    ///     .reduce(|total, units| total + units, |total, units| total - units)
+    ///     .to_stream()
+    ///     .to("units-per-sku");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("r")).unwrap();
+    /// let stock = driver.create_input_topic::<String, Option<i64>>("stock");
+    /// stock.pipe_input_at("berlin/mouse".into(), Some(5), 0);
+    /// stock.pipe_input_at("paris/mouse".into(), Some(3), 1);
+    /// stock.pipe_input_at("berlin/mouse".into(), Some(4), 2); // 5 out, 4 in
+    /// let totals = driver.create_output_topic::<String, Option<i64>>("units-per-sku");
+    /// assert_eq!(totals.read_key_values_to_map()["mouse"], Some(7));
+    /// ```
     pub fn reduce(
         &self,
         adder: impl Fn(V, V) -> V + Send + Sync + 'static,
@@ -391,6 +441,23 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
     }
 
     /// Like [`reduce`](Self::reduce), into the store `materialized` describes.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .table::<String, i64>("stock", Materialized::default()) // "warehouse/sku" -> units
+    ///     .group_by(|slot, units| (slot.split('/').nth(1).unwrap_or("").to_string(), *units))
+    ///     .reduce_with(|total, units| total + units, |total, units| total - units,
+    ///         Materialized::named("units-per-sku"));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("r")).unwrap();
+    /// let stock = driver.create_input_topic::<String, Option<i64>>("stock");
+    /// stock.pipe_input_at("berlin/mouse".into(), Some(5), 0);
+    /// stock.pipe_input_at("paris/mouse".into(), Some(3), 1);
+    /// stock.pipe_input_at("paris/mouse".into(), None, 2); // paris sold out
+    /// let units = driver.key_value_store::<String, i64>("units-per-sku").unwrap();
+    /// assert_eq!(units.get(&"mouse".to_string()).unwrap(), Some(5));
+    /// ```
     pub fn reduce_with(
         &self,
         adder: impl Fn(V, V) -> V + Send + Sync + 'static,
@@ -450,6 +517,27 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
     }
 
     /// Like [`aggregate`](Self::aggregate), into the store `materialized` describes.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, serde::Serdes, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .table::<String, i64>("ages", Materialized::default()) // user -> age
+    ///     .group_by(|_user, age| ("all".to_string(), *age))
+    ///     .aggregate_with(
+    ///         || (0i64, 0i64), // (sum, count), for an average
+    ///         |_, age, (sum, n)| (sum + age, n + 1),
+    ///         |_, age, (sum, n)| (sum - age, n - 1),
+    ///         Materialized::with(Serdes::string(), Serdes::json()).with_name("age-stats"),
+    ///     );
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("a")).unwrap();
+    /// let ages = driver.create_input_topic::<String, Option<i64>>("ages");
+    /// ages.pipe_input_at("ann".into(), Some(30), 0);
+    /// ages.pipe_input_at("bob".into(), Some(40), 1);
+    /// ages.pipe_input_at("ann".into(), Some(32), 2); // a birthday: 30 out, 32 in
+    /// let stats = driver.key_value_store::<String, (i64, i64)>("age-stats").unwrap();
+    /// assert_eq!(stats.get(&"all".to_string()).unwrap(), Some((72, 2)));
+    /// ```
     pub fn aggregate_with<VA: Data>(
         &self,
         initializer: impl Fn() -> VA + Send + Sync + 'static,

@@ -394,6 +394,20 @@ impl<K: Data, V: Data> KStream<K, V> {
     }
 
     /// Writes the stream to a topic as `produced` says (see [`Produced`] for an example).
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, serde::Serdes, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, String>("tags") // post -> "a,b"
+    ///     .map_values(|tags| tags.split(',').map(str::to_string).collect::<Vec<String>>())
+    ///     .to_with("tags-json", Produced::with(Serdes::string(), Serdes::json()));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("t")).unwrap();
+    /// let tags = driver.create_input_topic::<String, String>("tags");
+    /// tags.pipe_input_at("p1".into(), "rust,kafka".into(), 0);
+    /// let out = driver.create_output_topic::<String, String>("tags-json");
+    /// assert_eq!(out.read_value(), Some(r#"["rust","kafka"]"#.to_string()));
+    /// ```
     pub fn to_with(&self, topic: &str, produced: Produced<K, V>) {
         self.graph.borrow_mut().add_sink(
             self.node,
@@ -459,6 +473,23 @@ impl<K: Data, V: Data> KStream<K, V> {
 
     /// Routes the stream through a repartition topic as `repartitioned` says (name, serdes,
     /// partition count; see [`Repartitioned`] for an example).
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, String>("orders") // order id -> customer
+    ///     .select_key(|_, customer| customer.clone())
+    ///     .repartition_with(Repartitioned::default().with_name("by-customer"))
+    ///     .to("orders-by-customer");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("r")).unwrap();
+    /// let orders = driver.create_input_topic::<String, String>("orders");
+    /// orders.pipe_input_at("o1".into(), "ann".into(), 0);
+    /// let topics = driver.produced_topic_names();
+    /// assert_eq!(topics, vec!["orders-by-customer", "r-by-customer-repartition"]);
+    /// let out = driver.create_output_topic::<String, String>("orders-by-customer");
+    /// assert_eq!(out.read_key_value(), Some(("ann".to_string(), "ann".to_string())));
+    /// ```
     pub fn repartition_with(&self, repartitioned: Repartitioned<K, V>) -> KStream<K, V> {
         let mut graph = self.graph.borrow_mut();
         let base = repartitioned
@@ -791,6 +822,23 @@ impl<K: Data, V: Data> KStream<K, V> {
 
     /// Groups by a computed key, with serdes and name from `grouped` (see [`Grouped`] for an
     /// example).
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, serde::Serdes, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, i64>("orders") // order id -> cents
+    ///     .group_by_with(|order, _| order.split('-').next().unwrap_or("").to_string(),
+    ///         Grouped::with(Serdes::string(), Serdes::i64()).with_name("by-shop"))
+    ///     .reduce_with(|a, b| a + b, Materialized::named("revenue"));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("g")).unwrap();
+    /// let orders = driver.create_input_topic::<String, i64>("orders");
+    /// orders.pipe_input_at("berlin-1".into(), 250, 0);
+    /// orders.pipe_input_at("berlin-2".into(), 100, 1);
+    /// let revenue = driver.key_value_store::<String, i64>("revenue").unwrap();
+    /// assert_eq!(revenue.get(&"berlin".to_string()).unwrap(), Some(350));
+    /// assert!(driver.produced_topic_names().contains(&"g-by-shop-repartition".to_string()));
+    /// ```
     pub fn group_by_with<K2: Data>(
         &self,
         key_of: impl Fn(&K, &V) -> K2 + Send + Sync + 'static,
@@ -854,6 +902,24 @@ impl<K: Data, V: Data> BranchedKStream<K, V> {
 
     /// A branch of the records that match `predicate` and no earlier branch (see
     /// [`KStream::split`] for an example).
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// let mut split = builder.stream::<String, i64>("amounts").split();
+    /// split.branch(|_, v| *v < 0).to("refunds");
+    /// split.branch(|_, v| *v < -1000 || *v > 1000).to("large");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("b")).unwrap();
+    /// let amounts = driver.create_input_topic::<String, i64>("amounts");
+    /// for (i, amount) in [-5000, 5000, 7].into_iter().enumerate() {
+    ///     amounts.pipe_input_at("a".into(), amount, i as i64);
+    /// }
+    /// // -5000 matches both predicates and goes to the first; 7 matches none: dropped.
+    /// let (refunds, large) = (driver.create_output_topic::<String, i64>("refunds"),
+    ///     driver.create_output_topic::<String, i64>("large"));
+    /// assert_eq!(refunds.read_values_to_list(), vec![-5000]);
+    /// assert_eq!(large.read_values_to_list(), vec![5000]);
+    /// ```
     pub fn branch(
         &mut self,
         predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
@@ -862,6 +928,23 @@ impl<K: Data, V: Data> BranchedKStream<K, V> {
     }
 
     /// A branch of the records that matched no other branch; closes the split.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// let mut split = builder.stream::<String, String>("events").split();
+    /// split.branch(|_, kind| kind == "error").to("errors");
+    /// split.branch(|_, kind| kind == "warning").to("warnings");
+    /// split.default_branch().to("other-events");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("b")).unwrap();
+    /// let events = driver.create_input_topic::<String, String>("events");
+    /// for (i, kind) in ["error", "info", "debug"].into_iter().enumerate() {
+    ///     events.pipe_input_at("e".into(), kind.into(), i as i64);
+    /// }
+    /// let other = driver.create_output_topic::<String, String>("other-events");
+    /// assert_eq!(other.read_values_to_list(), vec!["info".to_string(), "debug".to_string()]);
+    /// assert!(driver.create_output_topic::<String, String>("warnings").is_empty());
+    /// ```
     pub fn default_branch(mut self) -> KStream<K, V> {
         self.add(None)
     }

@@ -54,6 +54,18 @@ impl<K, V> Clone for KTable<K, V> {
     }
 }
 
+/// A table source's extractor: tombstones keep their record timestamp.
+pub(crate) fn table_extractor<K: Data, V: Data>(
+    extractor: Option<super::TimestampExtractor<K, V>>,
+) -> Option<super::TimestampExtractor<K, Option<V>>> {
+    extractor.map(|f| {
+        Arc::new(move |k: &K, v: &Option<V>, ts: i64| match v {
+            Some(v) => f(k, v, ts),
+            None => ts,
+        }) as super::TimestampExtractor<K, Option<V>>
+    })
+}
+
 pub(crate) fn table_from_topic<K: Data, V: Data>(
     graph: &Rc<RefCell<GraphBuilder>>,
     topic: &str,
@@ -63,12 +75,7 @@ pub(crate) fn table_from_topic<K: Data, V: Data>(
     let mut g = graph.borrow_mut();
     let key_serde = materialized.key_serde.clone();
     let value_serde = materialized.value_serde.clone();
-    let extractor = consumed.timestamp_extractor.map(|f| {
-        Arc::new(move |k: &K, v: &Option<V>, ts: i64| match v {
-            Some(v) => f(k, v, ts),
-            None => ts,
-        }) as super::TimestampExtractor<K, Option<V>>
-    });
+    let extractor = table_extractor(consumed.timestamp_extractor);
     let source = g.add_source(
         vec![TopicRef::External(topic.to_string())],
         consumed.key_serde,
@@ -241,6 +248,22 @@ impl<K: Data, V: Data> KTable<K, V> {
     }
 
     /// Maps each row's value (see [`KTable`] for an example).
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// let labels = builder
+    ///     .table::<String, i64>("prices", Materialized::default()) // sku -> cents
+    ///     .map_values(|sku, cents| format!("{sku}: {}.{:02}", cents / 100, cents % 100));
+    /// assert_eq!(labels.queryable_store_name(), None); // not materialized
+    /// labels.to_stream().to("price-labels");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("m")).unwrap();
+    /// let prices = driver.create_input_topic::<String, Option<i64>>("prices");
+    /// prices.pipe_input_at("mouse".into(), Some(1999), 0);
+    /// prices.pipe_input_at("mouse".into(), None, 1); // deletes pass through unmapped
+    /// let out = driver.create_output_topic::<String, Option<String>>("price-labels");
+    /// assert_eq!(out.read_values_to_list(), vec![Some("mouse: 19.99".to_string()), None]);
+    /// ```
     pub fn map_values<V2: Data + DefaultSerde>(
         &self,
         f: impl Fn(&K, V) -> V2 + Send + Sync + 'static,
@@ -343,6 +366,22 @@ impl<K: Data, V: Data> KTable<K, V> {
 
     /// Re-groups the rows by a new key, with serdes and name from `grouped`; the name names
     /// the repartition topic (see [`Grouped`] for an example).
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .table::<String, String>("user-regions", Materialized::default())
+    ///     .group_by_with(|user, region| (region.clone(), user.clone()), Grouped::named("regions"))
+    ///     .count_with(Materialized::named("users-per-region"));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("g")).unwrap();
+    /// let regions = driver.create_input_topic::<String, Option<String>>("user-regions");
+    /// regions.pipe_input_at("ann".into(), Some("eu".into()), 0);
+    /// regions.pipe_input_at("bob".into(), Some("eu".into()), 1);
+    /// let counts = driver.key_value_store::<String, i64>("users-per-region").unwrap();
+    /// assert_eq!(counts.get(&"eu".to_string()).unwrap(), Some(2));
+    /// assert!(driver.produced_topic_names().contains(&"g-regions-repartition".to_string()));
+    /// ```
     pub fn group_by_with<K2: Data + PartialEq, V2: Data>(
         &self,
         selector: impl Fn(&K, &V) -> (K2, V2) + Send + Sync + 'static,

@@ -43,10 +43,46 @@ use crate::topology::{TopicRef, Topology};
 
 /// Values that can flow through a topology: cloneable (a record sent to several downstream
 /// processors is cloned) and owned.
+///
+/// Every `Clone + 'static` type is `Data`; generic helpers over streams use it as the bound:
+///
+/// ```
+/// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+/// fn non_empty<K: Data>(stream: &KStream<K, String>) -> KStream<K, String> {
+///     stream.filter(|_, text| !text.is_empty())
+/// }
+/// let builder = StreamsBuilder::new();
+/// non_empty(&builder.stream::<String, String>("notes")).to("notes-kept");
+/// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("d")).unwrap();
+/// let notes = driver.create_input_topic::<String, String>("notes");
+/// notes.pipe_input_at("a".into(), "".into(), 0);
+/// notes.pipe_input_at("b".into(), "hi".into(), 1);
+/// let kept = driver.create_output_topic::<String, String>("notes-kept");
+/// assert_eq!(kept.read_values_to_list(), vec!["hi".to_string()]);
+/// ```
 pub trait Data: Clone + 'static {}
 impl<T: Clone + 'static> Data for T {}
 
 /// Computes a record's event time from its key, value and the record timestamp.
+///
+/// ```
+/// use std::sync::Arc;
+/// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+/// // The value carries the event time; a negative one falls back to the Kafka timestamp.
+/// fn event_time(_key: &String, value: &i64, kafka_ts: i64) -> i64 {
+///     if *value < 0 { kafka_ts } else { *value }
+/// }
+/// let extractor: TimestampExtractor<String, i64> = Arc::new(event_time);
+/// assert_eq!(extractor(&"k".to_string(), &-1, 7), 7);
+/// let builder = StreamsBuilder::new();
+/// let consumed = Consumed::<String, i64>::default()
+///     .with_timestamp_extractor(move |key, value, ts| extractor(key, value, ts));
+/// builder.stream_with("events", consumed).to("events-copy");
+/// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("t")).unwrap();
+/// driver.create_input_topic::<String, i64>("events").pipe_input_at("e".into(), 1_000, 5);
+/// let record = driver.create_output_topic::<String, i64>("events-copy").read_record().unwrap();
+/// assert_eq!(record.timestamp, 1_000);
+/// ```
 pub type TimestampExtractor<K, V> = Arc<dyn Fn(&K, &V, i64) -> i64 + Send + Sync>;
 
 /// How a source topic is read (Kafka Streams' `Consumed`): key and value serdes, timestamp
@@ -81,6 +117,21 @@ impl<K: DefaultSerde, V: DefaultSerde> Default for Consumed<K, V> {
 
 impl<K: 'static, V: 'static> Consumed<K, V> {
     /// Reads with these serdes and the record timestamp.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, processor::Headers, serde::Serdes};
+    /// use kstreams::testing::TestDriver;
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream_with("scores", Consumed::with(Serdes::string(), Serdes::json::<Vec<i64>>()))
+    ///     .map_values(|scores| scores.iter().sum::<i64>())
+    ///     .to("totals");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("c")).unwrap();
+    /// let (key, json) = (Some(&b"ann"[..]), Some(&b"[3, 4]"[..]));
+    /// driver.pipe_raw("scores", key, json, 0, Headers::new()).unwrap();
+    /// let totals = driver.create_output_topic::<String, i64>("totals");
+    /// assert_eq!(totals.read_key_value(), Some(("ann".to_string(), 7)));
+    /// ```
     pub fn with(key_serde: SerdeRef<K>, value_serde: SerdeRef<V>) -> Self {
         Consumed {
             key_serde,
@@ -109,6 +160,15 @@ impl<K: 'static, V: 'static> Consumed<K, V> {
     }
 
     /// Names the source node.
+    ///
+    /// ```
+    /// use kstreams::dsl::{Consumed, StreamsBuilder};
+    /// let builder = StreamsBuilder::new();
+    /// let consumed = Consumed::<String, String>::default().with_name("orders-source");
+    /// builder.stream_with("orders", consumed).to("orders-copy");
+    /// let description = builder.build().unwrap().describe();
+    /// assert_eq!(description.subtopologies[0].nodes[0].name, "orders-source");
+    /// ```
     pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
@@ -144,6 +204,18 @@ impl<K: DefaultSerde, V: DefaultSerde> Default for Produced<K, V> {
 
 impl<K, V> Produced<K, V> {
     /// Writes with these serdes.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, serde::Serdes, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// // Numbers as JSON text instead of the default 8-byte big-endian encoding.
+    /// builder.stream::<String, i64>("amounts")
+    ///     .to_with("amounts-json", Produced::with(Serdes::string(), Serdes::json()));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("p")).unwrap();
+    /// driver.create_input_topic::<String, i64>("amounts").pipe_input_at("a".into(), 42, 0);
+    /// let out = driver.create_output_topic::<String, Vec<u8>>("amounts-json");
+    /// assert_eq!(out.read_value(), Some(b"42".to_vec()));
+    /// ```
     pub fn with(key_serde: SerdeRef<K>, value_serde: SerdeRef<V>) -> Self {
         Produced {
             key_serde,
@@ -153,6 +225,15 @@ impl<K, V> Produced<K, V> {
     }
 
     /// Names the sink node.
+    ///
+    /// ```
+    /// use kstreams::dsl::{Produced, StreamsBuilder};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("orders")
+    ///     .to_with("orders-copy", Produced::default().with_name("to-copy"));
+    /// let description = builder.build().unwrap().describe().to_string();
+    /// assert!(description.contains("Sink: to-copy (topic: orders-copy)"));
+    /// ```
     pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
@@ -186,6 +267,19 @@ impl<K: DefaultSerde, V: DefaultSerde> Default for Grouped<K, V> {
 
 impl<K: DefaultSerde, V: DefaultSerde> Grouped<K, V> {
     /// Default serdes; the repartition topic is named `<name>-repartition`.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("page-views") // user -> page
+    ///     .group_by_with(|_user, page| page.clone(), Grouped::named("by-page"))
+    ///     .count();
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("app")).unwrap();
+    /// let views = driver.create_input_topic::<String, String>("page-views");
+    /// views.pipe_input_at("ann".into(), "/".into(), 0);
+    /// let hop = driver.create_output_topic::<String, String>("app-by-page-repartition");
+    /// assert_eq!(hop.read_key_value(), Some(("/".to_string(), "/".to_string())));
+    /// ```
     pub fn named(name: impl Into<String>) -> Self {
         Grouped::default().with_name(name)
     }
@@ -193,6 +287,20 @@ impl<K: DefaultSerde, V: DefaultSerde> Grouped<K, V> {
 
 impl<K, V> Grouped<K, V> {
     /// Groups with these serdes.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, serde::Serdes, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, i64>("scores") // user -> score
+    ///     .group_by_with(|_, score| score.to_string(),
+    ///         Grouped::with(Serdes::string(), Serdes::json()))
+    ///     .count_with(Materialized::named("users-per-score"));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("g")).unwrap();
+    /// driver.create_input_topic::<String, i64>("scores").pipe_input_at("ann".into(), 42, 0);
+    /// // The repartition topic (named after the store) carries the values as JSON.
+    /// let hop = driver.create_output_topic::<String, Vec<u8>>("g-users-per-score-repartition");
+    /// assert_eq!(hop.read_key_value(), Some(("42".to_string(), b"42".to_vec())));
+    /// ```
     pub fn with(key_serde: SerdeRef<K>, value_serde: SerdeRef<V>) -> Self {
         Grouped {
             key_serde,
@@ -202,6 +310,19 @@ impl<K, V> Grouped<K, V> {
     }
 
     /// Names the grouping: its repartition topic becomes `<name>-repartition`.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, serde::Serdes, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("customers") // id -> region
+    ///     .group_by_with(|_, region| region.clone(),
+    ///         Grouped::with(Serdes::string(), Serdes::string()).with_name("by-region"))
+    ///     .count();
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("g")).unwrap();
+    /// let customers = driver.create_input_topic::<String, String>("customers");
+    /// customers.pipe_input_at("c1".into(), "eu".into(), 0);
+    /// assert!(driver.produced_topic_names().contains(&"g-by-region-repartition".to_string()));
+    /// ```
     pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
@@ -237,6 +358,23 @@ impl<K: DefaultSerde, V: DefaultSerde> Default for Repartitioned<K, V> {
 
 impl<K, V> Repartitioned<K, V> {
     /// Repartitions with these serdes.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, serde::Serdes, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, i64>("amounts")
+    ///     .repartition_with(Repartitioned::with(Serdes::string(), Serdes::json()))
+    ///     .to("amounts-copy");
+    /// let topology = builder.build().unwrap();
+    /// let hop = topology.describe().internal_topics[0].full_name("r");
+    /// let driver = TestDriver::new(&topology, StreamsConfig::new("r")).unwrap();
+    /// driver.create_input_topic::<String, i64>("amounts").pipe_input_at("a".into(), 250, 0);
+    /// // JSON on the repartition topic; the sink writes with the default serde again.
+    /// let hop = driver.create_output_topic::<String, Vec<u8>>(&hop);
+    /// assert_eq!(hop.read_value(), Some(b"250".to_vec()));
+    /// let copy = driver.create_output_topic::<String, i64>("amounts-copy");
+    /// assert_eq!(copy.read_value(), Some(250));
+    /// ```
     pub fn with(key_serde: SerdeRef<K>, value_serde: SerdeRef<V>) -> Self {
         Repartitioned {
             key_serde,
@@ -247,12 +385,36 @@ impl<K, V> Repartitioned<K, V> {
     }
 
     /// Names the topic `<name>-repartition`.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("events")
+    ///     .repartition_with(Repartitioned::default().with_name("events-by-key"))
+    ///     .to("events-copy");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("app")).unwrap();
+    /// let events = driver.create_input_topic::<String, String>("events");
+    /// events.pipe_input_at("k".into(), "v".into(), 0);
+    /// let topics = driver.produced_topic_names();
+    /// assert_eq!(topics, vec!["app-events-by-key-repartition", "events-copy"]);
+    /// ```
     pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
     }
 
     /// Sets the partition count of the repartition topic (default: as the source topics).
+    ///
+    /// ```
+    /// use kstreams::dsl::{Repartitioned, StreamsBuilder};
+    /// let builder = StreamsBuilder::new();
+    /// let events = builder.stream::<String, String>("events");
+    /// events.repartition_with(Repartitioned::default().with_name("wide").with_partitions(12))
+    ///     .to("wide-events");
+    /// events.repartition_with(Repartitioned::default().with_name("same")).to("same-events");
+    /// let plan = builder.build().unwrap().internal_topic_partitions(|_| Some(3)).unwrap();
+    /// assert_eq!((plan["wide-repartition"], plan["same-repartition"]), (12, 3));
+    /// ```
     pub fn with_partitions(mut self, partitions: i32) -> Self {
         self.partitions = Some(partitions);
         self
@@ -295,6 +457,18 @@ impl<K: DefaultSerde, V: DefaultSerde> Default for Materialized<K, V> {
 
 impl<K: DefaultSerde, V: DefaultSerde> Materialized<K, V> {
     /// A store of this name with the types' default serdes; queryable by that name.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// let users = builder.table::<String, String>("users", Materialized::named("users-by-id"));
+    /// assert_eq!(users.queryable_store_name(), Some("users-by-id"));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("m")).unwrap();
+    /// let input = driver.create_input_topic::<String, Option<String>>("users");
+    /// input.pipe_input_at("u1".into(), Some("Ann".into()), 0);
+    /// let store = driver.key_value_store::<String, String>("users-by-id").unwrap();
+    /// assert_eq!(store.get(&"u1".to_string()).unwrap(), Some("Ann".to_string()));
+    /// ```
     pub fn named(name: impl Into<String>) -> Self {
         Materialized::default().with_name(name)
     }
@@ -302,6 +476,28 @@ impl<K: DefaultSerde, V: DefaultSerde> Materialized<K, V> {
 
 impl<K, V> Materialized<K, V> {
     /// A store with these serdes (named by the DSL unless [`with_name`](Self::with_name)).
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, serde::Serdes, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// // `Vec<String>` has no default serde, so the store is given one.
+    /// let trails = builder.stream::<String, String>("page-views").group_by_key().aggregate_with(
+    ///     Vec::new,
+    ///     |_user, page, mut pages: Vec<String>| {
+    ///         pages.push(page);
+    ///         pages
+    ///     },
+    ///     Materialized::with(Serdes::string(), Serdes::json()),
+    /// );
+    /// let store_name = trails.queryable_store_name().unwrap().to_string(); // chosen by the DSL
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("m")).unwrap();
+    /// let views = driver.create_input_topic::<String, String>("page-views");
+    /// views.pipe_input_at("ann".into(), "/".into(), 0);
+    /// views.pipe_input_at("ann".into(), "/cart".into(), 1);
+    /// let store = driver.key_value_store::<String, Vec<String>>(&store_name).unwrap();
+    /// let ann = store.get(&"ann".to_string()).unwrap();
+    /// assert_eq!(ann, Some(vec!["/".to_string(), "/cart".to_string()]));
+    /// ```
     pub fn with(key_serde: SerdeRef<K>, value_serde: SerdeRef<V>) -> Self {
         Materialized {
             name: None,
@@ -314,12 +510,44 @@ impl<K, V> Materialized<K, V> {
     }
 
     /// Names the store (and its changelog `<name>-changelog`).
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, serde::Serdes, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, i64>("orders").group_by_key()
+    ///     .reduce_with(|a, b| a + b,
+    ///         Materialized::with(Serdes::string(), Serdes::i64()).with_name("totals"));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("app")).unwrap();
+    /// driver.create_input_topic::<String, i64>("orders").pipe_input_at("ann".into(), 30, 0);
+    /// let totals = driver.key_value_store::<String, i64>("totals").unwrap();
+    /// assert_eq!(totals.get(&"ann".to_string()).unwrap(), Some(30));
+    /// assert_eq!(driver.produced_topic_names(), vec!["app-totals-changelog"]);
+    /// ```
     pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
     }
 
     /// How long a windowed store keeps windows (at least window size plus grace).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// let windowed = builder.stream::<String, String>("clicks").group_by_key()
+    ///     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_millis(10)));
+    /// windowed.count_with(Materialized::named("recent")); // keeps 10 ms: size plus grace
+    /// windowed.count_with(Materialized::named("history").with_retention(Duration::from_secs(1)));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("w")).unwrap();
+    /// let clicks = driver.create_input_topic::<String, String>("clicks");
+    /// clicks.pipe_input_at("ann".into(), "/".into(), 0);
+    /// clicks.pipe_input_at("ann".into(), "/".into(), 100);
+    /// let ann = "ann".to_string();
+    /// let recent = driver.window_store::<String, i64>("recent").unwrap();
+    /// assert_eq!(recent.fetch_range(&ann, 0, 100).unwrap(), vec![(100, 1)]); // [0, 10) expired
+    /// let history = driver.window_store::<String, i64>("history").unwrap();
+    /// assert_eq!(history.fetch_range(&ann, 0, 100).unwrap(), vec![(0, 1), (100, 1)]);
+    /// ```
     pub fn with_retention(mut self, retention: std::time::Duration) -> Self {
         self.retention = Some(retention);
         self
@@ -376,6 +604,14 @@ pub struct StreamsBuilder {
 
 impl StreamsBuilder {
     /// An empty builder.
+    ///
+    /// ```
+    /// use kstreams::{dsl::StreamsBuilder, TopologyError};
+    /// let builder = StreamsBuilder::new();
+    /// assert_eq!(builder.build().err(), Some(TopologyError::NoSources));
+    /// builder.stream::<String, String>("input").to("output");
+    /// assert_eq!(builder.build().unwrap().source_topics(), vec!["input"]);
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -400,6 +636,23 @@ impl StreamsBuilder {
     }
 
     /// A stream of a topic, read as `consumed` says.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, serde::Serdes, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// // Values are "<event time ms>:<text>"; the event time becomes the record timestamp.
+    /// let consumed = Consumed::with(Serdes::string(), Serdes::string())
+    ///     .with_timestamp_extractor(|_, v: &String, ts| {
+    ///         v.split(':').next().and_then(|t| t.parse().ok()).unwrap_or(ts)
+    ///     });
+    /// builder.stream_with("events", consumed).to("events-copy");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("s")).unwrap();
+    /// let events = driver.create_input_topic::<String, String>("events");
+    /// events.pipe_input_at("e".into(), "1000:login".into(), 5);
+    /// let record = driver.create_output_topic::<String, String>("events-copy").read_record();
+    /// let record = record.unwrap();
+    /// assert_eq!((record.value.as_str(), record.timestamp), ("1000:login", 1_000));
+    /// ```
     pub fn stream_with<K: Data, V: Data>(
         &self,
         topic: &str,
@@ -463,6 +716,22 @@ impl StreamsBuilder {
     }
 
     /// A table of a topic, read as `consumed` says.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, serde::Serdes, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// // The topic holds prices as JSON text; the store keeps them with the default serdes.
+    /// let consumed = Consumed::with(Serdes::string(), Serdes::json::<i64>());
+    /// builder.table_with("prices", consumed, Materialized::named("prices"));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("t")).unwrap();
+    /// // JSON text, as another application writes it (here through a string topic).
+    /// let prices = driver.create_input_topic::<String, Option<String>>("prices");
+    /// prices.pipe_input_at("mouse".into(), Some("25".into()), 0);
+    /// prices.pipe_input_at("desk".into(), Some("300".into()), 1);
+    /// prices.pipe_input_at("desk".into(), None, 2); // a tombstone deletes the row
+    /// let prices = driver.key_value_store::<String, i64>("prices").unwrap();
+    /// assert_eq!(prices.all().unwrap(), vec![("mouse".to_string(), 25)]);
+    /// ```
     pub fn table_with<K: Data, V: Data>(
         &self,
         topic: &str,

@@ -31,6 +31,22 @@ fn millis(d: Duration) -> i64 {
 
 /// A time interval. Time windows are `[start, end)`; sliding and session windows include
 /// their end.
+///
+/// ```
+/// use std::time::Duration;
+/// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+/// let builder = StreamsBuilder::new();
+/// builder.stream::<String, String>("clicks").group_by_key()
+///     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_millis(10)))
+///     .count().to_stream().to("clicks-per-window");
+/// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("w")).unwrap();
+/// let clicks = driver.create_input_topic::<String, String>("clicks");
+/// clicks.pipe_input_at("ann".into(), "/".into(), 13);
+/// let out = driver.create_output_topic::<Windowed<String>, Option<i64>>("clicks-per-window");
+/// let (key, _count) = out.read_key_value().unwrap();
+/// assert_eq!(key.window, Window { start: 10, end: 20 }); // 13 is in [10, 20)
+/// assert!(Window { start: 0, end: 10 } < key.window); // windows order by start, then end
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Window {
     /// First millisecond of the window.
@@ -61,6 +77,20 @@ pub struct Windowed<K> {
 
 impl<K> Windowed<K> {
     /// A windowed key.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("clicks").group_by_key()
+    ///     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_millis(10)))
+    ///     .count().to_stream().to("clicks-per-window");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("w")).unwrap();
+    /// let clicks = driver.create_input_topic::<String, String>("clicks");
+    /// clicks.pipe_input_at("ann".into(), "/".into(), 3);
+    /// let out = driver.create_output_topic::<Windowed<String>, Option<i64>>("clicks-per-window");
+    /// assert_eq!(out.read_key_value(), Some((Windowed::new("ann".to_string(), 0, 10), Some(1))));
+    /// ```
     pub fn new(key: K, start: i64, end: i64) -> Self {
         Windowed {
             key,
@@ -103,6 +133,19 @@ impl<K: 'static> Serde<Windowed<K>> for WindowedSerde<K> {
 
 impl Serdes {
     /// Windowed keys: the inner key's bytes, then window start and end.
+    ///
+    /// ```
+    /// use kstreams::dsl::Windowed;
+    /// use kstreams::serde::{Serde, Serdes};
+    /// let serde = Serdes::windowed(Serdes::string());
+    /// let key = Windowed::new("ann".to_string(), 10, 20);
+    /// let bytes = serde.serialize(&key).unwrap().unwrap();
+    /// assert_eq!(&bytes[..3], b"ann");
+    /// assert_eq!(bytes[3..11], 10i64.to_be_bytes());
+    /// assert_eq!(bytes[11..], 20i64.to_be_bytes());
+    /// assert_eq!(serde.deserialize(Some(&bytes)).unwrap(), key);
+    /// assert!(serde.deserialize(Some(b"short")).is_err()); // no room for the window
+    /// ```
     pub fn windowed<K: 'static>(inner: SerdeRef<K>) -> SerdeRef<Windowed<K>> {
         Arc::new(WindowedSerde(inner))
     }
@@ -204,6 +247,15 @@ impl TimeWindows {
     /// Hopping windows: a new window every `advance` (overlapping when smaller than the size).
     /// See [`TimeWindows`] for an example.
     ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::dsl::TimeWindows;
+    /// // One-minute windows, a new one every 15 s: each record falls in four of them.
+    /// let hopping = TimeWindows::of_size_with_no_grace(Duration::from_secs(60))
+    ///     .advance_by(Duration::from_secs(15));
+    /// assert_eq!(hopping.window_starts(70_000), vec![15_000, 30_000, 45_000, 60_000]);
+    /// ```
+    ///
     /// # Panics
     /// If `advance` is zero or larger than the size.
     pub fn advance_by(mut self, advance: Duration) -> Self {
@@ -217,11 +269,27 @@ impl TimeWindows {
     }
 
     /// Window size in milliseconds.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::dsl::TimeWindows;
+    /// let windows = TimeWindows::of_size_with_no_grace(Duration::from_secs(60));
+    /// assert_eq!(windows.size_ms(), 60_000);
+    /// ```
     pub fn size_ms(&self) -> i64 {
         self.size
     }
 
     /// Grace period in milliseconds.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::dsl::TimeWindows;
+    /// let minute = Duration::from_secs(60);
+    /// let windows = TimeWindows::of_size_and_grace(minute, Duration::from_secs(10));
+    /// assert_eq!(windows.grace_ms(), 10_000);
+    /// assert_eq!(TimeWindows::of_size_with_no_grace(minute).grace_ms(), 0);
+    /// ```
     pub fn grace_ms(&self) -> i64 {
         self.grace
     }
@@ -284,12 +352,50 @@ pub struct SlidingWindows {
 
 impl SlidingWindows {
     /// Sliding windows with no grace period (see [`SlidingWindows`] for an example).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let windows = SlidingWindows::of_time_difference_with_no_grace(Duration::from_millis(10));
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("logins").group_by_key()
+    ///     .windowed_by_sliding(windows)
+    ///     .count();
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("sl")).unwrap();
+    /// let logins = driver.create_input_topic::<String, String>("logins");
+    /// logins.pipe_input_at("ann".into(), "web".into(), 100);
+    /// logins.pipe_input_at("ann".into(), "web".into(), 200);
+    /// logins.pipe_input_at("ann".into(), "app".into(), 95); // its windows ended by 105: late
+    /// assert_eq!(driver.metrics().late_records_dropped, 1);
+    /// ```
     pub fn of_time_difference_with_no_grace(difference: Duration) -> Self {
         Self::of_time_difference_and_grace(difference, Duration::ZERO)
     }
 
     /// Sliding windows that accept out-of-order records for `grace` after their end: a
     /// window is closed once stream time passes its end plus `grace`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// let windows = SlidingWindows::of_time_difference_and_grace(
+    ///     Duration::from_millis(10), Duration::from_millis(100));
+    /// builder.stream::<String, String>("logins").group_by_key()
+    ///     .windowed_by_sliding(windows)
+    ///     .count()
+    ///     .to_stream()
+    ///     .map(|w, count| (format!("{}-{}", w.window.start, w.window.end), count))
+    ///     .to("logins-within-10ms");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("sl")).unwrap();
+    /// let logins = driver.create_input_topic::<String, String>("logins");
+    /// logins.pipe_input_at("ann".into(), "web".into(), 100);
+    /// logins.pipe_input_at("ann".into(), "web".into(), 200);
+    /// logins.pipe_input_at("ann".into(), "app".into(), 95); // out of order, within grace
+    /// let out = driver.create_output_topic::<String, Option<i64>>("logins-within-10ms");
+    /// assert_eq!(out.read_key_values_to_map()["90-100"], Some(2));
+    /// assert_eq!(driver.metrics().late_records_dropped, 0);
+    /// ```
     pub fn of_time_difference_and_grace(difference: Duration, grace: Duration) -> Self {
         SlidingWindows {
             difference: millis(difference),
@@ -337,6 +443,28 @@ pub struct SessionWindows {
 impl SessionWindows {
     /// Sessions with this inactivity gap and no grace period (see [`SessionWindows`] for an
     /// example).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let windows = SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_millis(10));
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("clicks").group_by_key()
+    ///     .windowed_by_session(windows)
+    ///     .count()
+    ///     .to_stream()
+    ///     .map(|w, count| (format!("{}-{}", w.window.start, w.window.end), count))
+    ///     .to("sessions");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("se")).unwrap();
+    /// let clicks = driver.create_input_topic::<String, String>("clicks");
+    /// clicks.pipe_input_at("ann".into(), "/".into(), 0);
+    /// clicks.pipe_input_at("ann".into(), "/".into(), 100);
+    /// clicks.pipe_input_at("ann".into(), "/cart".into(), 5); // session 0-0 can no longer grow
+    /// let out = driver.create_output_topic::<String, Option<i64>>("sessions");
+    /// assert_eq!(out.read_key_values_to_list(), vec![
+    ///     ("0-0".to_string(), Some(1)), ("100-100".to_string(), Some(1))]);
+    /// assert_eq!(driver.metrics().late_records_dropped, 1);
+    /// ```
     pub fn of_inactivity_gap_with_no_grace(gap: Duration) -> Self {
         Self::of_inactivity_gap_and_grace(gap, Duration::ZERO)
     }
@@ -344,6 +472,28 @@ impl SessionWindows {
     /// Sessions with this inactivity gap that accept out-of-order records for `grace`: a
     /// record is dropped as late when the session it would belong to ended before stream
     /// time minus `grace` (Kafka Streams also subtracts the gap).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// let windows = SessionWindows::of_inactivity_gap_and_grace(
+    ///     Duration::from_millis(10), Duration::from_millis(100));
+    /// builder.stream::<String, String>("clicks").group_by_key()
+    ///     .windowed_by_session(windows)
+    ///     .count()
+    ///     .to_stream()
+    ///     .map(|w, count| (format!("{}-{}", w.window.start, w.window.end), count))
+    ///     .to("sessions");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("se")).unwrap();
+    /// let clicks = driver.create_input_topic::<String, String>("clicks");
+    /// clicks.pipe_input_at("ann".into(), "/".into(), 0);
+    /// clicks.pipe_input_at("ann".into(), "/".into(), 100);
+    /// clicks.pipe_input_at("ann".into(), "/cart".into(), 5); // within grace: joins 0-0
+    /// let out = driver.create_output_topic::<String, Option<i64>>("sessions");
+    /// assert_eq!(out.read_key_values_to_map()["0-5"], Some(2));
+    /// assert_eq!(driver.metrics().late_records_dropped, 0);
+    /// ```
     pub fn of_inactivity_gap_and_grace(gap: Duration, grace: Duration) -> Self {
         SessionWindows {
             gap: millis(gap),
@@ -385,6 +535,30 @@ pub struct Suppressed {
 impl Suppressed {
     /// One final result per window, when the window closes (stream time past end + grace;
     /// see [`Suppressed`] for an example).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// let windows = TimeWindows::of_size_and_grace(
+    ///     Duration::from_millis(10), Duration::from_millis(5));
+    /// builder.stream::<String, String>("clicks").group_by_key()
+    ///     .windowed_by(windows)
+    ///     .count()
+    ///     .suppress(Suppressed::until_window_closes())
+    ///     .to_stream()
+    ///     .map(|w, count| (w.window.start, count))
+    ///     .to("final-counts");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("s")).unwrap();
+    /// let clicks = driver.create_input_topic::<String, String>("clicks");
+    /// let out = driver.create_output_topic::<i64, Option<i64>>("final-counts");
+    /// clicks.pipe_input_at("u".into(), "a".into(), 1);
+    /// clicks.pipe_input_at("u".into(), "b".into(), 12);
+    /// clicks.pipe_input_at("u".into(), "c".into(), 9); // out of order, within grace
+    /// assert!(out.is_empty()); // [0,10) closes at 10 + 5
+    /// clicks.pipe_input_at("u".into(), "d".into(), 15);
+    /// assert_eq!(out.read_key_values_to_list(), vec![(0, Some(2))]);
+    /// ```
     pub fn until_window_closes() -> Self {
         Suppressed {
             wall_clock_close: None,
@@ -460,6 +634,27 @@ fn window_store<K: 'static, VA: 'static>(
 /// [`KGroupedStream::windowed_by`]. Its aggregations make a `KTable<Windowed<K>, _>` backed
 /// by a window store that keeps windows for at least size plus grace (or the
 /// [`Materialized::with_retention`] given).
+///
+/// ```
+/// use std::time::Duration;
+/// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+/// let builder = StreamsBuilder::new();
+/// let per_minute: TimeWindowedKStream<String, i64> = builder
+///     .stream::<String, i64>("payments")
+///     .group_by_key()
+///     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_secs(60)));
+/// // One windowed stream can feed several aggregations, each with its own window store.
+/// per_minute.count_with(Materialized::named("payments-per-minute"));
+/// per_minute.reduce_with(|total, cents| total + cents, Materialized::named("cents-per-minute"));
+/// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("w")).unwrap();
+/// let payments = driver.create_input_topic::<String, i64>("payments");
+/// payments.pipe_input_at("ann".into(), 250, 1_000);
+/// payments.pipe_input_at("ann".into(), 100, 59_000);
+/// let (count, cents) = (driver.window_store::<String, i64>("payments-per-minute").unwrap(),
+///     driver.window_store::<String, i64>("cents-per-minute").unwrap());
+/// assert_eq!(count.fetch(&"ann".to_string(), 0).unwrap(), Some(2));
+/// assert_eq!(cents.fetch(&"ann".to_string(), 0).unwrap(), Some(350));
+/// ```
 pub struct TimeWindowedKStream<K, V> {
     grouped: KGroupedStream<K, V>,
     windows: TimeWindows,
@@ -467,6 +662,24 @@ pub struct TimeWindowedKStream<K, V> {
 
 impl<K: Data, V: Data> KGroupedStream<K, V> {
     /// Aggregates in tumbling or hopping time windows (see [`TimeWindows`] for an example).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("clicks").group_by_key()
+    ///     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_millis(10)))
+    ///     .count().to_stream().to("clicks-per-10ms");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("w")).unwrap();
+    /// let clicks = driver.create_input_topic::<String, String>("clicks");
+    /// for t in [3, 7, 12] {
+    ///     clicks.pipe_input_at("ann".into(), "/".into(), t);
+    /// }
+    /// let out = driver.create_output_topic::<Windowed<String>, Option<i64>>("clicks-per-10ms");
+    /// let latest = out.read_key_values_to_map();
+    /// assert_eq!(latest[&Windowed::new("ann".to_string(), 0, 10)], Some(2));
+    /// assert_eq!(latest[&Windowed::new("ann".to_string(), 10, 20)], Some(1));
+    /// ```
     pub fn windowed_by(&self, windows: TimeWindows) -> TimeWindowedKStream<K, V> {
         TimeWindowedKStream {
             grouped: self.clone(),
@@ -475,6 +688,27 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
     }
 
     /// Aggregates in sliding windows (see [`SlidingWindows`] for an example).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let windows = SlidingWindows::of_time_difference_with_no_grace(Duration::from_millis(10));
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, i64>("amounts").group_by_key()
+    ///     .windowed_by_sliding(windows)
+    ///     .count()
+    ///     .to_stream()
+    ///     .map(|w, count| (format!("{}-{}", w.window.start, w.window.end), count))
+    ///     .to("counts");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("sl")).unwrap();
+    /// let amounts = driver.create_input_topic::<String, i64>("amounts");
+    /// amounts.pipe_input_at("k".into(), 1, 100);
+    /// amounts.pipe_input_at("k".into(), 1, 108);
+    /// let counts = driver.create_output_topic::<String, Option<i64>>("counts");
+    /// let latest = counts.read_key_values_to_map();
+    /// assert_eq!(latest["98-108"], Some(2)); // the window ending at the second record
+    /// assert_eq!(latest["101-111"], Some(1)); // the window just after the first one
+    /// ```
     pub fn windowed_by_sliding(&self, windows: SlidingWindows) -> SlidingWindowedKStream<K, V> {
         SlidingWindowedKStream {
             grouped: self.clone(),
@@ -483,6 +717,25 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
     }
 
     /// Aggregates in session windows (see [`SessionWindows`] for an example).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let windows = SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_secs(1800));
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("clicks").group_by_key()
+    ///     .windowed_by_session(windows)
+    ///     .count()
+    ///     .to_stream()
+    ///     .to("clicks-per-visit");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("se")).unwrap();
+    /// let clicks = driver.create_input_topic::<String, String>("clicks");
+    /// clicks.pipe_input_at("ann".into(), "/".into(), 0);
+    /// clicks.pipe_input_at("ann".into(), "/cart".into(), 60_000); // a minute later: same visit
+    /// let out = driver.create_output_topic::<Windowed<String>, Option<i64>>("clicks-per-visit");
+    /// let last = out.read_key_values_to_list().pop();
+    /// assert_eq!(last, Some((Windowed::new("ann".to_string(), 0, 60_000), Some(2))));
+    /// ```
     pub fn windowed_by_session(&self, windows: SessionWindows) -> SessionWindowedKStream<K, V> {
         SessionWindowedKStream {
             grouped: self.clone(),
@@ -618,6 +871,22 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
     }
 
     /// Like [`reduce`](Self::reduce), into the store `materialized` describes.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, i64>("temperatures").group_by_key()
+    ///     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_secs(3600)))
+    ///     .reduce_with(|high, t| high.max(t), Materialized::named("hourly-highs"));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("r")).unwrap();
+    /// let temperatures = driver.create_input_topic::<String, i64>("temperatures");
+    /// for (t, celsius) in [(0, 17), (60_000, 21), (120_000, 19)] {
+    ///     temperatures.pipe_input_at("oslo".into(), celsius, t);
+    /// }
+    /// let highs = driver.window_store::<String, i64>("hourly-highs").unwrap();
+    /// assert_eq!(highs.fetch(&"oslo".to_string(), 0).unwrap(), Some(21));
+    /// ```
     pub fn reduce_with(
         &self,
         reducer: impl Fn(V, V) -> V + Send + Sync + 'static,
@@ -665,6 +934,28 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
     }
 
     /// Like [`aggregate`](Self::aggregate), into the store `materialized` describes.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, serde::Serdes, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("page-views").group_by_key()
+    ///     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_secs(60)))
+    ///     .aggregate_with(
+    ///         Vec::new,
+    ///         |_user, page, mut pages: Vec<String>| {
+    ///             pages.push(page);
+    ///             pages
+    ///         },
+    ///         Materialized::with(Serdes::string(), Serdes::json()).with_name("pages-per-minute"));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("a")).unwrap();
+    /// let views = driver.create_input_topic::<String, String>("page-views");
+    /// views.pipe_input_at("ann".into(), "/".into(), 1_000);
+    /// views.pipe_input_at("ann".into(), "/cart".into(), 2_000);
+    /// let pages = driver.window_store::<String, Vec<String>>("pages-per-minute").unwrap();
+    /// let ann = pages.fetch(&"ann".to_string(), 0).unwrap();
+    /// assert_eq!(ann, Some(vec!["/".to_string(), "/cart".to_string()]));
+    /// ```
     pub fn aggregate_with<VA: Data>(
         &self,
         initializer: impl Fn() -> VA + Send + Sync + 'static,
@@ -749,6 +1040,28 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
 /// A grouped stream in sliding windows (Kafka Streams' `TimeWindowedKStream` over
 /// `SlidingWindows`), from [`KGroupedStream::windowed_by_sliding`]; see [`SlidingWindows`]
 /// for an example.
+///
+/// ```
+/// use std::time::Duration;
+/// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+/// let windows = SlidingWindows::of_time_difference_with_no_grace(Duration::from_millis(10));
+/// let builder = StreamsBuilder::new();
+/// let sliding: SlidingWindowedKStream<String, i64> = builder
+///     .stream::<String, i64>("amounts")
+///     .group_by_key()
+///     .windowed_by_sliding(windows);
+/// // Several aggregations of one windowed stream, each with its own stores.
+/// sliding.count().to_stream().map(|w, n| (w.window.end, n)).to("counts");
+/// sliding.reduce(|sum, amount| sum + amount).to_stream().map(|w, s| (w.window.end, s)).to("sums");
+/// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("sl")).unwrap();
+/// let amounts = driver.create_input_topic::<String, i64>("amounts");
+/// amounts.pipe_input_at("k".into(), 3, 100);
+/// amounts.pipe_input_at("k".into(), 4, 105);
+/// let (counts, sums) = (driver.create_output_topic::<i64, Option<i64>>("counts"),
+///     driver.create_output_topic::<i64, Option<i64>>("sums"));
+/// assert_eq!(counts.read_key_values_to_map()[&105], Some(2)); // the window ending at 105
+/// assert_eq!(sums.read_key_values_to_map()[&105], Some(7));
+/// ```
 pub struct SlidingWindowedKStream<K, V> {
     grouped: KGroupedStream<K, V>,
     windows: SlidingWindows,
@@ -757,8 +1070,7 @@ pub struct SlidingWindowedKStream<K, V> {
 impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
     fn aggregate_internal<VA: Data>(
         &self,
-        initializer: Arc<dyn Fn() -> VA + Send + Sync>,
-        aggregator: Arc<dyn Fn(&K, V, VA) -> VA + Send + Sync>,
+        fold: WindowFold<K, V, VA>,
         materialized: Materialized<K, VA>,
     ) -> KTable<Windowed<K>, VA> {
         let w = self.windows;
@@ -790,8 +1102,7 @@ impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
                 store_name: store_name.clone(),
                 records_name: records_name.clone(),
                 windows: w,
-                initializer: initializer.clone(),
-                aggregator: aggregator.clone(),
+                fold: fold.clone(),
                 store: None,
                 records: None,
                 observed: i64::MIN,
@@ -810,6 +1121,27 @@ impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
     }
 
     /// Counts records per key and sliding window (see [`SlidingWindows`] for an example).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let windows = SlidingWindows::of_time_difference_with_no_grace(Duration::from_millis(10));
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("logins").group_by_key()
+    ///     .windowed_by_sliding(windows)
+    ///     .count()
+    ///     .to_stream()
+    ///     .map(|w, count| (w.window.end, count))
+    ///     .to("logins-in-last-10ms");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("sl")).unwrap();
+    /// let logins = driver.create_input_topic::<String, String>("logins");
+    /// for t in [100, 105, 112] {
+    ///     logins.pipe_input_at("ann".into(), "web".into(), t);
+    /// }
+    /// let counts = driver.create_output_topic::<i64, Option<i64>>("logins-in-last-10ms");
+    /// let by_end = counts.read_key_values_to_map();
+    /// assert_eq!((by_end[&100], by_end[&105], by_end[&112]), (Some(1), Some(2), Some(2)));
+    /// ```
     pub fn count(&self) -> KTable<Windowed<K>, i64> {
         self.aggregate_with(
             || 0,
@@ -818,9 +1150,8 @@ impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
         )
     }
 
-    /// Combines the values of each key and window (in timestamp order), starting from
-    /// `V::default()` — unlike Kafka Streams, which starts from the first value; use
-    /// [`aggregate`](Self::aggregate) when the default is not neutral for `reducer`.
+    /// Combines the values of each key and window in timestamp order: the first value is
+    /// the window's start, `reducer(aggregate, value)` adds each further one.
     ///
     /// ```
     /// use std::time::Duration;
@@ -845,18 +1176,13 @@ impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
     pub fn reduce(
         &self,
         reducer: impl Fn(V, V) -> V + Send + Sync + 'static,
-    ) -> KTable<Windowed<K>, V>
-    where
-        V: Default,
-    {
+    ) -> KTable<Windowed<K>, V> {
         let m = Materialized::with(
             self.grouped.key_serde.clone(),
             self.grouped.value_serde.clone(),
         );
-        let reducer = Arc::new(reducer);
         self.aggregate_internal(
-            Arc::new(V::default),
-            Arc::new(move |_, v, agg: V| reducer(agg, v)),
+            Arc::new(move |_, values: Vec<V>| values.into_iter().reduce(&reducer)),
             m,
         )
     }
@@ -893,26 +1219,58 @@ impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
     }
 
     /// Like [`aggregate`](Self::aggregate), into the store `materialized` describes.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let windows = SlidingWindows::of_time_difference_with_no_grace(Duration::from_millis(10));
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, i64>("amounts").group_by_key()
+    ///     .windowed_by_sliding(windows)
+    ///     .aggregate_with(|| 0i64, |_, amount, sum| sum + amount, Materialized::named("sums"));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("a")).unwrap();
+    /// let amounts = driver.create_input_topic::<String, i64>("amounts");
+    /// amounts.pipe_input_at("k".into(), 3, 100);
+    /// amounts.pipe_input_at("k".into(), 4, 105);
+    /// let sums = driver.window_store::<String, i64>("sums").unwrap();
+    /// let k = "k".to_string();
+    /// assert_eq!(sums.fetch(&k, 90).unwrap(), Some(3)); // [90, 100]
+    /// assert_eq!(sums.fetch(&k, 95).unwrap(), Some(7)); // [95, 105]
+    /// ```
     pub fn aggregate_with<VA: Data>(
         &self,
         initializer: impl Fn() -> VA + Send + Sync + 'static,
         aggregator: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
         materialized: Materialized<K, VA>,
     ) -> KTable<Windowed<K>, VA> {
-        self.aggregate_internal(Arc::new(initializer), Arc::new(aggregator), materialized)
+        self.aggregate_internal(
+            Arc::new(move |key, values: Vec<V>| {
+                Some(
+                    values
+                        .into_iter()
+                        .fold(initializer(), |agg, v| aggregator(key, v, agg)),
+                )
+            }),
+            materialized,
+        )
     }
 }
+
+/// Computes a window's aggregate from its values in timestamp order (never empty); `None`
+/// only when there is nothing to aggregate.
+type WindowFold<K, V, VA> = Arc<dyn Fn(&K, Vec<V>) -> Option<VA> + Send + Sync>;
 
 /// Sliding-window aggregation. The windows are those of Kafka Streams: for each record, the
 /// window that ends at it and the window that starts just after it, when not empty. Each
 /// record updates every window that contains it and creates its own; the affected windows
-/// are recomputed from the buffered records, so the aggregator needs no subtractor.
+/// are recomputed from the buffered records, so the aggregator needs no subtractor. A
+/// record earlier than the time difference (whose window would start before 0) goes into
+/// the window `[0, difference]`, as in Kafka Streams.
 struct SlidingWindowAggregate<K, V, VA> {
     store_name: String,
     records_name: String,
     windows: SlidingWindows,
-    initializer: Arc<dyn Fn() -> VA + Send + Sync>,
-    aggregator: Arc<dyn Fn(&K, V, VA) -> VA + Send + Sync>,
+    fold: WindowFold<K, V, VA>,
     store: Option<WindowStore<K, ValueAndTimestamp<VA>>>,
     records: Option<WindowStore<K, V>>,
     observed: i64,
@@ -953,6 +1311,7 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
             .iter()
             .flat_map(|(ts, _)| [ts - diff, ts + 1])
             .filter(|s| (t - diff..=t + 1).contains(s))
+            .map(|s| s.max(0))
             .collect();
         starts.sort_unstable();
         starts.dedup();
@@ -972,9 +1331,10 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
             if old.is_some() && !(start..=end).contains(&t) {
                 continue;
             }
-            let agg = members.iter().fold((self.initializer)(), |agg, (_, v)| {
-                (self.aggregator)(&r.key, v.clone(), agg)
-            });
+            let values = members.iter().map(|(_, v)| v.clone()).collect();
+            let Some(agg) = (self.fold)(&r.key, values) else {
+                continue;
+            };
             store.put(
                 &r.key,
                 &ValueAndTimestamp {
@@ -1001,6 +1361,29 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
 /// [`KGroupedStream::windowed_by_session`]; see [`SessionWindows`] for an example. Its
 /// aggregations keep sessions in a session store
 /// ([`TestDriver::session_store`](crate::testing::TestDriver::session_store)).
+///
+/// ```
+/// use std::time::Duration;
+/// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+/// let windows = SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_millis(10));
+/// let builder = StreamsBuilder::new();
+/// let sessions: SessionWindowedKStream<String, String> = builder
+///     .stream::<String, String>("clicks")
+///     .group_by_key()
+///     .windowed_by_session(windows);
+/// sessions.count().to_stream().to("clicks-per-session");
+/// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("se")).unwrap();
+/// let clicks = driver.create_input_topic::<String, String>("clicks");
+/// for t in [0, 4, 30] {
+///     clicks.pipe_input_at("ann".into(), "/".into(), t);
+/// }
+/// let out = driver.create_output_topic::<Windowed<String>, Option<i64>>("clicks-per-session");
+/// let latest = out.read_key_values_to_map();
+/// let session = |start, end| Windowed::new("ann".to_string(), start, end);
+/// assert_eq!(latest[&session(0, 0)], None); // grown into 0-4
+/// assert_eq!(latest[&session(0, 4)], Some(2));
+/// assert_eq!(latest[&session(30, 30)], Some(1));
+/// ```
 pub struct SessionWindowedKStream<K, V> {
     grouped: KGroupedStream<K, V>,
     windows: SessionWindows,
@@ -1008,15 +1391,36 @@ pub struct SessionWindowedKStream<K, V> {
 
 impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
     /// Counts records per key and session (see [`SessionWindows`] for an example).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let windows = SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_millis(10));
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("clicks").group_by_key()
+    ///     .windowed_by_session(windows)
+    ///     .count()
+    ///     .to_stream()
+    ///     .map(|w, count| (format!("{}-{}", w.window.start, w.window.end), count))
+    ///     .to("sessions");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("se")).unwrap();
+    /// let clicks = driver.create_input_topic::<String, String>("clicks");
+    /// for t in [0, 20, 10] { // 10 is within the gap of both sessions: merges them
+    ///     clicks.pipe_input_at("ann".into(), "/".into(), t);
+    /// }
+    /// let out = driver.create_output_topic::<String, Option<i64>>("sessions");
+    /// assert_eq!(out.read_key_values_to_list(), vec![
+    ///     ("0-0".to_string(), Some(1)), ("20-20".to_string(), Some(1)),
+    ///     ("0-0".to_string(), None), ("20-20".to_string(), None), ("0-20".to_string(), Some(3))]);
+    /// ```
     pub fn count(&self) -> KTable<Windowed<K>, i64> {
         let m = Materialized::with(self.grouped.key_serde.clone(), Serdes::i64());
         self.aggregate_with(|| 0, |_, _, c| c + 1, |_, a, b| a + b, m)
     }
 
-    /// Combines the values of each session; merged sessions combine their aggregates with
-    /// `reducer` too. Starts from `V::default()` — unlike Kafka Streams, which starts from the
-    /// first value; use [`aggregate`](Self::aggregate) when the default is not neutral for
-    /// `reducer`.
+    /// Combines the values of each session: a session's first value is its start,
+    /// `reducer(aggregate, value)` adds each further one, and two sessions that a record
+    /// joins are combined with `reducer` too.
     ///
     /// ```
     /// use std::time::Duration;
@@ -1040,20 +1444,23 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
     pub fn reduce(
         &self,
         reducer: impl Fn(V, V) -> V + Send + Sync + 'static,
-    ) -> KTable<Windowed<K>, V>
-    where
-        V: Default,
-    {
+    ) -> KTable<Windowed<K>, V> {
         let m = Materialized::with(
             self.grouped.key_serde.clone(),
             self.grouped.value_serde.clone(),
         );
         let reducer = Arc::new(reducer);
         let merge = reducer.clone();
-        self.aggregate_with(
-            V::default,
-            move |_, v, agg| reducer(agg, v),
-            move |_, a, b| merge(a, b),
+        self.aggregate_internal(
+            Arc::new(|| None),
+            Arc::new(move |_, v, agg: Option<V>| match agg {
+                Some(agg) => reducer(agg, v),
+                None => v,
+            }),
+            Arc::new(move |_, a: Option<V>, b| match a {
+                Some(a) => merge(a, b),
+                None => b,
+            }),
             m,
         )
     }
@@ -1096,11 +1503,53 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
     }
 
     /// Like [`aggregate`](Self::aggregate), into the store `materialized` describes.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let windows = SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_millis(10));
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, i64>("watch-seconds").group_by_key()
+    ///     .windowed_by_session(windows)
+    ///     .aggregate_with(|| 0i64, |_, seconds, total| total + seconds, |_, a, b| a + b,
+    ///         Materialized::named("watch-time"));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("a")).unwrap();
+    /// let watched = driver.create_input_topic::<String, i64>("watch-seconds");
+    /// for (t, seconds) in [(0, 30), (4, 12), (100, 5)] {
+    ///     watched.pipe_input_at("ann".into(), seconds, t);
+    /// }
+    /// let store = driver.session_store::<String, i64>("watch-time").unwrap();
+    /// let sessions: Vec<(i64, i64, i64)> = store.fetch(&"ann".to_string()).unwrap()
+    ///     .into_iter().map(|s| (s.start, s.end, s.value)).collect();
+    /// assert_eq!(sessions, vec![(0, 4, 42), (100, 100, 5)]);
+    /// ```
     pub fn aggregate_with<VA: Data>(
         &self,
         initializer: impl Fn() -> VA + Send + Sync + 'static,
         aggregator: impl Fn(&K, V, VA) -> VA + Send + Sync + 'static,
         merger: impl Fn(&K, VA, VA) -> VA + Send + Sync + 'static,
+        materialized: Materialized<K, VA>,
+    ) -> KTable<Windowed<K>, VA> {
+        let initializer = Arc::new(initializer);
+        let init = initializer.clone();
+        self.aggregate_internal(
+            Arc::new(move || Some(init())),
+            Arc::new(move |k, v, agg: Option<VA>| {
+                aggregator(k, v, agg.unwrap_or_else(|| initializer()))
+            }),
+            Arc::new(move |k, a: Option<VA>, b| match a {
+                Some(a) => merger(k, a, b),
+                None => b,
+            }),
+            materialized,
+        )
+    }
+
+    fn aggregate_internal<VA: Data>(
+        &self,
+        initializer: Arc<dyn Fn() -> Option<VA> + Send + Sync>,
+        aggregator: Arc<dyn Fn(&K, V, Option<VA>) -> VA + Send + Sync>,
+        merger: Arc<dyn Fn(&K, Option<VA>, VA) -> VA + Send + Sync>,
         materialized: Materialized<K, VA>,
     ) -> KTable<Windowed<K>, VA> {
         let w = self.windows;
@@ -1127,11 +1576,6 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
         graph.add_store(builder.into_def(true));
         let input = self.grouped.partitioned_input(&mut graph, &name);
         let node_name = graph.next_name("KSTREAM-SESSION-WINDOWED-AGGREGATE");
-        let (initializer, aggregator, merger) = (
-            Arc::new(initializer),
-            Arc::new(aggregator),
-            Arc::new(merger),
-        );
         let store_name = name.clone();
         let node = graph.add_processor(
             node_name,
@@ -1147,7 +1591,6 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
                 merger: merger.clone(),
                 store: None,
                 observed: i64::MIN,
-                _v: std::marker::PhantomData,
             },
         );
         // A session can still grow until stream time passes end + gap + grace.
@@ -1163,28 +1606,23 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
     }
 }
 
+/// Session-window aggregation. The aggregate is optional until the first value (`None` for
+/// `reduce`, which starts from a session's first value); a record merges every session
+/// within the gap of it and extends the merged session.
 #[allow(clippy::type_complexity)]
-struct SessionAggregate<K, V, VA, I, A, M> {
+struct SessionAggregate<K, V, VA> {
     store_name: String,
     windows: SessionWindows,
     retention: i64,
-    initializer: Arc<I>,
-    aggregator: Arc<A>,
-    merger: Arc<M>,
+    initializer: Arc<dyn Fn() -> Option<VA> + Send + Sync>,
+    aggregator: Arc<dyn Fn(&K, V, Option<VA>) -> VA + Send + Sync>,
+    merger: Arc<dyn Fn(&K, Option<VA>, VA) -> VA + Send + Sync>,
     store: Option<SessionStore<K, ValueAndTimestamp<VA>>>,
     observed: i64,
-    _v: std::marker::PhantomData<fn(V)>,
 }
 
-impl<K, V, VA, I, A, M> Processor<K, V, Windowed<K>, Change<VA>>
-    for SessionAggregate<K, V, VA, I, A, M>
-where
-    K: Data,
-    V: Data,
-    VA: Data,
-    I: Fn() -> VA + 'static,
-    A: Fn(&K, V, VA) -> VA + 'static,
-    M: Fn(&K, VA, VA) -> VA + 'static,
+impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
+    for SessionAggregate<K, V, VA>
 {
     fn init(
         &mut self,
@@ -1204,13 +1642,15 @@ where
         let store = self.store.as_ref().ok_or("store not initialized")?;
         let (t, gap) = (r.timestamp, self.windows.gap);
         self.observed = self.observed.max(t);
-        let close = self.observed - self.windows.grace;
+        // As in Kafka Streams, a session may still grow until stream time passes its end
+        // plus the gap plus the grace period.
+        let close = self.observed - self.windows.grace - gap;
         let sessions = store.find_sessions(&r.key, t - gap, t + gap)?;
         let (mut start, mut end) = (t, t);
         let mut agg = (self.initializer)();
         let mut timestamp = t;
         for s in &sessions {
-            agg = (self.merger)(&r.key, agg, s.value.value.clone());
+            agg = Some((self.merger)(&r.key, agg, s.value.value.clone()));
             start = start.min(s.start);
             end = end.max(s.end);
             timestamp = timestamp.max(s.value.timestamp);
@@ -1273,6 +1713,29 @@ impl<K: Data, V: Data> KTable<Windowed<K>, V> {
     ///
     /// The buffer is a changelogged store, so pending results survive a restart. It is not
     /// bounded: it holds the latest change of every window that has not closed yet.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let windows = SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_millis(10));
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("clicks").group_by_key()
+    ///     .windowed_by_session(windows)
+    ///     .count()
+    ///     .suppress(Suppressed::until_window_closes())
+    ///     .to_stream()
+    ///     .map(|w, count| (format!("{}-{}", w.window.start, w.window.end), count))
+    ///     .to("final-sessions");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("s")).unwrap();
+    /// let clicks = driver.create_input_topic::<String, String>("clicks");
+    /// let out = driver.create_output_topic::<String, Option<i64>>("final-sessions");
+    /// clicks.pipe_input_at("ann".into(), "/".into(), 0);
+    /// clicks.pipe_input_at("ann".into(), "/cart".into(), 5);
+    /// assert!(out.is_empty()); // the session may still grow
+    /// clicks.pipe_input_at("ann".into(), "/".into(), 30); // closes 0-5 (end + gap passed)
+    /// // Only the final session: neither the intermediate 0-0 nor its deletion.
+    /// assert_eq!(out.read_key_values_to_list(), vec![("0-5".to_string(), Some(2))]);
+    /// ```
     pub fn suppress(&self, suppressed: Suppressed) -> KTable<Windowed<K>, V> {
         let mut graph = self.graph.borrow_mut();
         let close_after = graph.window_close_of(self.node).unwrap_or(0);

@@ -279,6 +279,19 @@ impl StreamsMetrics {
 /// A point-in-time copy of an application's metrics, summed over its threads, from
 /// [`KafkaStreams::metrics`](super::KafkaStreams::metrics) (see
 /// [`KafkaStreams::metrics_text`](super::KafkaStreams::metrics_text) for an example).
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use kstreams::kafka::MetricsSnapshot;
+/// /// The figures a health check looks at.
+/// fn healthy(m: &MetricsSnapshot) -> bool {
+///     m.consumer_lag.values().sum::<i64>() < 1_000 && m.dropped_records == 0
+/// }
+/// let lag = BTreeMap::from([(("orders".to_string(), 0), 120), (("orders".to_string(), 1), 30)]);
+/// let snapshot = MetricsSnapshot { consumer_lag: lag, ..Default::default() };
+/// assert!(healthy(&snapshot));
+/// assert!(!healthy(&MetricsSnapshot { dropped_records: 1, ..snapshot }));
+/// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MetricsSnapshot {
     /// Records read from source topics.

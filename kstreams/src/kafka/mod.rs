@@ -245,6 +245,15 @@ pub(crate) fn now_ms() -> i64 {
 
 impl KafkaStreams {
     /// An application for this topology; nothing connects before [`start`](Self::start).
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, kafka::{KafkaStreams, State}};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("in").to("out");
+    /// let config = StreamsConfig::new("app").with_bootstrap_servers("kafka-1:9092,kafka-2:9092");
+    /// let streams = KafkaStreams::new(&builder.build().unwrap(), config);
+    /// assert_eq!(streams.state(), State::Created); // no broker contacted yet
+    /// ```
     pub fn new(topology: &Topology, config: StreamsConfig) -> KafkaStreams {
         KafkaStreams {
             topology: topology.clone(),
@@ -259,11 +268,40 @@ impl KafkaStreams {
     }
 
     /// Calls `listener(old, new)` on every state change.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, kafka::{KafkaStreams, State}};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("in").to("out");
+    /// let mut streams = KafkaStreams::new(&builder.build().unwrap(), StreamsConfig::new("app"));
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let log = seen.clone();
+    /// streams.set_state_listener(move |old, new| log.lock().unwrap().push((old, new)));
+    /// streams.close(); // closing an application that never started needs no broker
+    /// use State::*;
+    /// let expected = [(Created, PendingShutdown), (PendingShutdown, NotRunning)];
+    /// assert_eq!(*seen.lock().unwrap(), expected);
+    /// ```
     pub fn set_state_listener(&self, listener: impl Fn(State, State) + Send + Sync + 'static) {
         *lock(&self.shared.listener) = Some(Box::new(listener));
     }
 
     /// The tasks (sub-topology and partition) the threads of this instance run now.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, kafka::{KafkaStreams, State}};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("in").to("out");
+    /// let mut streams = KafkaStreams::new(&builder.build().unwrap(), StreamsConfig::new("app"));
+    /// streams.start().unwrap();
+    /// streams.wait_for_state(State::Running, Duration::from_secs(60));
+    /// for task in streams.local_tasks() {
+    ///     let (sub, partition) = (task.subtopology, task.partition);
+    ///     println!("task {task}: sub-topology {sub}, partition {partition}");
+    /// }
+    /// ```
     pub fn local_tasks(&self) -> Vec<TaskId> {
         let threads = lock(&self.shared.threads);
         let mut all: Vec<TaskId> = threads
@@ -275,16 +313,51 @@ impl KafkaStreams {
     }
 
     /// The current state.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, kafka::{KafkaStreams, State}};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("in").to("out");
+    /// let mut streams = KafkaStreams::new(&builder.build().unwrap(), StreamsConfig::new("app"));
+    /// assert_eq!(streams.state(), State::Created);
+    /// streams.close();
+    /// assert_eq!(streams.state(), State::NotRunning);
+    /// ```
     pub fn state(&self) -> State {
         *lock(&self.shared.state)
     }
 
     /// Why the application is in the [`Error`](State::Error) state.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, kafka::{KafkaStreams, State}};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("in").to("out");
+    /// let mut streams = KafkaStreams::new(&builder.build().unwrap(), StreamsConfig::new("app"));
+    /// streams.start().unwrap();
+    /// streams.wait(); // returns when the threads stop
+    /// if streams.state() == State::Error {
+    ///     eprintln!("stopped on an error: {}", streams.error().unwrap_or_default());
+    ///     std::process::exit(1);
+    /// }
+    /// ```
     pub fn error(&self) -> Option<String> {
         lock(&self.shared.error).clone()
     }
 
     /// Waits until the application reaches `state` (or fails); true if it did in time.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, kafka::{KafkaStreams, State}};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("in").to("out");
+    /// let streams = KafkaStreams::new(&builder.build().unwrap(), StreamsConfig::new("app"));
+    /// assert!(streams.wait_for_state(State::Created, Duration::ZERO)); // already there
+    /// // Never started, so never running: false once the timeout has passed.
+    /// assert!(!streams.wait_for_state(State::Running, Duration::from_millis(10)));
+    /// ```
     pub fn wait_for_state(&self, state: State, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let mut current = lock(&self.shared.state);
@@ -320,6 +393,19 @@ impl KafkaStreams {
     /// Checks topics, creates internal topics, restores global stores and starts the stream
     /// threads. Returns when the threads are started; [`state`](Self::state) becomes
     /// [`Running`](State::Running) once they have their tasks restored.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, kafka::{KafkaStreams, State}};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("in").to("out");
+    /// let config = StreamsConfig::new("app").with_bootstrap_servers("localhost:9092");
+    /// let mut streams = KafkaStreams::new(&builder.build().unwrap(), config);
+    /// // Fails at once when, say, a source topic is missing.
+    /// streams.start().expect("cannot start");
+    /// assert!(streams.wait_for_state(State::Running, Duration::from_secs(60)));
+    /// assert!(streams.start().is_err()); // only once
+    /// ```
     pub fn start(&mut self) -> Result<(), StreamsError> {
         if self.state() != State::Created {
             return Err(StreamsError::Other("start() may be called once".into()));
@@ -407,6 +493,16 @@ impl KafkaStreams {
     /// what it processed and stops. Pair with [`wait`](Self::wait); call it before
     /// [`start`](Self::start), so a signal that arrives during start-up is not the default
     /// action (the process killed).
+    ///
+    /// ```no_run
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, kafka::KafkaStreams};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("in").to("out");
+    /// let mut streams = KafkaStreams::new(&builder.build().unwrap(), StreamsConfig::new("app"));
+    /// streams.shutdown_on_signals().unwrap(); // before start
+    /// streams.start().unwrap();
+    /// streams.wait(); // until SIGTERM or SIGINT
+    /// ```
     pub fn shutdown_on_signals(&self) -> Result<(), StreamsError> {
         use signal_hook::consts::{SIGINT, SIGTERM};
         let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
@@ -429,6 +525,18 @@ impl KafkaStreams {
     /// or a thread failed), then finishes closing.
     ///
     /// [`shutdown_on_signals`]: Self::shutdown_on_signals
+    ///
+    /// ```no_run
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, kafka::{KafkaStreams, State}};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("in").to("out");
+    /// let mut streams = KafkaStreams::new(&builder.build().unwrap(), StreamsConfig::new("app"));
+    /// streams.shutdown_on_signals().unwrap();
+    /// streams.start().unwrap();
+    /// streams.wait();
+    /// // A signal ends in NotRunning, a failed thread in Error.
+    /// assert!(matches!(streams.state(), State::NotRunning | State::Error));
+    /// ```
     pub fn wait(&mut self) {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
@@ -437,6 +545,19 @@ impl KafkaStreams {
     }
 
     /// Stops the threads after they commit what they processed, and waits for them.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, kafka::{KafkaStreams, State}};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("in").to("out");
+    /// let mut streams = KafkaStreams::new(&builder.build().unwrap(), StreamsConfig::new("app"));
+    /// streams.start().unwrap();
+    /// std::thread::sleep(Duration::from_secs(30)); // process for a while
+    /// streams.close(); // commits, then stops every thread
+    /// assert_eq!(streams.state(), State::NotRunning);
+    /// streams.close(); // closing again does nothing
+    /// ```
     pub fn close(&mut self) {
         if self.state() == State::NotRunning {
             return;
@@ -463,6 +584,17 @@ impl KafkaStreams {
     }
 
     /// A point-in-time copy of the metrics, summed over threads.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder};
+    /// use kstreams::kafka::{KafkaStreams, MetricsSnapshot};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("in").to("out");
+    /// let streams = KafkaStreams::new(&builder.build().unwrap(), StreamsConfig::new("app"));
+    /// let snapshot = streams.metrics(); // nothing consumed before start
+    /// assert_eq!(snapshot, MetricsSnapshot::default());
+    /// assert_eq!(snapshot.consumer_lag.values().sum::<i64>(), 0);
+    /// ```
     pub fn metrics(&self) -> MetricsSnapshot {
         self.metrics.snapshot()
     }
@@ -582,14 +714,43 @@ impl KafkaStreams {
 
     /// Which partition, and which instance of the application, holds `key` in a store:
     /// for routing a query to the instance that can answer it (see [`store`](Self::store)
-    /// for an example). Instances are only recognised when they set
+    /// for an example). `local` is known from this instance's own tasks; the `host` of
+    /// another instance only when it sets
     /// [`application_server`](crate::config::StreamsConfig::application_server).
+    ///
+    /// ```no_run
+    /// use kstreams::{config::StreamsConfig, dsl::*, kafka::KafkaStreams};
+    /// let builder = StreamsBuilder::new();
+    /// builder.table::<String, i64>("balances", Materialized::named("balances"));
+    /// let mut config = StreamsConfig::new("bank");
+    /// config.application_server = Some("10.0.0.7:8080".into());
+    /// let mut streams = KafkaStreams::new(&builder.build().unwrap(), config);
+    /// streams.start().unwrap();
+    /// let account = "acct-42".to_string();
+    /// let meta = streams.query_metadata_for_key("balances", &account).unwrap();
+    /// if meta.local {
+    ///     let balances = streams.store::<String, i64>("balances").unwrap();
+    ///     println!("{account}: {:?}", balances.get(&account).unwrap());
+    /// } else if let Some(host) = meta.host {
+    ///     println!("forward to http://{host}/balances/{account}");
+    /// } else {
+    ///     println!("partition {} has no known owner yet", meta.partition);
+    /// }
+    /// ```
     pub fn query_metadata_for_key<K: 'static>(
         &self,
         store: &str,
         key: &K,
     ) -> Result<KeyQueryMetadata, StreamsError> {
-        self.query()?.metadata_for_key(store, key)
+        let mut meta = self.query()?.metadata_for_key(store, key)?;
+        if !meta.local {
+            meta.local = self
+                .shared
+                .stores_named(store)
+                .iter()
+                .any(|(task, _)| task.is_some_and(|t| t.partition == meta.partition));
+        }
+        Ok(meta)
     }
 
     /// The changes of a store, as they are written, as an async stream: the updates of a

@@ -88,6 +88,20 @@ pub(crate) fn partition_for(key: &[u8], partitions: i32) -> i32 {
 /// Where a key of a store lives, from
 /// [`KafkaStreams::query_metadata_for_key`](super::KafkaStreams::query_metadata_for_key)
 /// (see [`KafkaStreams::store`](super::KafkaStreams::store) for an example).
+///
+/// ```
+/// use kstreams::kafka::KeyQueryMetadata;
+/// /// Where a request for a key goes: answered here, or forwarded to the instance's server.
+/// fn route(meta: &KeyQueryMetadata) -> Option<String> {
+///     if meta.local { Some("local".into()) } else { meta.host.clone() }
+/// }
+/// let here = KeyQueryMetadata { partition: 3, host: Some("10.0.0.7:8080".into()), local: true };
+/// let there = KeyQueryMetadata { partition: 1, host: Some("10.0.0.8:8080".into()), local: false };
+/// let unknown = KeyQueryMetadata { partition: 2, host: None, local: false };
+/// assert_eq!(route(&here).as_deref(), Some("local"));
+/// assert_eq!(route(&there).as_deref(), Some("10.0.0.8:8080"));
+/// assert_eq!(route(&unknown), None); // not assigned yet, or no application_server set
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyQueryMetadata {
     /// The partition (and so the task) holding the key.
@@ -272,6 +286,18 @@ fn registry_with(entry: crate::state::StoreEntry) -> StoreRegistry {
 /// `ReadOnlyKeyValueStore` from `store(...)`). Cheap to clone; every call reads the tasks
 /// running at that moment. Made by [`KafkaStreams::store`](super::KafkaStreams::store), which
 /// has an example.
+///
+/// ```no_run
+/// use kstreams::{config::StreamsConfig, dsl::*, kafka::KafkaStreams};
+/// let builder = StreamsBuilder::new();
+/// builder.table::<String, i64>("stock", Materialized::named("stock"));
+/// let mut streams = KafkaStreams::new(&builder.build().unwrap(), StreamsConfig::new("shop"));
+/// streams.start().unwrap();
+/// let stock = streams.store::<String, i64>("stock").unwrap();
+/// let for_handler = stock.clone(); // e.g. one per HTTP handler: both read the same tasks
+/// println!("mice: {:?}", for_handler.get(&"mouse".to_string()).unwrap());
+/// println!("{} products", stock.approximate_num_entries().unwrap());
+/// ```
 pub struct ReadOnlyKeyValueStore<K, V> {
     name: String,
     shared: Arc<Shared>,
@@ -342,6 +368,20 @@ impl<K: 'static, V: 'static> ReadOnlyKeyValueStore<K, V> {
     }
 
     /// The value of a key, from whichever local task holds it.
+    ///
+    /// ```no_run
+    /// # use kstreams::{config::StreamsConfig, dsl::*, kafka::KafkaStreams};
+    /// # let builder = StreamsBuilder::new();
+    /// # builder.table::<String, i64>("stock", Materialized::named("stock"));
+    /// # let config = StreamsConfig::new("shop");
+    /// # let mut streams = KafkaStreams::new(&builder.build().unwrap(), config);
+    /// streams.start().unwrap();
+    /// let stock = streams.store::<String, i64>("stock").unwrap();
+    /// match stock.get(&"mouse".to_string()).unwrap() {
+    ///     Some(n) => println!("{n} mice in stock"),
+    ///     None => println!("no mice here (or another instance holds the key)"),
+    /// }
+    /// ```
     pub fn get(&self, key: &K) -> Result<Option<V>, StoreError> {
         Ok(self.each(|s| s.get(key))?.into_iter().flatten().next())
     }
@@ -363,6 +403,20 @@ impl<K: 'static, V: 'static> ReadOnlyKeyValueStore<K, V> {
     }
 
     /// Entries with `from <= key <= to` over all local tasks, in the byte order of the keys.
+    ///
+    /// ```no_run
+    /// # use kstreams::{config::StreamsConfig, dsl::*, kafka::KafkaStreams};
+    /// # let builder = StreamsBuilder::new();
+    /// # builder.table::<String, i64>("stock", Materialized::named("stock"));
+    /// # let config = StreamsConfig::new("shop");
+    /// # let mut streams = KafkaStreams::new(&builder.build().unwrap(), config);
+    /// streams.start().unwrap();
+    /// let stock = streams.store::<String, i64>("stock").unwrap();
+    /// // String keys sort as their UTF-8 bytes.
+    /// for (sku, n) in stock.range(&"sku-100".to_string(), &"sku-199".to_string()).unwrap() {
+    ///     println!("{sku}: {n}");
+    /// }
+    /// ```
     pub fn range(&self, from: &K, to: &K) -> Result<Vec<(K, V)>, StoreError> {
         let all = self
             .each(|s| s.range(from, to))?
@@ -373,12 +427,36 @@ impl<K: 'static, V: 'static> ReadOnlyKeyValueStore<K, V> {
     }
 
     /// Every entry of every local task, in the byte order of the keys.
+    ///
+    /// ```no_run
+    /// # use kstreams::{config::StreamsConfig, dsl::*, kafka::KafkaStreams};
+    /// # let builder = StreamsBuilder::new();
+    /// # builder.table::<String, i64>("stock", Materialized::named("stock"));
+    /// # let config = StreamsConfig::new("shop");
+    /// # let mut streams = KafkaStreams::new(&builder.build().unwrap(), config);
+    /// streams.start().unwrap();
+    /// let stock = streams.store::<String, i64>("stock").unwrap();
+    /// let out_of_stock: Vec<String> =
+    ///     stock.all().unwrap().into_iter().filter(|(_, n)| *n == 0).map(|(sku, _)| sku).collect();
+    /// println!("out of stock here: {out_of_stock:?}");
+    /// ```
     pub fn all(&self) -> Result<Vec<(K, V)>, StoreError> {
         let all = self.each(|s| s.all())?.into_iter().flatten().collect();
         self.sorted(all)
     }
 
     /// The number of entries over all local tasks.
+    ///
+    /// ```no_run
+    /// # use kstreams::{config::StreamsConfig, dsl::*, kafka::KafkaStreams};
+    /// # let builder = StreamsBuilder::new();
+    /// # builder.table::<String, i64>("stock", Materialized::named("stock"));
+    /// # let config = StreamsConfig::new("shop");
+    /// # let mut streams = KafkaStreams::new(&builder.build().unwrap(), config);
+    /// streams.start().unwrap();
+    /// let stock = streams.store::<String, i64>("stock").unwrap();
+    /// println!("about {} products on this instance", stock.approximate_num_entries().unwrap());
+    /// ```
     pub fn approximate_num_entries(&self) -> Result<u64, StoreError> {
         Ok(self
             .each(|s| Ok(s.approximate_num_entries()))?
@@ -387,6 +465,18 @@ impl<K: 'static, V: 'static> ReadOnlyKeyValueStore<K, V> {
     }
 
     /// The tasks of this instance that hold the store now.
+    ///
+    /// ```no_run
+    /// # use kstreams::{config::StreamsConfig, dsl::*, kafka::KafkaStreams};
+    /// # let builder = StreamsBuilder::new();
+    /// # builder.table::<String, i64>("stock", Materialized::named("stock"));
+    /// # let config = StreamsConfig::new("shop");
+    /// # let mut streams = KafkaStreams::new(&builder.build().unwrap(), config);
+    /// streams.start().unwrap();
+    /// let stock = streams.store::<String, i64>("stock").unwrap();
+    /// let partitions: Vec<i32> = stock.tasks().iter().map(|t| t.partition).collect();
+    /// println!("this instance holds the stock of partitions {partitions:?}");
+    /// ```
     pub fn tasks(&self) -> Vec<TaskId> {
         self.shared
             .stores_named(&self.name)
@@ -398,6 +488,23 @@ impl<K: 'static, V: 'static> ReadOnlyKeyValueStore<K, V> {
 
 /// A read-only window store spanning this instance's tasks. Made by
 /// [`KafkaStreams::window_store`](super::KafkaStreams::window_store), which has an example.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use kstreams::{config::StreamsConfig, dsl::*, kafka::KafkaStreams};
+/// let builder = StreamsBuilder::new();
+/// builder
+///     .stream::<String, String>("logins")
+///     .group_by_key()
+///     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_secs(3600)))
+///     .count_with(Materialized::named("logins-per-hour"));
+/// let mut streams = KafkaStreams::new(&builder.build().unwrap(), StreamsConfig::new("auth"));
+/// streams.start().unwrap();
+/// let per_hour = streams.window_store::<String, i64>("logins-per-hour").unwrap();
+/// let hours = per_hour.fetch(&"ann".to_string(), 0, i64::MAX).unwrap();
+/// let total: i64 = hours.iter().map(|(_, n)| n).sum();
+/// println!("ann: {total} logins over {} hours", hours.len());
+/// ```
 pub struct ReadOnlyWindowStore<K, V> {
     name: String,
     shared: Arc<Shared>,
@@ -446,6 +553,23 @@ impl<K: 'static, V: 'static> ReadOnlyWindowStore<K, V> {
     }
 
     /// Windows of one key starting in `[from, to]`, as `(window start, value)`, by start.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use kstreams::{config::StreamsConfig, dsl::*, kafka::KafkaStreams};
+    /// # let builder = StreamsBuilder::new();
+    /// # builder.stream::<String, String>("logins").group_by_key()
+    /// #     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_secs(3600)))
+    /// #     .count_with(Materialized::named("logins-per-hour"));
+    /// # let config = StreamsConfig::new("auth");
+    /// # let mut streams = KafkaStreams::new(&builder.build().unwrap(), config);
+    /// streams.start().unwrap();
+    /// let per_hour = streams.window_store::<String, i64>("logins-per-hour").unwrap();
+    /// let (from, to) = (1_700_000_000_000, 1_700_086_400_000); // windows starting in one day
+    /// for (start, logins) in per_hour.fetch(&"ann".to_string(), from, to).unwrap() {
+    ///     println!("hour from {start}: {logins}");
+    /// }
+    /// ```
     pub fn fetch(&self, key: &K, from: i64, to: i64) -> Result<Vec<(i64, V)>, StoreError> {
         let mut all: Vec<(i64, V)> = self
             .each(|s| s.fetch_range(key, from, to))?
@@ -458,6 +582,25 @@ impl<K: 'static, V: 'static> ReadOnlyWindowStore<K, V> {
 
     /// Windows of every key starting in `[from, to]`, as `(key, window start, value)`,
     /// ordered by start, then key bytes.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use kstreams::{config::StreamsConfig, dsl::*, kafka::KafkaStreams};
+    /// # let builder = StreamsBuilder::new();
+    /// # builder.stream::<String, String>("logins").group_by_key()
+    /// #     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_secs(3600)))
+    /// #     .count_with(Materialized::named("logins-per-hour"));
+    /// # let config = StreamsConfig::new("auth");
+    /// # let mut streams = KafkaStreams::new(&builder.build().unwrap(), config);
+    /// streams.start().unwrap();
+    /// let per_hour = streams.window_store::<String, i64>("logins-per-hour").unwrap();
+    /// let hour = 1_700_000_000_000 / 3_600_000 * 3_600_000;
+    /// for (user, _, logins) in per_hour.fetch_all(hour, hour).unwrap() {
+    ///     if logins > 10 {
+    ///         println!("{user}: {logins} logins in the hour from {hour}");
+    ///     }
+    /// }
+    /// ```
     pub fn fetch_all(&self, from: i64, to: i64) -> Result<Vec<(K, i64, V)>, StoreError> {
         let all: Vec<(K, i64, V)> = self
             .each(|s| s.fetch_all(from, to))?
@@ -480,6 +623,22 @@ impl<K: 'static, V: 'static> ReadOnlyWindowStore<K, V> {
     }
 
     /// The size of the store's windows in milliseconds (0 when no task holds the store).
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use kstreams::{config::StreamsConfig, dsl::*, kafka::KafkaStreams};
+    /// # let builder = StreamsBuilder::new();
+    /// # builder.stream::<String, String>("logins").group_by_key()
+    /// #     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_secs(3600)))
+    /// #     .count_with(Materialized::named("logins-per-hour"));
+    /// # let config = StreamsConfig::new("auth");
+    /// # let mut streams = KafkaStreams::new(&builder.build().unwrap(), config);
+    /// streams.start().unwrap();
+    /// let per_hour = streams.window_store::<String, i64>("logins-per-hour").unwrap();
+    /// for (start, logins) in per_hour.fetch(&"ann".to_string(), 0, i64::MAX).unwrap() {
+    ///     println!("[{start}, {}): {logins}", start + per_hour.window_size());
+    /// }
+    /// ```
     pub fn window_size(&self) -> i64 {
         self.each(|s| Ok(s.window_size()))
             .ok()
@@ -490,6 +649,25 @@ impl<K: 'static, V: 'static> ReadOnlyWindowStore<K, V> {
 
 /// One change of a store: the key, the window (window stores), the new value or `None` when
 /// deleted, and the event time of the write (timestamped stores: tables and aggregations).
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use kstreams::kafka::TableChange;
+/// /// Keeps a local copy of a table up to date from its changes.
+/// fn apply(mirror: &mut BTreeMap<String, i64>, change: TableChange<String, i64>) {
+///     match change.value {
+///         Some(value) => mirror.insert(change.key, value),
+///         None => mirror.remove(&change.key), // deleted
+///     };
+/// }
+/// let mut mirror = BTreeMap::new();
+/// let key = "mouse".to_string();
+/// let put = TableChange { key, window_start: None, value: Some(25), timestamp: Some(7) };
+/// apply(&mut mirror, put.clone());
+/// assert_eq!(mirror.get("mouse"), Some(&25));
+/// apply(&mut mirror, TableChange { value: None, timestamp: None, ..put });
+/// assert!(mirror.is_empty());
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableChange<K, V> {
     /// The key.
@@ -508,6 +686,26 @@ type Decoder<V> = Box<dyn Fn(&[u8]) -> Result<(V, Option<i64>), crate::serde::Se
 /// more than ten thousand changes behind loses changes; [`dropped`](Self::dropped) counts
 /// them (read the store again to catch up). Made by
 /// [`KafkaStreams::subscribe`](super::KafkaStreams::subscribe), which has an example.
+///
+/// ```no_run
+/// use futures::StreamExt;
+/// use kstreams::{config::StreamsConfig, dsl::*, kafka::KafkaStreams};
+/// let builder = StreamsBuilder::new();
+/// builder.table::<String, i64>("prices", Materialized::named("prices"));
+/// let mut streams = KafkaStreams::new(&builder.build().unwrap(), StreamsConfig::new("shop"));
+/// streams.start().unwrap();
+/// let changes = streams.subscribe::<String, i64>("prices").unwrap();
+/// // Skip changes that do not decode; the stream ends when `streams` closes.
+/// let mut changes = changes.filter_map(|c| futures::future::ready(c.ok()));
+/// futures::executor::block_on(async {
+///     while let Some(change) = changes.next().await {
+///         match change.value {
+///             Some(price) => println!("{} now costs {price}", change.key),
+///             None => println!("{} is no longer sold", change.key),
+///         }
+///     }
+/// });
+/// ```
 pub struct TableChanges<K, V> {
     name: String,
     receiver: mpsc::Receiver<RawChange>,
@@ -559,6 +757,28 @@ impl<K: 'static, V: 'static> TableChanges<K, V> {
     }
 
     /// Changes lost because this subscriber fell behind.
+    ///
+    /// ```no_run
+    /// use futures::StreamExt;
+    /// # use kstreams::{config::StreamsConfig, dsl::*, kafka::KafkaStreams};
+    /// # let builder = StreamsBuilder::new();
+    /// # builder.table::<String, i64>("prices", Materialized::named("prices"));
+    /// # let config = StreamsConfig::new("shop");
+    /// # let mut streams = KafkaStreams::new(&builder.build().unwrap(), config);
+    /// streams.start().unwrap();
+    /// let mut changes = streams.subscribe::<String, i64>("prices").unwrap();
+    /// let mut seen = 0;
+    /// futures::executor::block_on(async {
+    ///     while let Some(change) = changes.next().await {
+    ///         if changes.dropped() > seen {
+    ///             seen = changes.dropped(); // fell behind: reload the whole table
+    ///             let all = streams.store::<String, i64>("prices").unwrap().all().unwrap();
+    ///             println!("resynced {} prices", all.len());
+    ///         }
+    ///         println!("{:?}", change.unwrap());
+    ///     }
+    /// });
+    /// ```
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }

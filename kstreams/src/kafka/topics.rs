@@ -5,7 +5,8 @@
 //! missing: repartition and changelog topics (`<application-id>-<name>`, with the partition
 //! counts the topology needs and their configs: `cleanup.policy=compact` for key-value
 //! changelogs, `compact,delete` with a retention for window changelogs, `delete` with
-//! unlimited retention for repartition topics) and the dead-letter topic.
+//! unlimited retention for repartition topics) and the dead-letter topic, with the
+//! configured replication factor.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -25,17 +26,30 @@ use super::kafka;
 /// Partition counts of every topic the cluster knows, by name.
 pub(crate) type PartitionCounts = HashMap<String, i32>;
 
-pub(crate) fn partition_counts(client: &ClientConfig) -> Result<PartitionCounts, StreamsError> {
+/// The partition counts and the number of brokers.
+fn cluster(client: &ClientConfig) -> Result<(PartitionCounts, usize), StreamsError> {
     let consumer: BaseConsumer = client.create().map_err(kafka)?;
     let metadata = consumer
         .fetch_metadata(None, Duration::from_secs(30))
         .map_err(kafka)?;
-    Ok(metadata
+    let counts = metadata
         .topics()
         .iter()
         .filter(|t| t.error().is_none() && !t.partitions().is_empty())
         .map(|t| (t.name().to_string(), t.partitions().len() as i32))
-        .collect())
+        .collect();
+    Ok((counts, metadata.brokers().len()))
+}
+
+/// The replication factor for new topics: the configured one; unset (`-1`), the broker's
+/// default, except on a single broker, where it can only be 1 (and some Kafka-protocol
+/// brokers do not take `-1`).
+fn replication(configured: i32, brokers: usize) -> TopicReplication<'static> {
+    match configured {
+        n if n > 0 => TopicReplication::Fixed(n),
+        _ if brokers <= 1 => TopicReplication::Fixed(1),
+        _ => TopicReplication::Fixed(-1),
+    }
 }
 
 /// Checks source topics and co-partitioning, creates missing internal topics and the
@@ -45,7 +59,7 @@ pub(crate) fn prepare_topics(
     config: &StreamsConfig,
     client: &ClientConfig,
 ) -> Result<PartitionCounts, StreamsError> {
-    let mut counts = partition_counts(client)?;
+    let (mut counts, brokers) = cluster(client)?;
     for topic in topology.source_topics() {
         if !counts.contains_key(&topic) {
             return Err(crate::TopologyError::MissingSourceTopic(topic).into());
@@ -82,7 +96,11 @@ pub(crate) fn prepare_topics(
         .iter()
         .map(|(name, partitions, configs)| {
             configs.iter().fold(
-                NewTopic::new(name, *partitions, TopicReplication::Fixed(1)),
+                NewTopic::new(
+                    name,
+                    *partitions,
+                    replication(config.replication_factor, brokers),
+                ),
                 |t, (k, v)| t.set(k, v),
             )
         })
@@ -104,4 +122,24 @@ pub(crate) fn prepare_topics(
         counts.insert(name, partitions);
     }
     Ok(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn factor(r: TopicReplication<'_>) -> i32 {
+        match r {
+            TopicReplication::Fixed(n) => n,
+            TopicReplication::Variable(_) => panic!("variable"),
+        }
+    }
+
+    #[test]
+    fn replication_factor_is_the_configured_one_or_the_brokers_default() {
+        assert_eq!(factor(replication(3, 5)), 3);
+        assert_eq!(factor(replication(3, 1)), 3, "configured wins");
+        assert_eq!(factor(replication(-1, 5)), -1, "the broker's default");
+        assert_eq!(factor(replication(-1, 1)), 1, "one broker: one replica");
+    }
 }

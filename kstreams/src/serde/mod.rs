@@ -17,6 +17,16 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// Why a value could not be serialized or deserialized.
+///
+/// ```
+/// use kstreams::serde::{Serde, SerdeError, Serdes};
+/// let err = Serdes::i64().deserialize(Some(b"abc")).unwrap_err();
+/// assert_eq!(err, SerdeError::WrongLength { expected: 8, actual: 3 });
+/// assert_eq!(err.to_string(), "expected 8 bytes, got 3");
+/// assert_eq!(Serdes::string().deserialize(None), Err(SerdeError::UnexpectedNull));
+/// let bad_utf8 = Serdes::string().deserialize(Some(&[0xff]));
+/// assert!(matches!(bad_utf8, Err(SerdeError::InvalidUtf8(_))));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SerdeError {
     /// The bytes were `null` but the type has no `null`.
@@ -58,6 +68,31 @@ pub trait Serde<T>: Send + Sync + 'static {
 }
 
 /// A shared serde, as the DSL stores it.
+///
+/// ```
+/// use std::sync::Arc;
+/// use kstreams::serde::{Serde, SerdeError, SerdeRef, Serdes};
+///
+/// /// Booleans as one byte.
+/// struct BoolSerde;
+/// impl Serde<bool> for BoolSerde {
+///     fn serialize(&self, value: &bool) -> Result<Option<Vec<u8>>, SerdeError> {
+///         Ok(Some(vec![*value as u8]))
+///     }
+///     fn deserialize(&self, bytes: Option<&[u8]>) -> Result<bool, SerdeError> {
+///         match bytes.ok_or(SerdeError::UnexpectedNull)? {
+///             [b] => Ok(*b != 0),
+///             other => Err(SerdeError::WrongLength { expected: 1, actual: other.len() }),
+///         }
+///     }
+/// }
+///
+/// let serde: SerdeRef<bool> = Arc::new(BoolSerde);
+/// assert_eq!(serde.serialize(&true).unwrap(), Some(vec![1]));
+/// let optional = Serdes::optional(serde.clone()); // handles are cheap to share
+/// assert_eq!(optional.deserialize(Some(&[0])).unwrap(), Some(false));
+/// assert_eq!(optional.deserialize(None).unwrap(), None);
+/// ```
 pub type SerdeRef<T> = Arc<dyn Serde<T>>;
 
 /// Types that have a serde the DSL uses when none is given.
@@ -128,46 +163,150 @@ pub struct Serdes;
 
 impl Serdes {
     /// UTF-8 strings.
+    ///
+    /// ```
+    /// use kstreams::serde::{Serde, Serdes};
+    /// let serde = Serdes::string();
+    /// let bytes = serde.serialize(&"héllo".to_string()).unwrap();
+    /// assert_eq!(bytes.as_deref(), Some("héllo".as_bytes()));
+    /// assert_eq!(serde.deserialize(bytes.as_deref()).unwrap(), "héllo");
+    /// assert!(serde.deserialize(Some(&[0xff, 0xfe])).is_err()); // not UTF-8
+    /// ```
     pub fn string() -> SerdeRef<String> {
         Arc::new(StringSerde)
     }
     /// Raw bytes, passed through unchanged.
+    ///
+    /// ```
+    /// use kstreams::serde::{Serde, Serdes};
+    /// let serde = Serdes::bytes();
+    /// let bytes = serde.serialize(&vec![0, 255, 3]).unwrap();
+    /// assert_eq!(bytes, Some(vec![0, 255, 3]));
+    /// assert_eq!(serde.deserialize(bytes.as_deref()).unwrap(), vec![0, 255, 3]);
+    /// assert!(serde.deserialize(None).is_err()); // `null` is no byte string
+    /// ```
     pub fn bytes() -> SerdeRef<Vec<u8>> {
         Arc::new(BytesSerde)
     }
     /// Big-endian 4-byte integers (Kafka's `IntegerSerde`).
+    ///
+    /// ```
+    /// use kstreams::serde::{Serde, Serdes};
+    /// let serde = Serdes::i32();
+    /// let bytes = serde.serialize(&-2).unwrap();
+    /// assert_eq!(bytes, Some(vec![0xff, 0xff, 0xff, 0xfe]));
+    /// assert_eq!(serde.deserialize(bytes.as_deref()).unwrap(), -2);
+    /// assert!(serde.deserialize(Some(&[0, 0, 0, 0, 1])).is_err()); // 5 bytes
+    /// ```
     pub fn i32() -> SerdeRef<i32> {
         Arc::new(FixedSerde::<i32>(PhantomData))
     }
     /// Big-endian 8-byte integers (Kafka's `LongSerde`).
+    ///
+    /// ```
+    /// use kstreams::serde::{Serde, Serdes};
+    /// let serde = Serdes::i64();
+    /// let bytes = serde.serialize(&258).unwrap();
+    /// assert_eq!(bytes, Some(vec![0, 0, 0, 0, 0, 0, 1, 2]));
+    /// assert_eq!(serde.deserialize(bytes.as_deref()).unwrap(), 258);
+    /// let min = serde.serialize(&i64::MIN).unwrap();
+    /// assert_eq!(serde.deserialize(min.as_deref()).unwrap(), i64::MIN);
+    /// ```
     pub fn i64() -> SerdeRef<i64> {
         Arc::new(FixedSerde::<i64>(PhantomData))
     }
     /// Big-endian 4-byte unsigned integers.
+    ///
+    /// ```
+    /// use kstreams::serde::{Serde, Serdes};
+    /// let serde = Serdes::u32();
+    /// let bytes = serde.serialize(&u32::MAX).unwrap();
+    /// assert_eq!(bytes, Some(vec![0xff; 4]));
+    /// assert_eq!(serde.deserialize(bytes.as_deref()).unwrap(), u32::MAX);
+    /// ```
     pub fn u32() -> SerdeRef<u32> {
         Arc::new(FixedSerde::<u32>(PhantomData))
     }
     /// Big-endian 8-byte unsigned integers (byte order equals numeric order).
+    ///
+    /// ```
+    /// use kstreams::serde::{Serde, Serdes};
+    /// let serde = Serdes::u64();
+    /// let (small, large) = (serde.serialize(&255).unwrap(), serde.serialize(&256).unwrap());
+    /// assert!(small < large); // so range scans over u64 keys go in numeric order
+    /// assert_eq!(serde.deserialize(large.as_deref()).unwrap(), 256);
+    /// ```
     pub fn u64() -> SerdeRef<u64> {
         Arc::new(FixedSerde::<u64>(PhantomData))
     }
     /// Big-endian IEEE-754 doubles (Kafka's `DoubleSerde`).
+    ///
+    /// ```
+    /// use kstreams::serde::{Serde, Serdes};
+    /// let serde = Serdes::f64();
+    /// let bytes = serde.serialize(&2.5).unwrap();
+    /// assert_eq!(bytes, Some(2.5f64.to_be_bytes().to_vec()));
+    /// assert_eq!(serde.deserialize(bytes.as_deref()).unwrap(), 2.5);
+    /// ```
     pub fn f64() -> SerdeRef<f64> {
         Arc::new(FixedSerde::<f64>(PhantomData))
     }
     /// The unit type: writes `null`, reads any bytes (for records whose key is ignored).
+    ///
+    /// ```
+    /// use kstreams::serde::{Serde, Serdes};
+    /// let serde = Serdes::unit();
+    /// assert_eq!(serde.serialize(&()).unwrap(), None);
+    /// assert_eq!(serde.deserialize(None).unwrap(), ());
+    /// assert_eq!(serde.deserialize(Some(b"whatever")).unwrap(), ());
+    /// ```
     pub fn unit() -> SerdeRef<()> {
         Arc::new(UnitSerde)
     }
     /// JSON through serde_json: the format for events on topics.
+    ///
+    /// ```
+    /// use kstreams::serde::{Serde, Serdes};
+    /// #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    /// struct Order { id: u64, item: String }
+    ///
+    /// let serde = Serdes::json::<Order>();
+    /// let order = Order { id: 7, item: "mouse".into() };
+    /// let bytes = serde.serialize(&order).unwrap();
+    /// assert_eq!(bytes.as_deref(), Some(&br#"{"id":7,"item":"mouse"}"#[..]));
+    /// assert_eq!(serde.deserialize(bytes.as_deref()).unwrap(), order);
+    /// assert!(serde.deserialize(Some(b"{")).is_err());
+    /// ```
     pub fn json<T: Serialize + DeserializeOwned + 'static>() -> SerdeRef<T> {
         Arc::new(JsonSerde::<T>(PhantomData))
     }
     /// postcard: a compact binary format for state and changelog values.
+    ///
+    /// ```
+    /// use kstreams::serde::{Serde, Serdes};
+    /// #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    /// struct Order { id: u64, item: String }
+    ///
+    /// let order = Order { id: 7, item: "mouse".into() };
+    /// let bytes = Serdes::postcard::<Order>().serialize(&order).unwrap().unwrap();
+    /// assert_eq!(Serdes::postcard::<Order>().deserialize(Some(&bytes)).unwrap(), order);
+    /// let json = Serdes::json::<Order>().serialize(&order).unwrap().unwrap();
+    /// assert!(bytes.len() < json.len()); // 7 bytes against 23
+    /// ```
     pub fn postcard<T: Serialize + DeserializeOwned + 'static>() -> SerdeRef<T> {
         Arc::new(PostcardSerde::<T>(PhantomData))
     }
     /// Wraps a serde so that `null` reads as `None` and `None` writes `null`.
+    ///
+    /// ```
+    /// use kstreams::serde::{Serde, Serdes};
+    /// let serde = Serdes::optional(Serdes::i32());
+    /// assert_eq!(serde.serialize(&None).unwrap(), None); // a tombstone
+    /// assert_eq!(serde.deserialize(None).unwrap(), None);
+    /// let bytes = serde.serialize(&Some(5)).unwrap();
+    /// assert_eq!(bytes, Some(vec![0, 0, 0, 5])); // the inner encoding
+    /// assert_eq!(serde.deserialize(bytes.as_deref()).unwrap(), Some(5));
+    /// ```
     pub fn optional<T: 'static>(inner: SerdeRef<T>) -> SerdeRef<Option<T>> {
         Arc::new(OptionSerde(inner))
     }

@@ -140,8 +140,18 @@ impl KeyValueBytesStore for CachingKeyValueStore {
     }
 
     fn approximate_num_entries(&self) -> u64 {
-        let added = self.lock().dirty.values().filter(|v| v.is_some()).count() as u64;
-        self.inner.approximate_num_entries() + added
+        // The store's count, corrected by the cached writes that add or remove a key.
+        let cache = self.lock();
+        let mut count = self.inner.approximate_num_entries() as i64;
+        for (key, value) in &cache.dirty {
+            let stored = matches!(self.inner.get(key), Ok(Some(_)));
+            match (value.is_some(), stored) {
+                (true, false) => count += 1,
+                (false, true) => count -= 1,
+                _ => {}
+            }
+        }
+        count.max(0) as u64
     }
 
     fn prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
@@ -305,8 +315,21 @@ impl WindowBytesStore for CachingWindowStore {
     }
 
     fn approximate_num_entries(&self) -> u64 {
-        let added = self.lock().dirty.values().filter(|v| v.is_some()).count() as u64;
-        self.inner.approximate_num_entries() + added
+        // The store's count, corrected by the cached writes that add or remove a window.
+        let cache = self.lock();
+        let mut count = self.inner.approximate_num_entries() as i64;
+        for ((key, start), value) in &cache.dirty {
+            let stored = self
+                .inner
+                .fetch(key, *start, *start)
+                .is_ok_and(|found| !found.is_empty());
+            match (value.is_some(), stored) {
+                (true, false) => count += 1,
+                (false, true) => count -= 1,
+                _ => {}
+            }
+        }
+        count.max(0) as u64
     }
 
     fn apply_batch(&self, batch: Vec<(Vec<u8>, i64, Option<Vec<u8>>)>) -> Result<(), StoreError> {
@@ -322,5 +345,43 @@ impl WindowBytesStore for CachingWindowStore {
             self.evict(&mut cache)?;
         }
         self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::in_memory::{InMemoryKeyValueStore, InMemoryWindowStore};
+    use super::*;
+
+    #[test]
+    fn entry_counts_see_through_unflushed_overwrites_and_deletes() {
+        let kv = CachingKeyValueStore::new(Arc::new(InMemoryKeyValueStore::new()), 1 << 20);
+        kv.put(b"a".to_vec(), b"1".to_vec()).unwrap();
+        kv.flush().unwrap();
+        kv.put(b"a".to_vec(), b"2".to_vec()).unwrap(); // overwrite, cached
+        kv.put(b"b".to_vec(), b"1".to_vec()).unwrap(); // new key, cached
+        assert_eq!(kv.approximate_num_entries(), 2);
+        kv.delete(b"a").unwrap(); // delete of a stored key, cached
+        assert_eq!(kv.approximate_num_entries(), 1);
+        kv.flush().unwrap();
+        assert_eq!(kv.approximate_num_entries(), 1);
+
+        let spec = WindowSpec {
+            size: 10,
+            retention: 1_000,
+            retain_duplicates: false,
+        };
+        let windows = CachingWindowStore::new(
+            Arc::new(InMemoryWindowStore::new(spec)),
+            spec,
+            1 << 20,
+        );
+        windows.put(b"k", 0, Some(vec![1])).unwrap();
+        windows.flush().unwrap();
+        windows.put(b"k", 0, Some(vec![2])).unwrap();
+        windows.put(b"k", 10, Some(vec![1])).unwrap();
+        assert_eq!(windows.approximate_num_entries(), 2);
+        windows.put(b"k", 0, None).unwrap();
+        assert_eq!(windows.approximate_num_entries(), 1);
     }
 }

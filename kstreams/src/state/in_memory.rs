@@ -1,7 +1,7 @@
 //! In-memory bytes stores: sorted maps behind a lock, so interactive queries on other threads
 //! can read while the owning task writes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard, RwLock};
 
@@ -71,15 +71,19 @@ impl KeyValueBytesStore for InMemoryKeyValueStore {
     }
 }
 
-/// Segments of a window store: window start → (key, sequence number) → value.
+/// A window store's entries, indexed twice: by key (for `fetch`, the hot path of joins and
+/// windowed aggregations, which then costs the entries of that key only) and by window start
+/// (for expiry and `fetch_all`).
 struct WindowState {
-    segments: BTreeMap<i64, BTreeMap<(Vec<u8>, u32), Vec<u8>>>,
+    /// (key, window start, sequence number) → value.
+    by_key: BTreeMap<(Vec<u8>, i64, u32), Vec<u8>>,
+    /// (window start, key, sequence number) of every entry.
+    by_time: BTreeSet<(i64, Vec<u8>, u32)>,
     observed_stream_time: i64,
     seq: u32,
-    entries: u64,
 }
 
-/// A window store on nested sorted maps, expiring windows older than its retention.
+/// A window store on sorted maps, expiring windows older than its retention.
 pub(crate) struct InMemoryWindowStore {
     spec: WindowSpec,
     state: Mutex<WindowState>,
@@ -90,10 +94,10 @@ impl InMemoryWindowStore {
         InMemoryWindowStore {
             spec,
             state: Mutex::new(WindowState {
-                segments: BTreeMap::new(),
+                by_key: BTreeMap::new(),
+                by_time: BTreeSet::new(),
                 observed_stream_time: i64::MIN,
                 seq: 0,
-                entries: 0,
             }),
         }
     }
@@ -106,6 +110,7 @@ impl InMemoryWindowStore {
 impl WindowBytesStore for InMemoryWindowStore {
     fn put(&self, key: &[u8], start: i64, value: Option<Vec<u8>>) -> Result<bool, StoreError> {
         let mut state = self.lock();
+        let state = &mut *state;
         state.observed_stream_time = state.observed_stream_time.max(start);
         let min_live = state
             .observed_stream_time
@@ -114,11 +119,12 @@ impl WindowBytesStore for InMemoryWindowStore {
         if start < min_live {
             return Ok(false);
         }
-        // Expire whole segments that fell out of retention.
-        let live = state.segments.split_off(&min_live);
-        let expired: u64 = state.segments.values().map(|s| s.len() as u64).sum();
-        state.segments = live;
-        state.entries -= expired;
+        // Expire the windows that fell out of retention, oldest first.
+        while state.by_time.first().is_some_and(|(s, _, _)| *s < min_live) {
+            if let Some((s, k, seq)) = state.by_time.pop_first() {
+                state.by_key.remove(&(k, s, seq));
+            }
+        }
         match value {
             Some(value) => {
                 let seq = if self.spec.retain_duplicates {
@@ -127,25 +133,20 @@ impl WindowBytesStore for InMemoryWindowStore {
                 } else {
                     0
                 };
-                let previous = state
-                    .segments
-                    .entry(start)
-                    .or_default()
-                    .insert((key.to_vec(), seq), value);
-                if previous.is_none() {
-                    state.entries += 1;
+                if state
+                    .by_key
+                    .insert((key.to_vec(), start, seq), value)
+                    .is_none()
+                {
+                    state.by_time.insert((start, key.to_vec(), seq));
                 }
             }
             None if self.spec.retain_duplicates => {}
             None => {
-                let state = &mut *state;
-                if let Some(segment) = state.segments.get_mut(&start) {
-                    if segment.remove(&(key.to_vec(), 0)).is_some() {
-                        state.entries -= 1;
-                    }
-                    if segment.is_empty() {
-                        state.segments.remove(&start);
-                    }
+                let entry = (key.to_vec(), start, 0);
+                if state.by_key.remove(&entry).is_some() {
+                    let (k, s, seq) = entry;
+                    state.by_time.remove(&(s, k, seq));
                 }
             }
         }
@@ -157,19 +158,17 @@ impl WindowBytesStore for InMemoryWindowStore {
             return Ok(Vec::new());
         }
         let state = self.lock();
-        let lo = (key.to_vec(), 0u32);
-        let hi = (key.to_vec(), u32::MAX);
-        let mut out = Vec::new();
-        for (start, segment) in state.segments.range(from..=to) {
-            for ((k, _), v) in segment.range(lo.clone()..=hi.clone()) {
-                out.push(WindowEntry {
-                    key: k.clone(),
-                    start: *start,
-                    value: v.clone(),
-                });
-            }
-        }
-        Ok(out)
+        let lo = (key.to_vec(), from, 0u32);
+        let hi = (key.to_vec(), to, u32::MAX);
+        Ok(state
+            .by_key
+            .range(lo..=hi)
+            .map(|((k, start, _), v)| WindowEntry {
+                key: k.clone(),
+                start: *start,
+                value: v.clone(),
+            })
+            .collect())
     }
 
     fn fetch_all(&self, from: i64, to: i64) -> Result<Vec<WindowEntry>, StoreError> {
@@ -177,14 +176,17 @@ impl WindowBytesStore for InMemoryWindowStore {
             return Ok(Vec::new());
         }
         let state = self.lock();
+        let lo = (from, Vec::new(), 0u32);
         Ok(state
-            .segments
-            .range(from..=to)
-            .flat_map(|(start, segment)| {
-                segment.iter().map(move |((k, _), v)| WindowEntry {
+            .by_time
+            .range(lo..)
+            .take_while(|(start, _, _)| *start <= to)
+            .filter_map(|(start, k, seq)| {
+                let value = state.by_key.get(&(k.clone(), *start, *seq))?;
+                Some(WindowEntry {
                     key: k.clone(),
                     start: *start,
-                    value: v.clone(),
+                    value: value.clone(),
                 })
             })
             .collect())
@@ -195,7 +197,7 @@ impl WindowBytesStore for InMemoryWindowStore {
     }
 
     fn approximate_num_entries(&self) -> u64 {
-        self.lock().entries
+        self.lock().by_key.len() as u64
     }
 }
 

@@ -38,6 +38,19 @@ pub(crate) use registry::{
 };
 
 /// A failed state store operation.
+///
+/// ```
+/// use kstreams::{config::StreamsConfig, dsl::*, state::StoreError, testing::TestDriver};
+/// let builder = StreamsBuilder::new();
+/// builder.table::<String, i64>("stock", Materialized::named("stock"));
+/// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("e")).unwrap();
+/// let missing = driver.key_value_store::<String, i64>("stok").err();
+/// assert_eq!(missing, Some(StoreError::NotFound("stok".into())));
+/// let wrong_types = driver.key_value_store::<String, String>("stock").err().unwrap();
+/// assert!(matches!(wrong_types, StoreError::TypeMismatch { .. }), "{wrong_types}");
+/// let wrong_kind = driver.window_store::<String, i64>("stock").err().unwrap();
+/// assert!(matches!(wrong_kind, StoreError::WrongKind { requested: "window", .. }));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     /// No store of this name is connected to the processor or task.
@@ -204,6 +217,22 @@ pub struct KeyValueStore<K, V> {
 }
 
 /// A key-value store whose values carry the timestamp of their last write.
+///
+/// ```
+/// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+/// use kstreams::state::{TimestampedKeyValueStore, ValueAndTimestamp};
+/// let builder = StreamsBuilder::new();
+/// builder.table::<String, i64>("prices", Materialized::named("prices"));
+/// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("t")).unwrap();
+/// let prices: TimestampedKeyValueStore<String, i64> =
+///     driver.timestamped_key_value_store("prices").unwrap();
+/// prices.put(&"desk".into(), &ValueAndTimestamp { value: 300, timestamp: 12 }).unwrap();
+/// let desk = prices.get(&"desk".into()).unwrap().unwrap();
+/// assert_eq!((desk.value, desk.timestamp), (300, 12));
+/// // The plain view of the same store drops the timestamps.
+/// let plain = driver.key_value_store::<String, i64>("prices").unwrap();
+/// assert_eq!(plain.get(&"desk".into()).unwrap(), Some(300));
+/// ```
 pub type TimestampedKeyValueStore<K, V> = KeyValueStore<K, ValueAndTimestamp<V>>;
 
 impl<K, V> Clone for KeyValueStore<K, V> {
@@ -233,6 +262,16 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
     }
 
     /// The store's name.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.table::<String, i64>("stock", Materialized::named("stock"));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("kv")).unwrap();
+    /// let stock = driver.key_value_store::<String, i64>("stock").unwrap();
+    /// assert_eq!(stock.name(), "stock");
+    /// assert_eq!(stock.clone().name(), "stock");
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -261,6 +300,18 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
     }
 
     /// The value of a key.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.table::<String, i64>("stock", Materialized::named("stock"));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("kv")).unwrap();
+    /// let stock = driver.key_value_store::<String, i64>("stock").unwrap();
+    /// let input = driver.create_input_topic::<String, Option<i64>>("stock");
+    /// input.pipe_input_at("mouse".into(), Some(7), 0);
+    /// assert_eq!(stock.get(&"mouse".into()).unwrap(), Some(7));
+    /// assert_eq!(stock.get(&"desk".into()).unwrap(), None);
+    /// ```
     pub fn get(&self, key: &K) -> Result<Option<V>, StoreError> {
         let key = self.key_bytes(key)?;
         match self.inner.get(&key)? {
@@ -270,6 +321,17 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
     }
 
     /// Sets the value of a key.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.table::<String, i64>("stock", Materialized::named("stock"));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("kv")).unwrap();
+    /// let stock = driver.key_value_store::<String, i64>("stock").unwrap();
+    /// stock.put(&"mouse".into(), &7).unwrap();
+    /// stock.put(&"mouse".into(), &6).unwrap(); // replaces
+    /// assert_eq!(stock.get(&"mouse".into()).unwrap(), Some(6));
+    /// ```
     pub fn put(&self, key: &K, value: &V) -> Result<(), StoreError> {
         let key = self.key_bytes(key)?;
         let value = encode(&*self.value_serde, value, &self.name)?;
@@ -277,6 +339,17 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
     }
 
     /// Sets the value of a key unless it has one; returns the existing value.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.table::<String, i64>("stock", Materialized::named("stock"));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("kv")).unwrap();
+    /// let stock = driver.key_value_store::<String, i64>("stock").unwrap();
+    /// assert_eq!(stock.put_if_absent(&"mouse".into(), &7).unwrap(), None);
+    /// assert_eq!(stock.put_if_absent(&"mouse".into(), &6).unwrap(), Some(7));
+    /// assert_eq!(stock.get(&"mouse".into()).unwrap(), Some(7)); // unchanged
+    /// ```
     pub fn put_if_absent(&self, key: &K, value: &V) -> Result<Option<V>, StoreError> {
         match self.get(key)? {
             Some(existing) => Ok(Some(existing)),
@@ -285,6 +358,18 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
     }
 
     /// Removes a key; returns the value it had.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.table::<String, i64>("stock", Materialized::named("stock"));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("kv")).unwrap();
+    /// let stock = driver.key_value_store::<String, i64>("stock").unwrap();
+    /// stock.put(&"mouse".into(), &7).unwrap();
+    /// assert_eq!(stock.delete(&"mouse".into()).unwrap(), Some(7));
+    /// assert_eq!(stock.delete(&"mouse".into()).unwrap(), None);
+    /// assert_eq!(stock.get(&"mouse".into()).unwrap(), None);
+    /// ```
     pub fn delete(&self, key: &K) -> Result<Option<V>, StoreError> {
         let key = self.key_bytes(key)?;
         match self.inner.delete(&key)? {
@@ -294,6 +379,20 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
     }
 
     /// Entries with `from <= key <= to` in the byte order of the serialized keys.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.table::<String, i64>("stock", Materialized::named("stock"));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("kv")).unwrap();
+    /// let stock = driver.key_value_store::<String, i64>("stock").unwrap();
+    /// for (sku, n) in [("a", 1), ("b", 2), ("ba", 3), ("c", 4)] {
+    ///     stock.put(&sku.into(), &n).unwrap();
+    /// }
+    /// let keys: Vec<String> = stock.range(&"b".into(), &"c".into()).unwrap()
+    ///     .into_iter().map(|(k, _)| k).collect();
+    /// assert_eq!(keys, vec!["b", "ba", "c"]); // both bounds included
+    /// ```
     pub fn range(&self, from: &K, to: &K) -> Result<Vec<(K, V)>, StoreError> {
         let (from, to) = (self.key_bytes(from)?, self.key_bytes(to)?);
         let entries = self.inner.range(Some(&from), Some(&to))?;
@@ -302,6 +401,19 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
 
     /// Entries whose serialized key starts with the serialized `prefix` (for string keys:
     /// keys that start with the prefix string), in key order.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.table::<String, i64>("stock", Materialized::named("stock"));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("kv")).unwrap();
+    /// let stock = driver.key_value_store::<String, i64>("stock").unwrap();
+    /// for (sku, n) in [("cable-usb", 3), ("mouse", 7), ("cable-hdmi", 1)] {
+    ///     stock.put(&sku.into(), &n).unwrap();
+    /// }
+    /// assert_eq!(stock.prefix_scan(&"cable-".into()).unwrap(),
+    ///     vec![("cable-hdmi".to_string(), 1), ("cable-usb".to_string(), 3)]);
+    /// ```
     pub fn prefix_scan(&self, prefix: &K) -> Result<Vec<(K, V)>, StoreError> {
         let prefix = self.key_bytes(prefix)?;
         let entries = self.inner.prefix(&prefix)?;
@@ -309,12 +421,37 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
     }
 
     /// Every entry, in the byte order of the serialized keys.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.table::<String, i64>("stock", Materialized::named("stock"));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("kv")).unwrap();
+    /// let stock = driver.key_value_store::<String, i64>("stock").unwrap();
+    /// for (sku, n) in [("mouse", 7), ("desk", 1)] {
+    ///     stock.put(&sku.into(), &n).unwrap();
+    /// }
+    /// assert_eq!(stock.all().unwrap(), vec![("desk".to_string(), 1), ("mouse".to_string(), 7)]);
+    /// ```
     pub fn all(&self) -> Result<Vec<(K, V)>, StoreError> {
         let entries = self.inner.range(None, None)?;
         self.decode_entries(entries)
     }
 
     /// The number of entries (exact for in-memory stores).
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.table::<String, i64>("stock", Materialized::named("stock"));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("kv")).unwrap();
+    /// let stock = driver.key_value_store::<String, i64>("stock").unwrap();
+    /// let input = driver.create_input_topic::<String, Option<i64>>("stock");
+    /// for (sku, n) in [("mouse", Some(7)), ("desk", Some(1)), ("mouse", None)] {
+    ///     input.pipe_input_at(sku.into(), n, 0);
+    /// }
+    /// assert_eq!(stock.approximate_num_entries(), 1);
+    /// ```
     pub fn approximate_num_entries(&self) -> u64 {
         self.inner.approximate_num_entries()
     }
@@ -378,11 +515,35 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
     }
 
     /// The store's name.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("clicks").group_by_key()
+    ///     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_millis(10)))
+    ///     .count_with(Materialized::named("clicks").with_retention(Duration::from_secs(60)));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("w")).unwrap();
+    /// let store = driver.window_store::<String, i64>("clicks").unwrap();
+    /// assert_eq!(store.name(), "clicks");
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// The size of the windows in this store, in milliseconds.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("clicks").group_by_key()
+    ///     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_millis(10)))
+    ///     .count_with(Materialized::named("clicks").with_retention(Duration::from_secs(60)));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("w")).unwrap();
+    /// let store = driver.window_store::<String, i64>("clicks").unwrap();
+    /// assert_eq!(store.window_size(), 10);
+    /// ```
     pub fn window_size(&self) -> i64 {
         self.inner.window_size()
     }
@@ -401,6 +562,23 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
 
     /// Stores the value of a window (replacing it unless the store keeps duplicates).
     /// Returns false when the window is past retention and the write was dropped.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("clicks").group_by_key()
+    ///     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_millis(10)))
+    ///     .count_with(Materialized::named("clicks").with_retention(Duration::from_secs(60)));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("w")).unwrap();
+    /// let store = driver.window_store::<String, i64>("clicks").unwrap();
+    /// assert!(store.put(&"ann".into(), &1, 0).unwrap());
+    /// assert!(store.put(&"ann".into(), &5, 0).unwrap()); // replaces
+    /// assert_eq!(store.fetch(&"ann".into(), 0).unwrap(), Some(5));
+    /// assert!(store.put(&"ann".into(), &1, 120_000).unwrap());
+    /// assert!(!store.put(&"bob".into(), &1, 10).unwrap()); // more than 60 s before 120 s
+    /// assert_eq!(store.fetch(&"bob".into(), 10).unwrap(), None);
+    /// ```
     pub fn put(&self, key: &K, value: &V, window_start: i64) -> Result<bool, StoreError> {
         let key = encode(&*self.key_serde, key, &self.name)?;
         let value = encode(&*self.value_serde, value, &self.name)?;
@@ -408,12 +586,45 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
     }
 
     /// Removes the value of a window.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("clicks").group_by_key()
+    ///     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_millis(10)))
+    ///     .count_with(Materialized::named("clicks").with_retention(Duration::from_secs(60)));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("w")).unwrap();
+    /// let store = driver.window_store::<String, i64>("clicks").unwrap();
+    /// store.put(&"ann".into(), &1, 0).unwrap();
+    /// store.put(&"ann".into(), &2, 10).unwrap();
+    /// store.delete(&"ann".into(), 0).unwrap();
+    /// assert_eq!(store.fetch_range(&"ann".into(), 0, 10).unwrap(), vec![(10, 2)]);
+    /// ```
     pub fn delete(&self, key: &K, window_start: i64) -> Result<(), StoreError> {
         let key = encode(&*self.key_serde, key, &self.name)?;
         self.inner.put(&key, window_start, None).map(|_| ())
     }
 
     /// The value of one window (the first one, if the store keeps duplicates).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("clicks").group_by_key()
+    ///     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_millis(10)))
+    ///     .count_with(Materialized::named("clicks").with_retention(Duration::from_secs(60)));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("w")).unwrap();
+    /// let store = driver.window_store::<String, i64>("clicks").unwrap();
+    /// let clicks = driver.create_input_topic::<String, String>("clicks");
+    /// for t in [1, 4, 12] {
+    ///     clicks.pipe_input_at("ann".into(), "/".into(), t);
+    /// }
+    /// assert_eq!(store.fetch(&"ann".into(), 0).unwrap(), Some(2)); // by window start
+    /// assert_eq!(store.fetch(&"ann".into(), 10).unwrap(), Some(1));
+    /// assert_eq!(store.fetch(&"ann".into(), 4).unwrap(), None);
+    /// ```
     pub fn fetch(&self, key: &K, window_start: i64) -> Result<Option<V>, StoreError> {
         Ok(self
             .fetch_range(key, window_start, window_start)?
@@ -423,6 +634,22 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
     }
 
     /// Values of one key for windows starting in `[from, to]`, as `(start, value)`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("clicks").group_by_key()
+    ///     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_millis(10)))
+    ///     .count_with(Materialized::named("clicks").with_retention(Duration::from_secs(60)));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("w")).unwrap();
+    /// let store = driver.window_store::<String, i64>("clicks").unwrap();
+    /// let clicks = driver.create_input_topic::<String, String>("clicks");
+    /// for (user, t) in [("ann", 1), ("ann", 12), ("bob", 15), ("ann", 25)] {
+    ///     clicks.pipe_input_at(user.into(), "/".into(), t);
+    /// }
+    /// assert_eq!(store.fetch_range(&"ann".into(), 0, 10).unwrap(), vec![(0, 1), (10, 1)]);
+    /// ```
     pub fn fetch_range(&self, key: &K, from: i64, to: i64) -> Result<Vec<(i64, V)>, StoreError> {
         let key = encode(&*self.key_serde, key, &self.name)?;
         self.inner
@@ -433,6 +660,24 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
     }
 
     /// Values of all keys for windows starting in `[from, to]`, as `(key, start, value)`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("clicks").group_by_key()
+    ///     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_millis(10)))
+    ///     .count_with(Materialized::named("clicks").with_retention(Duration::from_secs(60)));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("w")).unwrap();
+    /// let store = driver.window_store::<String, i64>("clicks").unwrap();
+    /// let clicks = driver.create_input_topic::<String, String>("clicks");
+    /// for (user, t) in [("bob", 1), ("ann", 2), ("ann", 12), ("bob", 25)] {
+    ///     clicks.pipe_input_at(user.into(), "/".into(), t);
+    /// }
+    /// // Ordered by window start, then key.
+    /// assert_eq!(store.fetch_all(0, 10).unwrap(), vec![
+    ///     ("ann".to_string(), 0, 1), ("bob".to_string(), 0, 1), ("ann".to_string(), 10, 1)]);
+    /// ```
     pub fn fetch_all(&self, from: i64, to: i64) -> Result<Vec<(K, i64, V)>, StoreError> {
         self.inner
             .fetch_all(from, to)?
@@ -442,11 +687,44 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
     }
 
     /// The number of entries.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("clicks").group_by_key()
+    ///     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_millis(10)))
+    ///     .count_with(Materialized::named("clicks").with_retention(Duration::from_secs(60)));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("w")).unwrap();
+    /// let store = driver.window_store::<String, i64>("clicks").unwrap();
+    /// let clicks = driver.create_input_topic::<String, String>("clicks");
+    /// for (user, t) in [("ann", 1), ("ann", 2), ("bob", 3), ("ann", 12)] {
+    ///     clicks.pipe_input_at(user.into(), "/".into(), t);
+    /// }
+    /// assert_eq!(store.approximate_num_entries(), 3); // one per key and window
+    /// ```
     pub fn approximate_num_entries(&self) -> u64 {
         self.inner.approximate_num_entries()
     }
 
     /// Every entry in the store.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("clicks").group_by_key()
+    ///     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_millis(10)))
+    ///     .count_with(Materialized::named("clicks").with_retention(Duration::from_secs(60)));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("w")).unwrap();
+    /// let store = driver.window_store::<String, i64>("clicks").unwrap();
+    /// let clicks = driver.create_input_topic::<String, String>("clicks");
+    /// for (user, t) in [("ann", 2), ("bob", 31)] {
+    ///     clicks.pipe_input_at(user.into(), "/".into(), t);
+    /// }
+    /// let all = store.all().unwrap();
+    /// assert_eq!(all, vec![("ann".to_string(), 0, 1), ("bob".to_string(), 30, 1)]);
+    /// ```
     pub fn all(&self) -> Result<Vec<(K, i64, V)>, StoreError> {
         self.fetch_all(i64::MIN, i64::MAX)
     }
@@ -488,6 +766,23 @@ fn split_session_key(bytes: &[u8]) -> Option<(&[u8], i64, i64)> {
 }
 
 /// A session of a session store: key, first and last record time (both inclusive), value.
+///
+/// ```
+/// use std::time::Duration;
+/// use kstreams::{config::StreamsConfig, dsl::*, state::Session, testing::TestDriver};
+/// let windows = SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_millis(10));
+/// let builder = StreamsBuilder::new();
+/// builder.stream::<String, String>("clicks").group_by_key().windowed_by_session(windows)
+///     .aggregate_with(|| 0i64, |_, _, n| n + 1, |_, a, b| a + b, Materialized::named("visits"));
+/// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("s")).unwrap();
+/// let clicks = driver.create_input_topic::<String, String>("clicks");
+/// for t in [3, 9, 15] {
+///     clicks.pipe_input_at("ann".into(), "/".into(), t); // each within 10 ms of the last
+/// }
+/// let visits = driver.session_store::<String, i64>("visits").unwrap();
+/// let session = Session { key: "ann".to_string(), start: 3, end: 15, value: 3 };
+/// assert_eq!(visits.fetch(&"ann".into()).unwrap(), vec![session]);
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Session<K, V> {
     /// The key.
@@ -555,6 +850,19 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
     }
 
     /// The store's name.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let windows = SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_millis(10));
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("clicks").group_by_key().windowed_by_session(windows)
+    ///     .aggregate_with(|| 0i64, |_, _, n| n + 1, |_, a, b| a + b,
+    ///         Materialized::named("visits"));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("s")).unwrap();
+    /// let visits = driver.session_store::<String, i64>("visits").unwrap();
+    /// assert_eq!(visits.name(), "visits");
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -585,12 +893,49 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
     }
 
     /// Every session of a key, ordered by start.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let windows = SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_millis(10));
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("clicks").group_by_key().windowed_by_session(windows)
+    ///     .aggregate_with(|| 0i64, |_, _, n| n + 1, |_, a, b| a + b,
+    ///         Materialized::named("visits"));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("s")).unwrap();
+    /// let visits = driver.session_store::<String, i64>("visits").unwrap();
+    /// let clicks = driver.create_input_topic::<String, String>("clicks");
+    /// for (user, t) in [("ann", 0), ("bob", 1), ("ann", 4), ("ann", 30)] {
+    ///     clicks.pipe_input_at(user.into(), "/".into(), t);
+    /// }
+    /// let ann: Vec<_> = visits.fetch(&"ann".into()).unwrap().iter()
+    ///     .map(|s| (s.start, s.end, s.value)).collect();
+    /// assert_eq!(ann, vec![(0, 4, 2), (30, 30, 1)]);
+    /// ```
     pub fn fetch(&self, key: &K) -> Result<Vec<Session<K, V>>, StoreError> {
         self.find_sessions(key, i64::MIN, i64::MAX)
     }
 
     /// Sessions of a key that end at or after `earliest_end` and start at or before
     /// `latest_start`, ordered by start.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let windows = SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_millis(10));
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("clicks").group_by_key().windowed_by_session(windows)
+    ///     .aggregate_with(|| 0i64, |_, _, n| n + 1, |_, a, b| a + b,
+    ///         Materialized::named("visits"));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("s")).unwrap();
+    /// let visits = driver.session_store::<String, i64>("visits").unwrap();
+    /// for (start, end) in [(0, 4), (30, 30), (60, 65)] {
+    ///     visits.put(&"ann".into(), start, end, &1).unwrap();
+    /// }
+    /// let found: Vec<_> = visits.find_sessions(&"ann".into(), 5, 60).unwrap().iter()
+    ///     .map(|s| (s.start, s.end)).collect();
+    /// assert_eq!(found, vec![(30, 30), (60, 65)]); // (0, 4) ended before 5
+    /// ```
     pub fn find_sessions(
         &self,
         key: &K,
@@ -606,6 +951,23 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
     }
 
     /// Stores a session's aggregate.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let windows = SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_millis(10));
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("clicks").group_by_key().windowed_by_session(windows)
+    ///     .aggregate_with(|| 0i64, |_, _, n| n + 1, |_, a, b| a + b,
+    ///         Materialized::named("visits"));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("s")).unwrap();
+    /// let visits = driver.session_store::<String, i64>("visits").unwrap();
+    /// visits.put(&"ann".into(), 0, 4, &2).unwrap();
+    /// visits.put(&"ann".into(), 0, 4, &3).unwrap(); // the same session: replaces
+    /// let sessions = visits.fetch(&"ann".into()).unwrap();
+    /// assert_eq!(sessions.len(), 1);
+    /// assert_eq!((sessions[0].start, sessions[0].end, sessions[0].value), (0, 4, 3));
+    /// ```
     pub fn put(&self, key: &K, start: i64, end: i64, value: &V) -> Result<(), StoreError> {
         let key = encode(&*self.key_serde, key, &self.name)?;
         let value = encode(&*self.value_serde, value, &self.name)?;
@@ -613,6 +975,23 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
     }
 
     /// Removes a session.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let windows = SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_millis(10));
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("clicks").group_by_key().windowed_by_session(windows)
+    ///     .aggregate_with(|| 0i64, |_, _, n| n + 1, |_, a, b| a + b,
+    ///         Materialized::named("visits"));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("s")).unwrap();
+    /// let visits = driver.session_store::<String, i64>("visits").unwrap();
+    /// visits.put(&"ann".into(), 0, 4, &2).unwrap();
+    /// visits.put(&"ann".into(), 30, 30, &1).unwrap();
+    /// visits.remove(&"ann".into(), 0, 4).unwrap();
+    /// let ann = visits.fetch(&"ann".into()).unwrap();
+    /// assert_eq!(ann.iter().map(|s| s.start).collect::<Vec<_>>(), vec![30]);
+    /// ```
     pub fn remove(&self, key: &K, start: i64, end: i64) -> Result<(), StoreError> {
         let key = encode(&*self.key_serde, key, &self.name)?;
         self.inner
@@ -621,11 +1000,47 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
     }
 
     /// Every session in the store.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let windows = SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_millis(10));
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("clicks").group_by_key().windowed_by_session(windows)
+    ///     .aggregate_with(|| 0i64, |_, _, n| n + 1, |_, a, b| a + b,
+    ///         Materialized::named("visits"));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("s")).unwrap();
+    /// let visits = driver.session_store::<String, i64>("visits").unwrap();
+    /// let clicks = driver.create_input_topic::<String, String>("clicks");
+    /// for (user, t) in [("bob", 1), ("ann", 2), ("ann", 50)] {
+    ///     clicks.pipe_input_at(user.into(), "/".into(), t);
+    /// }
+    /// let mut all: Vec<_> = visits.all().unwrap().into_iter().map(|s| (s.key, s.start)).collect();
+    /// all.sort();
+    /// assert_eq!(all, [("ann", 2), ("ann", 50), ("bob", 1)].map(|(k, t)| (k.to_string(), t)));
+    /// ```
     pub fn all(&self) -> Result<Vec<Session<K, V>>, StoreError> {
         self.decode(self.inner.range(None, None)?)
     }
 
     /// Removes every session that ended before `end`; returns how many.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let windows = SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_millis(10));
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("clicks").group_by_key().windowed_by_session(windows)
+    ///     .aggregate_with(|| 0i64, |_, _, n| n + 1, |_, a, b| a + b,
+    ///         Materialized::named("visits"));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("s")).unwrap();
+    /// let visits = driver.session_store::<String, i64>("visits").unwrap();
+    /// for (user, start, end) in [("ann", 0, 4), ("bob", 2, 30), ("ann", 30, 35)] {
+    ///     visits.put(&user.into(), start, end, &1).unwrap();
+    /// }
+    /// assert_eq!(visits.remove_ended_before(30).unwrap(), 1); // only (0, 4)
+    /// assert_eq!(visits.all().unwrap().len(), 2);
+    /// ```
     pub fn remove_ended_before(&self, end: i64) -> Result<usize, StoreError> {
         let mut removed = 0;
         for (k, _) in self.inner.range(None, None)? {
@@ -758,11 +1173,54 @@ pub(crate) struct WindowSpec {
 
 impl<K: 'static, V: 'static> StoreBuilder<K, V> {
     /// The store's name.
+    ///
+    /// ```
+    /// use kstreams::{serde::Serdes, state::Stores};
+    /// use std::time::Duration;
+    /// let store = Stores::key_value_store_builder::<String, i64>("totals");
+    /// assert_eq!(store.name(), "totals");
+    /// let (size, retention) = (Duration::from_secs(60), Duration::from_secs(3600));
+    /// let windows = Stores::window_store_builder_with("recent", size, retention, false,
+    ///     Serdes::string(), Serdes::i64());
+    /// assert_eq!(windows.name(), "recent");
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// Turns off the changelog: the store is not restored after a restart or a move.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, testing::TestDriver, BoxError};
+    /// use kstreams::processor::{Processor, ProcessorContext, Record};
+    /// use kstreams::state::{StoreBuilder, StoreType, Stores};
+    ///
+    /// /// Remembers the last value of each key in the store "last".
+    /// struct Remember;
+    /// impl Processor<String, String, String, String> for Remember {
+    ///     fn process(&mut self, ctx: &mut ProcessorContext<'_, String, String>,
+    ///                record: Record<String, String>) -> Result<(), BoxError> {
+    ///         ctx.key_value_store::<String, String>("last")?.put(&record.key, &record.value)?;
+    ///         ctx.forward(record)
+    ///     }
+    /// }
+    ///
+    /// let run = |store: StoreBuilder<String, String>| {
+    ///     let builder = StreamsBuilder::new();
+    ///     builder.add_state_store(store);
+    ///     builder.stream::<String, String>("in").process(|| Remember, &["last"]).to("out");
+    ///     let topology = builder.build().unwrap();
+    ///     let driver = TestDriver::new(&topology, StreamsConfig::new("app")).unwrap();
+    ///     let input = driver.create_input_topic::<String, String>("in");
+    ///     input.pipe_input_at("k".into(), "v".into(), 0);
+    ///     let last = driver.key_value_store::<String, String>("last").unwrap();
+    ///     assert_eq!(last.get(&"k".into()).unwrap(), Some("v".to_string()));
+    ///     driver.produced_topic_names()
+    /// };
+    /// let last = || Stores::key_value_store_builder::<String, String>("last");
+    /// assert_eq!(run(last()), vec!["app-last-changelog", "out"]);
+    /// assert_eq!(run(last().with_logging_disabled()), vec!["out"]); // no changelog written
+    /// ```
     pub fn with_logging_disabled(mut self) -> Self {
         self.logging = None;
         self
@@ -783,6 +1241,40 @@ impl<K: 'static, V: 'static> StoreBuilder<K, V> {
     }
 
     /// Chooses where the store keeps its data (see [`StoreType`] for an example).
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, testing::TestDriver, BoxError};
+    /// use kstreams::processor::{Processor, ProcessorContext, Record};
+    /// use kstreams::state::{StoreBuilder, StoreType, Stores};
+    ///
+    /// /// Remembers the last value of each key in the store "last".
+    /// struct Remember;
+    /// impl Processor<String, String, String, String> for Remember {
+    ///     fn process(&mut self, ctx: &mut ProcessorContext<'_, String, String>,
+    ///                record: Record<String, String>) -> Result<(), BoxError> {
+    ///         ctx.key_value_store::<String, String>("last")?.put(&record.key, &record.value)?;
+    ///         ctx.forward(record)
+    ///     }
+    /// }
+    ///
+    /// let run = |store: StoreBuilder<String, String>| {
+    ///     let builder = StreamsBuilder::new();
+    ///     builder.add_state_store(store);
+    ///     builder.stream::<String, String>("in").process(|| Remember, &["last"]).to("out");
+    ///     let topology = builder.build().unwrap();
+    ///     let driver = TestDriver::new(&topology, StreamsConfig::new("app")).unwrap();
+    ///     let input = driver.create_input_topic::<String, String>("in");
+    ///     input.pipe_input_at("k".into(), "v".into(), 0);
+    ///     let last = driver.key_value_store::<String, String>("last").unwrap();
+    ///     assert_eq!(last.get(&"k".into()).unwrap(), Some("v".to_string()));
+    ///     driver.produced_topic_names()
+    /// };
+    /// let last = || Stores::key_value_store_builder::<String, String>("last");
+    /// // Either type answers the same; RocksDB keeps the data on disk.
+    /// let topics = vec!["app-last-changelog", "out"];
+    /// assert_eq!(run(last().with_store_type(StoreType::InMemory)), topics);
+    /// assert_eq!(run(last().with_store_type(StoreType::RocksDb)), topics);
+    /// ```
     pub fn with_store_type(mut self, store_type: StoreType) -> Self {
         self.store_type = Some(store_type);
         self
@@ -852,6 +1344,35 @@ pub struct Stores<K = (), V = ()>(PhantomData<(K, V)>);
 impl Stores {
     /// A key-value store with the types' default serdes and a changelog (see [`Stores`] for
     /// an example).
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, testing::TestDriver, BoxError};
+    /// use kstreams::processor::{Processor, ProcessorContext, Record};
+    /// use kstreams::{serde::Serdes, state::Stores};
+    ///
+    /// /// Keeps a running total per key in the store "totals".
+    /// struct Total;
+    /// impl Processor<String, i64, String, i64> for Total {
+    ///     fn process(&mut self, ctx: &mut ProcessorContext<'_, String, i64>,
+    ///                record: Record<String, i64>) -> Result<(), BoxError> {
+    ///         let totals = ctx.key_value_store::<String, i64>("totals")?;
+    ///         let total = totals.get(&record.key)?.unwrap_or(0) + record.value;
+    ///         totals.put(&record.key, &total)?;
+    ///         ctx.forward(record.with_value(total))
+    ///     }
+    /// }
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder.add_state_store(Stores::key_value_store_builder::<String, i64>("totals"));
+    /// builder.stream::<String, i64>("in").process(|| Total, &["totals"]).to("out");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("t")).unwrap();
+    /// driver.create_input_topic::<String, i64>("in").pipe_input_at("ann".into(), 5, 0);
+    /// // The changelog carries the store's bytes in the default serdes (8-byte big-endian i64).
+    /// let changelog = driver.create_output_topic_with("t-totals-changelog", Serdes::string(),
+    ///     Serdes::bytes());
+    /// let (key, value) = changelog.read_key_value().unwrap();
+    /// assert_eq!((key.as_str(), value), ("ann", 5i64.to_be_bytes().to_vec()));
+    /// ```
     pub fn key_value_store_builder<K, V>(name: impl Into<String>) -> StoreBuilder<K, V>
     where
         K: crate::serde::DefaultSerde,
@@ -887,6 +1408,37 @@ impl Stores {
     /// With `retain_duplicates`, every put adds a value instead of replacing (for joins).
     /// Its changelog is compacted and deleted after the retention plus a day (see
     /// [`Stores`] for an example).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, testing::TestDriver, BoxError};
+    /// use kstreams::processor::{Processor, ProcessorContext, Record};
+    /// use kstreams::{serde::Serdes, state::Stores};
+    ///
+    /// /// Keeps every amount in the store "amounts", in windows of one minute.
+    /// struct Keep;
+    /// impl Processor<String, i64, String, i64> for Keep {
+    ///     fn process(&mut self, ctx: &mut ProcessorContext<'_, String, i64>,
+    ///                record: Record<String, i64>) -> Result<(), BoxError> {
+    ///         let store = ctx.window_store::<String, i64>("amounts")?;
+    ///         store.put(&record.key, &record.value, record.timestamp / 60_000 * 60_000)?;
+    ///         ctx.forward(record)
+    ///     }
+    /// }
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// let (size, retention) = (Duration::from_secs(60), Duration::from_secs(3600));
+    /// builder.add_state_store(Stores::window_store_builder_with("amounts", size, retention,
+    ///     true, Serdes::string(), Serdes::i64()));
+    /// builder.stream::<String, i64>("in").process(|| Keep, &["amounts"]).to("out");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("k")).unwrap();
+    /// let input = driver.create_input_topic::<String, i64>("in");
+    /// input.pipe_input_at("ann".into(), 5, 1_000);
+    /// input.pipe_input_at("ann".into(), 7, 2_000);
+    /// let amounts = driver.window_store::<String, i64>("amounts").unwrap();
+    /// // With `retain_duplicates`, the second put added a value to the window.
+    /// assert_eq!(amounts.fetch_range(&"ann".into(), 0, 0).unwrap(), vec![(0, 5), (0, 7)]);
+    /// ```
     pub fn window_store_builder_with<K: 'static, V: 'static>(
         name: impl Into<String>,
         size: std::time::Duration,
@@ -912,6 +1464,38 @@ impl Stores {
 
     /// A session store whose sessions are kept `retention` after they end (see [`Stores`]
     /// for an example).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, testing::TestDriver, BoxError};
+    /// use kstreams::processor::{Processor, ProcessorContext, Record};
+    /// use kstreams::{serde::Serdes, state::Stores, topology::InternalTopicKind};
+    ///
+    /// /// Records every visit as a session of its own in the store "visits".
+    /// struct Visit;
+    /// impl Processor<String, String, String, String> for Visit {
+    ///     fn process(&mut self, ctx: &mut ProcessorContext<'_, String, String>,
+    ///                record: Record<String, String>) -> Result<(), BoxError> {
+    ///         let t = record.timestamp;
+    ///         ctx.session_store::<String, i64>("visits")?.put(&record.key, t, t, &1)?;
+    ///         ctx.forward(record)
+    ///     }
+    /// }
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder.add_state_store(Stores::session_store_builder_with("visits",
+    ///     Duration::from_secs(1800), Serdes::string(), Serdes::i64()));
+    /// builder.stream::<String, String>("in").process(|| Visit, &["visits"]).to("out");
+    /// let topology = builder.build().unwrap();
+    /// let description = topology.describe();
+    /// let changelog = &description.internal_topics_of(InternalTopicKind::Changelog)[0];
+    /// assert_eq!(changelog.configs["retention.ms"], "88200000"); // 30 minutes + 1 day
+    /// let driver = TestDriver::new(&topology, StreamsConfig::new("v")).unwrap();
+    /// let input = driver.create_input_topic::<String, String>("in");
+    /// input.pipe_input_at("ann".into(), "/".into(), 7);
+    /// let visits = driver.session_store::<String, i64>("visits").unwrap();
+    /// assert_eq!(visits.fetch(&"ann".into()).unwrap()[0].end, 7);
+    /// ```
     pub fn session_store_builder_with<K: 'static, V: 'static>(
         name: impl Into<String>,
         retention: std::time::Duration,

@@ -481,6 +481,13 @@ impl StoreRegistry {
         name: &str,
     ) -> Result<SessionStore<K, ValueAndTimestamp<V>>, StoreError> {
         let (entry, bytes) = self.session_bytes(name)?;
+        if !entry.timestamped {
+            return Err(StoreError::WrongKind {
+                store: name.to_string(),
+                actual: "session",
+                requested: "timestamped session",
+            });
+        }
         let serdes = Self::serdes::<K, V>(entry)?;
         Ok(SessionStore::new(
             entry.name.clone(),

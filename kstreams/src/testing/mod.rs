@@ -173,6 +173,15 @@ pub struct TestDriver {
 impl TestDriver {
     /// Builds one task per sub-topology (partition 0) and initializes them, with the
     /// simulated wall clock at 0.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("in").to("out");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("app")).unwrap();
+    /// assert_eq!(driver.wall_clock_time(), 0);
+    /// assert!(driver.produced_topic_names().is_empty()); // nothing is written before a pipe
+    /// ```
     pub fn new(topology: &Topology, config: StreamsConfig) -> Result<TestDriver, StreamsError> {
         Self::with_wall_clock(topology, config, 0)
     }
@@ -267,6 +276,18 @@ impl TestDriver {
     }
 
     /// An input topic with the types' default serdes.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, i64>("amounts").filter(|_, n| *n > 0).to("positive");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("in")).unwrap();
+    /// let amounts = driver.create_input_topic::<String, i64>("amounts");
+    /// amounts.pipe_input_at("a".into(), -5, 0);
+    /// amounts.pipe_input_at("b".into(), 7, 1);
+    /// let positive = driver.create_output_topic::<String, i64>("positive");
+    /// assert_eq!(positive.read_key_values_to_list(), vec![("b".to_string(), 7)]);
+    /// ```
     pub fn create_input_topic<K: DefaultSerde, V: DefaultSerde>(
         &self,
         topic: &str,
@@ -275,6 +296,22 @@ impl TestDriver {
     }
 
     /// An input topic with explicit serdes.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, serde::Serdes, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// let json = Consumed::with(Serdes::string(), Serdes::json::<Vec<i64>>());
+    /// builder
+    ///     .stream_with("baskets", json)
+    ///     .map_values(|items| items.iter().sum::<i64>())
+    ///     .to("sums");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("in")).unwrap();
+    /// // Vec<i64> has no default serde: name the ones the topology reads with.
+    /// let baskets = driver.create_input_topic_with("baskets", Serdes::string(), Serdes::json());
+    /// baskets.pipe_input_at("ann".to_string(), vec![3, 4], 0);
+    /// let totals = driver.create_output_topic::<String, i64>("sums");
+    /// assert_eq!(totals.read_value(), Some(7));
+    /// ```
     pub fn create_input_topic_with<K, V>(
         &self,
         topic: &str,
@@ -292,6 +329,17 @@ impl TestDriver {
     }
 
     /// An output topic with the types' default serdes.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("words").map_values(|w| w.len() as i64).to("lengths");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("out")).unwrap();
+    /// let words = driver.create_input_topic::<String, String>("words");
+    /// words.pipe_input_at("k".into(), "four".into(), 3);
+    /// let lengths = driver.create_output_topic::<String, i64>("lengths");
+    /// assert_eq!(lengths.read_key_value(), Some(("k".to_string(), 4)));
+    /// ```
     pub fn create_output_topic<K: DefaultSerde, V: DefaultSerde>(
         &self,
         topic: &str,
@@ -301,6 +349,21 @@ impl TestDriver {
 
     /// An output topic with explicit serdes. Internal topics are read by their full name
     /// (`<application-id>-<name>`).
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, serde::Serdes, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("words").group_by(|_, w| w.clone()).count();
+    /// let topology = builder.build().unwrap();
+    /// let driver = TestDriver::new(&topology, StreamsConfig::new("wc")).unwrap();
+    /// let words = driver.create_input_topic::<String, String>("words");
+    /// words.pipe_input_at("l1".into(), "hi".into(), 0);
+    /// let topics = driver.produced_topic_names();
+    /// let name = topics.iter().find(|t| t.ends_with("-repartition")).unwrap();
+    /// // The repartition topic carries the record re-keyed by the word; read its value as bytes.
+    /// let repartition = driver.create_output_topic_with(name, Serdes::string(), Serdes::bytes());
+    /// assert_eq!(repartition.read_key_value(), Some(("hi".to_string(), b"hi".to_vec())));
+    /// ```
     pub fn create_output_topic_with<K, V>(
         &self,
         topic: &str,
@@ -359,6 +422,25 @@ impl TestDriver {
     /// Moves the simulated wall clock forward and fires due wall-clock punctuations (see
     /// [`ProcessorContext::schedule`](crate::processor::ProcessorContext::schedule) for an
     /// example).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// let every_100ms = Duration::from_millis(100);
+    /// let close = Suppressed::until_window_closes().with_wall_clock_close(every_100ms);
+    /// builder.stream::<String, String>("clicks").group_by_key()
+    ///     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_secs(1)))
+    ///     .count().suppress(close).to_stream().to("final-counts");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("w")).unwrap();
+    /// let clicks = driver.create_input_topic::<String, String>("clicks");
+    /// clicks.pipe_input_at("ann".into(), "/".into(), 0);
+    /// let out = driver.create_output_topic::<Windowed<String>, Option<i64>>("final-counts");
+    /// driver.advance_wall_clock_time(Duration::from_millis(500)).unwrap();
+    /// assert!(out.is_empty()); // the window [0, 1000) is still open
+    /// driver.advance_wall_clock_time(Duration::from_millis(600)).unwrap(); // now it closes
+    /// assert_eq!(out.read_value(), Some(Some(1)));
+    /// ```
     pub fn advance_wall_clock_time(&self, by: Duration) -> Result<(), StreamsError> {
         let mut state = self.state.borrow_mut();
         let now = state.wall_clock.saturating_add(by.as_millis() as i64);
@@ -366,12 +448,41 @@ impl TestDriver {
     }
 
     /// The simulated wall clock, in milliseconds.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("in").to("out");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("w")).unwrap();
+    /// assert_eq!(driver.wall_clock_time(), 0);
+    /// // Record timestamps are event time: they leave the wall clock alone.
+    /// let input = driver.create_input_topic::<String, String>("in");
+    /// input.pipe_input_at("k".into(), "v".into(), 9_000);
+    /// assert_eq!(driver.wall_clock_time(), 0);
+    /// driver.advance_wall_clock_time(Duration::from_secs(1)).unwrap();
+    /// assert_eq!(driver.wall_clock_time(), 1_000);
+    /// ```
     pub fn wall_clock_time(&self) -> i64 {
         self.state.borrow().wall_clock
     }
 
     /// A key-value store of the topology (for a table's store: the values without
     /// timestamps). See [`KeyValueStore`] for an example.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.table::<String, i64>("stock", Materialized::named("stock"));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("kv")).unwrap();
+    /// let stock = driver.create_input_topic::<String, Option<i64>>("stock");
+    /// stock.pipe_input_at("apple".into(), Some(3), 0);
+    /// stock.pipe_input_at("pear".into(), Some(5), 1);
+    /// stock.pipe_input_at("apple".into(), None, 2); // a tombstone deletes the row
+    /// let store = driver.key_value_store::<String, i64>("stock").unwrap();
+    /// assert_eq!(store.all().unwrap(), vec![("pear".to_string(), 5)]);
+    /// assert!(driver.key_value_store::<String, i64>("no-such-store").is_err());
+    /// ```
     pub fn key_value_store<K: 'static, V: 'static>(
         &self,
         name: &str,
@@ -386,6 +497,22 @@ impl TestDriver {
 
     /// A timestamped key-value store of the topology (the kind tables and aggregations use).
     /// See [`ValueAndTimestamp`](crate::state::ValueAndTimestamp) for an example.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, String>("clicks")
+    ///     .group_by_key()
+    ///     .count_with(Materialized::named("clicks"));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("ts")).unwrap();
+    /// let clicks = driver.create_input_topic::<String, String>("clicks");
+    /// clicks.pipe_input_at("ann".into(), "/".into(), 5);
+    /// clicks.pipe_input_at("ann".into(), "/cart".into(), 9);
+    /// let store = driver.timestamped_key_value_store::<String, i64>("clicks").unwrap();
+    /// let ann = store.get(&"ann".to_string()).unwrap().unwrap();
+    /// assert_eq!((ann.value, ann.timestamp), (2, 9)); // the time of the last update
+    /// ```
     pub fn timestamped_key_value_store<K: 'static, V: 'static>(
         &self,
         name: &str,
@@ -400,6 +527,25 @@ impl TestDriver {
 
     /// A window store of the topology (for a windowed aggregation's store: the values
     /// without timestamps). See [`WindowStore`] for an example.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, String>("clicks")
+    ///     .group_by_key()
+    ///     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_millis(100)))
+    ///     .count_with(Materialized::named("clicks-per-100ms"));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("ws")).unwrap();
+    /// let clicks = driver.create_input_topic::<String, String>("clicks");
+    /// for t in [10, 20, 150] {
+    ///     clicks.pipe_input_at("ann".into(), "/".into(), t);
+    /// }
+    /// let store = driver.window_store::<String, i64>("clicks-per-100ms").unwrap();
+    /// let ann = store.fetch_range(&"ann".to_string(), 0, 1_000).unwrap();
+    /// assert_eq!(ann, vec![(0, 2), (100, 1)]); // (window start, count)
+    /// ```
     pub fn window_store<K: 'static, V: 'static>(
         &self,
         name: &str,
@@ -414,6 +560,28 @@ impl TestDriver {
 
     /// A session store of the topology (for a session aggregation's store). See
     /// [`SessionStore`](crate::state::SessionStore) for an example.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// let visit = SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_millis(10));
+    /// builder
+    ///     .stream::<String, i64>("spend")
+    ///     .group_by_key()
+    ///     .windowed_by_session(visit)
+    ///     .aggregate_with(|| 0_i64, |_, amount, sum| sum + amount, |_, a, b| a + b,
+    ///         Materialized::named("spend-per-visit"));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("ss")).unwrap();
+    /// let spend = driver.create_input_topic::<String, i64>("spend");
+    /// for (amount, t) in [(5, 0), (7, 8), (1, 50)] {
+    ///     spend.pipe_input_at("ann".into(), amount, t);
+    /// }
+    /// let visits = driver.session_store::<String, i64>("spend-per-visit").unwrap();
+    /// let sessions: Vec<(i64, i64, i64)> = visits.fetch(&"ann".to_string()).unwrap()
+    ///     .into_iter().map(|s| (s.start, s.end, s.value)).collect();
+    /// assert_eq!(sessions, vec![(0, 8, 12), (50, 50, 1)]);
+    /// ```
     pub fn session_store<K: 'static, V: 'static>(
         &self,
         name: &str,
@@ -448,6 +616,20 @@ impl TestDriver {
     }
 
     /// Names of the topics written so far, sorted (see [`TestDriver`] for an example).
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// let words = builder.stream::<String, String>("words");
+    /// words.to("all");
+    /// words.filter(|_, w| w.len() > 5).to("long");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("p")).unwrap();
+    /// let input = driver.create_input_topic::<String, String>("words");
+    /// input.pipe_input_at("k".into(), "hi".into(), 0);
+    /// assert_eq!(driver.produced_topic_names(), vec!["all"]);
+    /// input.pipe_input_at("k".into(), "streams".into(), 1);
+    /// assert_eq!(driver.produced_topic_names(), vec!["all", "long"]);
+    /// ```
     pub fn produced_topic_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self
             .state
@@ -461,6 +643,17 @@ impl TestDriver {
     }
 
     /// The driver's configuration.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("in").to("out");
+    /// let config = StreamsConfig::new("cfg").with_commit_interval(Duration::from_secs(1));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), config).unwrap();
+    /// assert_eq!(driver.config().application_id, "cfg");
+    /// assert_eq!(driver.config().commit_interval, Duration::from_secs(1));
+    /// ```
     pub fn config(&self) -> StreamsConfig {
         self.state.borrow().config.clone()
     }
@@ -492,6 +685,13 @@ pub struct TestRecord<K, V> {
 
 impl<K, V> TestRecord<K, V> {
     /// A record without headers.
+    ///
+    /// ```
+    /// use kstreams::testing::TestRecord;
+    /// let record = TestRecord::new("order-1", 250_i64, 1_000);
+    /// assert_eq!((record.key, record.value, record.timestamp), ("order-1", 250, 1_000));
+    /// assert!(record.headers.is_empty());
+    /// ```
     pub fn new(key: K, value: V, timestamp: i64) -> Self {
         TestRecord {
             key,
@@ -534,12 +734,42 @@ pub struct TestInputTopic<K, V> {
 impl<K: 'static, V: 'static> TestInputTopic<K, V> {
     /// Sets the timestamp of the next record piped without one, and how much it moves after
     /// each such record.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("in").to("out");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("t")).unwrap();
+    /// let input = driver.create_input_topic::<String, String>("in");
+    /// input.set_time(1_000, Duration::from_millis(5));
+    /// input.pipe_input("a".into(), "x".into());
+    /// input.pipe_input("b".into(), "y".into());
+    /// let out = driver.create_output_topic::<String, String>("out");
+    /// let times: Vec<i64> = out.read_records_to_list().iter().map(|r| r.timestamp).collect();
+    /// assert_eq!(times, vec![1_000, 1_005]);
+    /// ```
     pub fn set_time(&self, start: i64, auto_advance: Duration) {
         self.time.set(start);
         self.advance.set(auto_advance.as_millis() as i64);
     }
 
     /// Moves the topic's time forward.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("in").to("out");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("t")).unwrap();
+    /// let input = driver.create_input_topic::<String, String>("in");
+    /// input.pipe_input("a".into(), "x".into()); // the topic's time starts at 0
+    /// input.advance_time(Duration::from_secs(1));
+    /// input.pipe_input("b".into(), "y".into());
+    /// let out = driver.create_output_topic::<String, String>("out");
+    /// let times: Vec<i64> = out.read_records_to_list().iter().map(|r| r.timestamp).collect();
+    /// assert_eq!(times, vec![0, 1_000]);
+    /// ```
     pub fn advance_time(&self, by: Duration) {
         self.time.set(self.time.get() + by.as_millis() as i64);
     }
@@ -594,6 +824,20 @@ impl<K: 'static, V: 'static> TestInputTopic<K, V> {
     ///
     /// # Panics
     /// If processing fails (use [`try_pipe_record`](Self::try_pipe_record) to test failures).
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder};
+    /// use kstreams::testing::{TestDriver, TestRecord};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("in").map_values(|v| v.to_uppercase()).to("out");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("t")).unwrap();
+    /// let mut record = TestRecord::new("k".to_string(), "hi".to_string(), 42);
+    /// record.headers.add("source", "web");
+    /// driver.create_input_topic::<String, String>("in").pipe_record(record);
+    /// let out = driver.create_output_topic::<String, String>("out").read_record().unwrap();
+    /// assert_eq!((out.value.as_str(), out.timestamp), ("HI", 42));
+    /// assert_eq!(out.headers.last_str("source"), Some("web")); // headers travel with the record
+    /// ```
     pub fn pipe_record(&self, record: TestRecord<K, V>) {
         if let Err(e) = self.try_pipe_record(record) {
             panic!(
@@ -604,17 +848,53 @@ impl<K: 'static, V: 'static> TestInputTopic<K, V> {
     }
 
     /// Pipes a record at the given timestamp.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, i64>("in").map_values(|n| n * 2).to("out");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("t")).unwrap();
+    /// driver.create_input_topic::<String, i64>("in").pipe_input_at("k".into(), 21, 7);
+    /// let record = driver.create_output_topic::<String, i64>("out").read_record().unwrap();
+    /// assert_eq!((record.key.as_str(), record.value, record.timestamp), ("k", 42, 7));
+    /// ```
     pub fn pipe_input_at(&self, key: K, value: V, timestamp: i64) {
         self.pipe_record(TestRecord::new(key, value, timestamp))
     }
 
     /// Pipes a record at the topic's current time, then advances that time.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("in").to("out");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("t")).unwrap();
+    /// let input = driver.create_input_topic::<String, String>("in");
+    /// input.set_time(100, Duration::from_millis(10));
+    /// input.pipe_input("a".into(), "x".into());
+    /// input.pipe_input("b".into(), "y".into());
+    /// let out = driver.create_output_topic::<String, String>("out");
+    /// assert_eq!(out.read_record().unwrap().timestamp, 100);
+    /// assert_eq!(out.read_record().unwrap().timestamp, 110);
+    /// ```
     pub fn pipe_input(&self, key: K, value: V) {
         let t = self.next_time();
         self.pipe_input_at(key, value, t)
     }
 
     /// Pipes a record with a `null` key at the given timestamp.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<Option<String>, String>("in").to("out");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("t")).unwrap();
+    /// let input = driver.create_input_topic::<Option<String>, String>("in");
+    /// input.pipe_value_at("no key".into(), 3);
+    /// let out = driver.create_output_topic::<Option<String>, String>("out");
+    /// assert_eq!(out.read_key_value(), Some((None, "no key".to_string())));
+    /// ```
     pub fn pipe_value_at(&self, value: V, timestamp: i64) {
         let result = self
             .serialize(&*self.value_serde, &value, "value")
@@ -631,6 +911,20 @@ impl<K: 'static, V: 'static> TestInputTopic<K, V> {
     }
 
     /// Pipes records at the topic's current time, advancing it after each.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, i64>("in").filter(|_, n| n % 2 == 0).to("even");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("t")).unwrap();
+    /// let input = driver.create_input_topic::<String, i64>("in");
+    /// input.set_time(0, Duration::from_millis(1));
+    /// input.pipe_key_values((1..=4).map(|n| (format!("k{n}"), n)));
+    /// let even = driver.create_output_topic::<String, i64>("even").read_records_to_list();
+    /// let got: Vec<(i64, i64)> = even.iter().map(|r| (r.value, r.timestamp)).collect();
+    /// assert_eq!(got, vec![(2, 1), (4, 3)]);
+    /// ```
     pub fn pipe_key_values(&self, records: impl IntoIterator<Item = (K, V)>) {
         for (k, v) in records {
             self.pipe_input(k, v);
@@ -665,6 +959,21 @@ pub struct TestOutputTopic<K, V> {
 
 impl<K: 'static, V: 'static> TestOutputTopic<K, V> {
     /// The next record, or an error when its bytes do not deserialize.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, serde::SerdeError};
+    /// use kstreams::testing::TestDriver;
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("in").to("out");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("r")).unwrap();
+    /// let input = driver.create_input_topic::<String, String>("in");
+    /// input.pipe_input_at("k".into(), "abc".into(), 0);
+    /// // Read the string back as an i64: three bytes are no 8-byte number.
+    /// let wrong = driver.create_output_topic::<String, i64>("out");
+    /// let err = wrong.try_read_record().unwrap_err();
+    /// assert_eq!(err, SerdeError::WrongLength { expected: 8, actual: 3 });
+    /// assert_eq!(wrong.try_read_record(), Ok(None)); // the bad record was consumed
+    /// ```
     pub fn try_read_record(&self) -> Result<Option<TestRecord<K, V>>, SerdeError> {
         let next = self
             .driver
@@ -686,6 +995,18 @@ impl<K: 'static, V: 'static> TestOutputTopic<K, V> {
     ///
     /// # Panics
     /// If the record does not deserialize with the topic's serdes.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("in").to("out");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("r")).unwrap();
+    /// driver.create_input_topic::<String, String>("in").pipe_input_at("k".into(), "v".into(), 5);
+    /// let out = driver.create_output_topic::<String, String>("out");
+    /// let record = out.read_record().unwrap();
+    /// assert_eq!((record.key.as_str(), record.value.as_str(), record.timestamp), ("k", "v", 5));
+    /// assert_eq!(out.read_record(), None); // each record is read once
+    /// ```
     pub fn read_record(&self) -> Option<TestRecord<K, V>> {
         match self.try_read_record() {
             Ok(r) => r,
@@ -694,31 +1015,110 @@ impl<K: 'static, V: 'static> TestOutputTopic<K, V> {
     }
 
     /// The next key and value.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("in").map(|k, v| (v, k)).to("out");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("r")).unwrap();
+    /// driver.create_input_topic::<String, String>("in").pipe_input_at("k".into(), "v".into(), 0);
+    /// let out = driver.create_output_topic::<String, String>("out");
+    /// assert_eq!(out.read_key_value(), Some(("v".to_string(), "k".to_string())));
+    /// assert_eq!(out.read_key_value(), None);
+    /// ```
     pub fn read_key_value(&self) -> Option<(K, V)> {
         self.read_record().map(|r| (r.key, r.value))
     }
 
     /// The next value.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("in").map_values(|v| v.len() as i64).to("out");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("r")).unwrap();
+    /// let input = driver.create_input_topic::<String, String>("in");
+    /// input.pipe_input_at("k".into(), "kafka".into(), 0);
+    /// let out = driver.create_output_topic::<String, i64>("out");
+    /// assert_eq!(out.read_value(), Some(5));
+    /// assert_eq!(out.read_value(), None);
+    /// ```
     pub fn read_value(&self) -> Option<V> {
         self.read_record().map(|r| r.value)
     }
 
     /// Every remaining record.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("in").to("out");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("r")).unwrap();
+    /// let input = driver.create_input_topic::<String, String>("in");
+    /// input.pipe_input_at("a".into(), "x".into(), 20);
+    /// input.pipe_input_at("b".into(), "y".into(), 10);
+    /// let out = driver.create_output_topic::<String, String>("out");
+    /// let records = out.read_records_to_list();
+    /// let got: Vec<(&str, i64)> = records.iter().map(|r| (r.key.as_str(), r.timestamp)).collect();
+    /// assert_eq!(got, vec![("a", 20), ("b", 10)]); // in the order written
+    /// assert!(out.is_empty());
+    /// ```
     pub fn read_records_to_list(&self) -> Vec<TestRecord<K, V>> {
         std::iter::from_fn(|| self.read_record()).collect()
     }
 
     /// Every remaining key and value.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, String>("lines")
+    ///     .flat_map_values(|line| line.split(' ').map(str::to_string).collect::<Vec<_>>())
+    ///     .to("words");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("r")).unwrap();
+    /// let lines = driver.create_input_topic::<String, String>("lines");
+    /// lines.pipe_input_at("l1".into(), "a b".into(), 0);
+    /// let words = driver.create_output_topic::<String, String>("words").read_key_values_to_list();
+    /// let (l1, a, b) = ("l1".to_string(), "a".to_string(), "b".to_string());
+    /// assert_eq!(words, vec![(l1.clone(), a), (l1, b)]);
+    /// ```
     pub fn read_key_values_to_list(&self) -> Vec<(K, V)> {
         std::iter::from_fn(|| self.read_key_value()).collect()
     }
 
     /// Every remaining value.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, i64>("in").map_values(|n| n * n).to("squares");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("r")).unwrap();
+    /// let input = driver.create_input_topic::<String, i64>("in");
+    /// input.pipe_key_values([("a".to_string(), 2), ("b".to_string(), 3)]);
+    /// let squares = driver.create_output_topic::<String, i64>("squares");
+    /// assert_eq!(squares.read_values_to_list(), vec![4, 9]);
+    /// assert!(squares.read_values_to_list().is_empty()); // already read
+    /// ```
     pub fn read_values_to_list(&self) -> Vec<V> {
         std::iter::from_fn(|| self.read_value()).collect()
     }
 
     /// The latest value per key of every remaining record.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("clicks").group_by_key().count().to_stream().to("counts");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("r")).unwrap();
+    /// let clicks = driver.create_input_topic::<String, String>("clicks");
+    /// for user in ["ann", "bob", "ann"] {
+    ///     clicks.pipe_input_at(user.to_string(), "/".to_string(), 0);
+    /// }
+    /// let counts = driver.create_output_topic::<String, Option<i64>>("counts");
+    /// let counts = counts.read_key_values_to_map();
+    /// assert_eq!((counts["ann"], counts["bob"]), (Some(2), Some(1))); // the latest count per user
+    /// ```
     pub fn read_key_values_to_map(&self) -> HashMap<K, V>
     where
         K: Eq + Hash,
@@ -727,6 +1127,20 @@ impl<K: 'static, V: 'static> TestOutputTopic<K, V> {
     }
 
     /// Number of unread records.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("in").to("out");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("q")).unwrap();
+    /// let input = driver.create_input_topic::<String, String>("in");
+    /// input.pipe_input_at("a".into(), "x".into(), 0);
+    /// input.pipe_input_at("b".into(), "y".into(), 1);
+    /// let out = driver.create_output_topic::<String, String>("out");
+    /// assert_eq!(out.queue_size(), 2);
+    /// out.read_value();
+    /// assert_eq!(out.queue_size(), 1);
+    /// ```
     pub fn queue_size(&self) -> usize {
         self.driver
             .state
@@ -737,6 +1151,19 @@ impl<K: 'static, V: 'static> TestOutputTopic<K, V> {
     }
 
     /// True when every record has been read.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, i64>("in").filter(|_, n| *n > 0).to("out");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("q")).unwrap();
+    /// let input = driver.create_input_topic::<String, i64>("in");
+    /// let out = driver.create_output_topic::<String, i64>("out");
+    /// input.pipe_input_at("k".into(), -1, 0); // filtered out
+    /// assert!(out.is_empty());
+    /// input.pipe_input_at("k".into(), 1, 1);
+    /// assert!(!out.is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.queue_size() == 0
     }
