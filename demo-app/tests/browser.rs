@@ -67,7 +67,10 @@ impl DevTools {
             .decode(shot["data"].as_str().unwrap())
             .unwrap();
         assert!(png.starts_with(b"\x89PNG"), "{name}: a PNG");
-        assert!(png.len() > 20_000, "{name}: a page with content, not a blank one");
+        assert!(
+            png.len() > 20_000,
+            "{name}: a page with content, not a blank one"
+        );
         std::fs::write(
             std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name),
             &png,
@@ -234,7 +237,10 @@ async fn the_dashboard_shows_live_numbers_in_chromium() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let body = tools.text_of("body").await;
-        if body.contains("order-events") && body.contains("payment-events-dlq") && body.contains("lag") {
+        if body.contains("order-events")
+            && body.contains("payment-events-dlq")
+            && body.contains("lag")
+        {
             break;
         }
         assert!(Instant::now() < deadline, "topic view: {body:?}");

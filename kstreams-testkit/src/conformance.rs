@@ -23,9 +23,28 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 /// Creates a topic of this many partitions, for brokers without the admin API.
+///
+/// ```
+/// use std::sync::Arc;
+/// use kstreams_testkit::{conformance::TopicCreator, MockKafka};
+/// let kafka = Arc::new(MockKafka::start(1).unwrap());
+/// let mock = kafka.clone();
+/// let create: TopicCreator =
+///     Box::new(move |name, partitions| mock.create_topic(name, partitions).map_err(|e| e.to_string()));
+/// create("conformance-topic", 2).unwrap();
+/// ```
 pub type TopicCreator = Box<dyn Fn(&str, i32) -> Result<(), String>>;
 
 /// What to check.
+///
+/// ```
+/// use std::time::Duration;
+/// use kstreams_testkit::conformance::Options;
+/// // A cluster without transactions: check offsets, groups and topic configs only.
+/// let options = Options { transactions: false, exactly_once: false, ..Options::default() };
+/// assert!(options.topic_configs);
+/// assert_eq!(options.timeout, Duration::from_secs(30));
+/// ```
 pub struct Options {
     /// Create topics through the admin API with configs and read the configs back.
     pub topic_configs: bool,
@@ -55,7 +74,14 @@ impl Default for Options {
     }
 }
 
-/// The outcome of each check.
+/// The outcome of each check, from [`check`].
+///
+/// ```
+/// use kstreams_testkit::conformance::Report;
+/// let report = Report { checks: vec![("offsets", Ok(())), ("compaction", Err("no config".into()))] };
+/// let failed: Vec<_> = report.checks.iter().filter(|(_, r)| r.is_err()).map(|(n, _)| *n).collect();
+/// assert_eq!(failed, ["compaction"]);
+/// ```
 pub struct Report {
     /// `(check, Ok or the reason it failed)`, in the order run.
     pub checks: Vec<(&'static str, Result<(), String>)>,
@@ -63,6 +89,12 @@ pub struct Report {
 
 impl Report {
     /// True when every check passed.
+    ///
+    /// ```
+    /// use kstreams_testkit::conformance::Report;
+    /// let report = Report { checks: vec![("offsets", Ok(())), ("groups", Err("timed out".into()))] };
+    /// assert!(!report.passed());
+    /// ```
     pub fn passed(&self) -> bool {
         self.checks.iter().all(|(_, r)| r.is_ok())
     }
@@ -675,6 +707,15 @@ impl Checker<'_> {
 }
 
 /// Runs every check against the broker at `bootstrap`.
+///
+/// ```no_run
+/// use kstreams_testkit::conformance::{check, Options};
+/// let report = check("kafka-1.internal:9092", &Options::default());
+/// for (name, result) in &report.checks {
+///     println!("{name}: {}", result.as_ref().map_or_else(|e| e.clone(), |_| "ok".into()));
+/// }
+/// assert!(report.passed());
+/// ```
 pub fn check(bootstrap: &str, options: &Options) -> Report {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -67,6 +67,12 @@ pub struct EmbeddedBroker {
 
 impl EmbeddedBroker {
     /// Starts a broker on an ephemeral port with its data in a fresh temporary directory.
+    ///
+    /// ```no_run
+    /// let broker = kstreams_testkit::EmbeddedBroker::start().unwrap();
+    /// broker.create_topic("orders", 4, &[]).unwrap();
+    /// println!("bootstrap.servers={}", broker.bootstrap_servers());
+    /// ```
     pub fn start() -> Result<Self, TestkitError> {
         let dir = tempfile::tempdir()?;
         let listener = std::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
@@ -77,6 +83,18 @@ impl EmbeddedBroker {
 
     /// Starts a broker listening on `addr` with its data in the SQLite file `data_file`, so
     /// the data survives a restart.
+    ///
+    /// ```no_run
+    /// use std::net::SocketAddr;
+    /// use kstreams_testkit::EmbeddedBroker;
+    /// let addr: SocketAddr = "127.0.0.1:9092".parse().unwrap();
+    /// let broker = EmbeddedBroker::start_with("shop-data/tansu.db".as_ref(), addr).unwrap();
+    /// broker.create_topic("orders", 4, &[]).unwrap();
+    /// drop(broker);
+    /// // Started again on the same file: the topic and its records are still there.
+    /// let broker = EmbeddedBroker::start_with("shop-data/tansu.db".as_ref(), addr).unwrap();
+    /// # let _ = broker;
+    /// ```
     pub fn start_with(data_file: &Path, addr: SocketAddr) -> Result<Self, TestkitError> {
         Self::start_on(data_file, std::net::TcpListener::bind(addr)?)
     }
@@ -163,16 +181,34 @@ impl EmbeddedBroker {
     }
 
     /// `host:port` for `bootstrap.servers`.
+    ///
+    /// ```no_run
+    /// use kstreams::config::StreamsConfig;
+    /// let broker = kstreams_testkit::EmbeddedBroker::start().unwrap();
+    /// let config = StreamsConfig::new("app").with_bootstrap_servers(broker.bootstrap_servers());
+    /// # let _ = config;
+    /// ```
     pub fn bootstrap_servers(&self) -> &str {
         &self.bootstrap
     }
 
     /// The SQLite file holding the broker's data.
+    ///
+    /// ```no_run
+    /// let broker = kstreams_testkit::EmbeddedBroker::start().unwrap();
+    /// assert!(broker.data_file().ends_with("tansu.db"));
+    /// ```
     pub fn data_file(&self) -> &Path {
         &self.data_file
     }
 
     /// Creates a topic with these configs; an existing topic is left as it is.
+    ///
+    /// ```no_run
+    /// let broker = kstreams_testkit::EmbeddedBroker::start().unwrap();
+    /// broker.create_topic("stock", 4, &[("cleanup.policy", "compact")]).unwrap();
+    /// broker.create_topic("stock", 4, &[]).unwrap(); // already there: unchanged
+    /// ```
     pub fn create_topic(
         &self,
         name: &str,

@@ -25,6 +25,16 @@ pub use embedded::EmbeddedBroker;
 pub use mock::MockKafka;
 
 /// Why a test broker could not be started or used.
+///
+/// ```
+/// use kstreams_testkit::{EmbeddedBroker, TestkitError};
+/// let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+/// let data = std::env::temp_dir().join("testkit-error-example.db");
+/// let Err(err) = EmbeddedBroker::start_with(&data, taken.local_addr().unwrap()) else {
+///     panic!("the port is taken");
+/// };
+/// assert!(matches!(err, TestkitError::Io(_)), "{err}");
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum TestkitError {
     /// A local file or socket operation failed.
@@ -42,6 +52,12 @@ pub enum TestkitError {
 }
 
 /// A free TCP port on 127.0.0.1.
+///
+/// ```
+/// let port = kstreams_testkit::free_port().unwrap();
+/// let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+/// assert_eq!(listener.local_addr().unwrap().port(), port);
+/// ```
 pub fn free_port() -> Result<u16, TestkitError> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?

@@ -8,12 +8,24 @@ use kstreams::topology::Topology;
 use crate::TestkitError;
 
 /// An in-process mock Kafka cluster (librdkafka's), for exactly-once and fault tests.
+///
+/// ```
+/// use kstreams_testkit::MockKafka;
+/// let kafka = MockKafka::start(3).unwrap();
+/// kafka.create_topic("orders", 6).unwrap();
+/// assert_eq!(kafka.bootstrap_servers().split(',').count(), 3);
+/// ```
 pub struct MockKafka {
     cluster: MockCluster<'static, DefaultProducerContext>,
 }
 
 impl MockKafka {
     /// Starts a mock cluster of `brokers` brokers.
+    ///
+    /// ```
+    /// let kafka = kstreams_testkit::MockKafka::start(1).unwrap();
+    /// assert!(kafka.bootstrap_servers().starts_with("127.0.0.1:"));
+    /// ```
     pub fn start(brokers: i32) -> Result<Self, TestkitError> {
         Ok(MockKafka {
             cluster: MockCluster::new(brokers)?,
@@ -21,11 +33,35 @@ impl MockKafka {
     }
 
     /// `host:port,...` for `bootstrap.servers`.
+    ///
+    /// ```
+    /// use rdkafka::consumer::{BaseConsumer, Consumer};
+    /// let kafka = kstreams_testkit::MockKafka::start(2).unwrap();
+    /// let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+    ///     .set("bootstrap.servers", kafka.bootstrap_servers())
+    ///     .create()
+    ///     .unwrap();
+    /// let metadata = consumer.fetch_metadata(None, std::time::Duration::from_secs(10)).unwrap();
+    /// assert_eq!(metadata.brokers().len(), 2);
+    /// ```
     pub fn bootstrap_servers(&self) -> String {
         self.cluster.bootstrap_servers()
     }
 
     /// Creates a topic (the mock cluster ignores topic configs).
+    ///
+    /// ```
+    /// use rdkafka::consumer::{BaseConsumer, Consumer};
+    /// let kafka = kstreams_testkit::MockKafka::start(1).unwrap();
+    /// kafka.create_topic("payments", 4).unwrap();
+    /// let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+    ///     .set("bootstrap.servers", kafka.bootstrap_servers())
+    ///     .create()
+    ///     .unwrap();
+    /// let timeout = std::time::Duration::from_secs(10);
+    /// let metadata = consumer.fetch_metadata(Some("payments"), timeout).unwrap();
+    /// assert_eq!(metadata.topics()[0].partitions().len(), 4);
+    /// ```
     pub fn create_topic(&self, name: &str, partitions: i32) -> Result<(), TestkitError> {
         Ok(self.cluster.create_topic(name, partitions, 1)?)
     }
@@ -33,6 +69,16 @@ impl MockKafka {
     /// Creates every topic a topology reads or writes, internal ones with the application-id
     /// prefix, and its dead-letter topic, all with `partitions` partitions (the mock cluster cannot create them on
     /// demand with configs).
+    ///
+    /// ```
+    /// use kstreams::dsl::StreamsBuilder;
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("words").group_by_key().count().to_stream().to("counts");
+    /// let topology = builder.build().unwrap();
+    /// let kafka = kstreams_testkit::MockKafka::start(1).unwrap();
+    /// // words, counts, the count's changelog and `wc-dlq`, 2 partitions each.
+    /// kafka.create_topology_topics(&topology, "wc", 2).unwrap();
+    /// ```
     pub fn create_topology_topics(
         &self,
         topology: &Topology,
@@ -59,6 +105,15 @@ impl MockKafka {
     }
 
     /// The cluster, for fault injection (`broker_down`, `request_errors`, round-trip time).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let kafka = kstreams_testkit::MockKafka::start(1).unwrap();
+    /// // Every request to broker 1 now takes 50 ms longer; then the broker goes down.
+    /// kafka.cluster().broker_round_trip_time(1, Duration::from_millis(50)).unwrap();
+    /// kafka.cluster().broker_down(1).unwrap();
+    /// kafka.cluster().broker_up(1).unwrap();
+    /// ```
     pub fn cluster(&self) -> &MockCluster<'static, DefaultProducerContext> {
         &self.cluster
     }

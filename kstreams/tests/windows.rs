@@ -256,8 +256,8 @@ fn a_session_accepts_records_until_stream_time_passes_its_end_plus_gap_plus_grac
     );
     input.pipe_input_at("a".into(), "x".into(), 0);
     input.pipe_input_at("b".into(), "x".into(), 3); // stream time 3
-    // Joins [0,0]: the merged session [0,2] ends before stream time, but not before
-    // stream time - gap - grace, so it still counts (Kafka Streams' close time).
+                                                    // Joins [0,0]: the merged session [0,2] ends before stream time, but not before
+                                                    // stream time - gap - grace, so it still counts (Kafka Streams' close time).
     input.pipe_input_at("a".into(), "x".into(), 2);
     input.pipe_input_at("c".into(), "x".into(), 100); // stream time 100
     input.pipe_input_at("d".into(), "x".into(), 96); // a new session ending at 96 >= 95
@@ -320,7 +320,10 @@ fn time_window_reduce_starts_from_the_first_value() {
     });
     input.pipe_input_at("a".into(), 3, 1);
     input.pipe_input_at("a".into(), 4, 2);
-    assert_eq!(out.read_key_values_to_list().pop(), Some(kv("a@0-10", Some(12))));
+    assert_eq!(
+        out.read_key_values_to_list().pop(),
+        Some(kv("a@0-10", Some(12)))
+    );
 }
 
 trait CountWithName<K> {

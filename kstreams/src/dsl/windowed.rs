@@ -318,8 +318,8 @@ impl TimeWindows {
 /// it and creates the window that ends at it and the one that starts just after it (when not
 /// empty).
 ///
-/// Unlike Kafka Streams, windows of records earlier than the time difference start before 0
-/// (Kafka Streams puts them in `[0, difference]`).
+/// As in Kafka Streams, windows never start before 0: a record earlier than the time
+/// difference goes into the window `[0, difference]`.
 ///
 /// ```
 /// use std::time::Duration;

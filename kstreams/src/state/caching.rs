@@ -371,11 +371,8 @@ mod tests {
             retention: 1_000,
             retain_duplicates: false,
         };
-        let windows = CachingWindowStore::new(
-            Arc::new(InMemoryWindowStore::new(spec)),
-            spec,
-            1 << 20,
-        );
+        let windows =
+            CachingWindowStore::new(Arc::new(InMemoryWindowStore::new(spec)), spec, 1 << 20);
         windows.put(b"k", 0, Some(vec![1])).unwrap();
         windows.flush().unwrap();
         windows.put(b"k", 0, Some(vec![2])).unwrap();

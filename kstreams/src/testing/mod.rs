@@ -536,13 +536,14 @@ impl TestDriver {
     ///     .stream::<String, String>("clicks")
     ///     .group_by_key()
     ///     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_millis(100)))
-    ///     .count_with(Materialized::named("clicks-per-100ms"));
+    ///     // Retention is size plus grace unless set: keep older windows for a minute.
+    ///     .count_with(Materialized::named("per-100ms").with_retention(Duration::from_secs(60)));
     /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("ws")).unwrap();
     /// let clicks = driver.create_input_topic::<String, String>("clicks");
     /// for t in [10, 20, 150] {
     ///     clicks.pipe_input_at("ann".into(), "/".into(), t);
     /// }
-    /// let store = driver.window_store::<String, i64>("clicks-per-100ms").unwrap();
+    /// let store = driver.window_store::<String, i64>("per-100ms").unwrap();
     /// let ann = store.fetch_range(&"ann".to_string(), 0, 1_000).unwrap();
     /// assert_eq!(ann, vec![(0, 2), (100, 1)]); // (window start, count)
     /// ```
