@@ -715,3 +715,48 @@ fn describe_prints_nodes_like_kafka_streams() {
     );
     assert!(sub1.nodes.iter().any(|n| n.stores == vec![s("counts")]));
 }
+
+/// Reports which views of the store `visits` a processor can open.
+struct StoreKinds;
+
+impl Processor<String, String, String, String> for StoreKinds {
+    fn process(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, String, String>,
+        record: Record<String, String>,
+    ) -> Result<(), BoxError> {
+        let plain = ctx.session_store::<String, i64>("visits").is_ok();
+        let timestamped = match ctx.timestamped_session_store::<String, i64>("visits") {
+            Ok(_) => "ok".to_string(),
+            Err(kstreams::state::StoreError::WrongKind { requested, .. }) => {
+                format!("wrong kind ({requested})")
+            }
+            Err(e) => e.to_string(),
+        };
+        ctx.forward(record.with_value(format!("plain {plain}, timestamped {timestamped}")))
+    }
+}
+
+#[test]
+fn a_plain_session_store_is_not_opened_as_a_timestamped_one() {
+    let builder = StreamsBuilder::new();
+    builder.add_state_store(Stores::session_store_builder_with(
+        "visits",
+        Duration::from_secs(60),
+        Serdes::string(),
+        Serdes::i64(),
+    ));
+    builder
+        .stream::<String, String>("in")
+        .process(|| StoreKinds, &["visits"])
+        .to("out");
+    let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("kinds")).unwrap();
+    driver
+        .create_input_topic::<String, String>("in")
+        .pipe_input_at("ann".into(), "/".into(), 0);
+    let out = driver.create_output_topic::<String, String>("out");
+    assert_eq!(
+        out.read_value(),
+        Some("plain true, timestamped wrong kind (timestamped session)".to_string())
+    );
+}
