@@ -217,13 +217,11 @@ fn await_committed(bootstrap: &str, group: &str, records: i64, started: Instant)
     }
 }
 
-/// Reads a topic from the beginning to its end with a plain consumer.
-fn raw_read(bootstrap: &str, topic: &str) -> (i64, Duration) {
-    let total = total_records(bootstrap, topic);
-    let started = Instant::now();
+/// A plain consumer (large fetches) assigned every partition of `topic` from the beginning.
+fn from_beginning(bootstrap: &str, group: &str, topic: &str) -> BaseConsumer {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
-        .set("group.id", "e2e-raw-reader")
+        .set("group.id", group)
         .set("fetch.max.bytes", "52428800")
         .set("max.partition.fetch.bytes", "10485760")
         .create()
@@ -234,6 +232,14 @@ fn raw_read(bootstrap: &str, topic: &str) -> (i64, Duration) {
             .expect("partition");
     }
     consumer.assign(&tpl).expect("assign");
+    consumer
+}
+
+/// Reads a topic from the beginning to its end with a plain consumer.
+fn raw_read(bootstrap: &str, topic: &str) -> (i64, Duration) {
+    let total = total_records(bootstrap, topic);
+    let started = Instant::now();
+    let consumer = from_beginning(bootstrap, "e2e-raw-reader", topic);
     let mut read = 0;
     while read < total {
         if let Some(m) = consumer.poll(Duration::from_millis(100)) {
@@ -247,17 +253,7 @@ fn raw_read(bootstrap: &str, topic: &str) -> (i64, Duration) {
 /// Reads a whole topic (from the beginning to its end) as (key, value) strings.
 fn read_topic(bootstrap: &str, topic: &str) -> Vec<(String, String)> {
     let total = total_records(bootstrap, topic);
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "e2e-output-reader")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .expect("partition");
-    }
-    consumer.assign(&tpl).expect("assign");
+    let consumer = from_beginning(bootstrap, "e2e-output-reader", topic);
     let mut out = Vec::new();
     let started = Instant::now();
     while (out.len() as i64) < total {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use kstreams::config::StreamsConfig;
 use kstreams::dsl::*;
+use kstreams::serde::DefaultSerde;
 use kstreams::testing::{TestDriver, TestInputTopic, TestOutputTopic};
 use proptest::prelude::*;
 
@@ -21,8 +22,17 @@ fn count_topology(
     window: impl FnOnce(KGroupedStream<String, String>) -> KTable<Windowed<String>, i64>,
     suppress: Option<Suppressed>,
 ) -> (TestDriver, TestInputTopic<String, String>, Out) {
+    windowed_topology(window, suppress)
+}
+
+/// Builds `input → group_by_key → <window> → [suppress] → "out"` for input values of type
+/// `V`, with keys rendered as `key@start-end`.
+fn windowed_topology<V: Data + DefaultSerde>(
+    window: impl FnOnce(KGroupedStream<String, V>) -> KTable<Windowed<String>, i64>,
+    suppress: Option<Suppressed>,
+) -> (TestDriver, TestInputTopic<String, V>, Out) {
     let builder = StreamsBuilder::new();
-    let mut table = window(builder.stream::<String, String>("input").group_by_key());
+    let mut table = window(builder.stream::<String, V>("input").group_by_key());
     if let Some(s) = suppress {
         table = table.suppress(s);
     }
@@ -31,7 +41,7 @@ fn count_topology(
         .map(|w, c| (format!("{}@{}-{}", w.key, w.window.start, w.window.end), c))
         .to("out");
     let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("windows")).unwrap();
-    let input = driver.create_input_topic::<String, String>("input");
+    let input = driver.create_input_topic::<String, V>("input");
     let out = driver.create_output_topic::<String, Option<i64>>("out");
     (driver, input, out)
 }
@@ -273,15 +283,7 @@ fn a_session_accepts_records_until_stream_time_passes_its_end_plus_gap_plus_grac
 fn product_topology(
     window: impl FnOnce(KGroupedStream<String, i64>) -> KTable<Windowed<String>, i64>,
 ) -> (TestDriver, TestInputTopic<String, i64>, Out) {
-    let builder = StreamsBuilder::new();
-    window(builder.stream::<String, i64>("input").group_by_key())
-        .to_stream()
-        .map(|w, c| (format!("{}@{}-{}", w.key, w.window.start, w.window.end), c))
-        .to("out");
-    let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("reduce")).unwrap();
-    let input = driver.create_input_topic::<String, i64>("input");
-    let out = driver.create_output_topic::<String, Option<i64>>("out");
-    (driver, input, out)
+    windowed_topology(window, None)
 }
 
 #[test]
