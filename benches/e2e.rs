@@ -11,7 +11,9 @@
 //! * the hourly windowed sum of the order amounts per customer (final results only), in
 //!   kstreams and in Quix Streams (Python; `benches/quix/hourly_sum.py`, installed into a
 //!   virtual environment under the target directory on first use), both outputs checked
-//!   against the sums computed from the generated input.
+//!   against the sums computed from the generated input; both also by CPU time (the broker
+//!   sets the wall-clock pace of every pipeline here, so CPU seconds per record show what
+//!   each framework itself costs).
 //!
 //! Every pipeline has its own consumer group and output topic; kstreams commits every
 //! 100 ms. Prints records/s and the ratios the targets are set on, and writes the table into
@@ -66,29 +68,53 @@ fn send(producer: &ThreadedProducer<DefaultProducerContext>, record: BaseRecord<
 }
 
 fn total_records(bootstrap: &str, topic: &str) -> i64 {
-    let consumer: BaseConsumer = ClientConfig::new()
+    count_records(&watermark_reader(bootstrap), topic).expect("watermarks")
+}
+
+/// A client for [`count_records`]: one per wait, so polling creates no client per poll.
+fn watermark_reader(bootstrap: &str) -> BaseConsumer {
+    ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()
-        .expect("consumer");
+        .expect("consumer")
+}
+
+/// Records in `topic` now (high − low watermark, summed over its partitions), or why the
+/// broker did not say (a busy broker may not answer in time: pollers ask again).
+fn count_records(consumer: &BaseConsumer, topic: &str) -> Result<i64, String> {
     let metadata = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
+        .map_err(|e| format!("metadata of {topic}: {e}"))?;
     let partitions = metadata.topics()[0].partitions().len() as i32;
-    (0..partitions)
-        .map(|p| {
-            consumer
-                .fetch_watermarks(topic, p, Duration::from_secs(10))
-                .map_or(0, |(lo, hi)| hi - lo)
-        })
-        .sum()
+    let mut total = 0;
+    for p in 0..partitions {
+        let (lo, hi) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .map_err(|e| format!("watermarks of {topic}/{p}: {e}"))?;
+        total += hi - lo;
+    }
+    Ok(total)
+}
+
+/// Whether `topic` holds at least `expected` records; a broker that did not answer is "not
+/// yet" (and said so).
+fn holds(consumer: &BaseConsumer, topic: &str, expected: i64) -> bool {
+    match count_records(consumer, topic) {
+        Ok(n) => n >= expected,
+        Err(e) => {
+            eprintln!("polling {topic}: {e}; asking again");
+            false
+        }
+    }
 }
 
 /// Waits until `topic` holds `expected` records (records, not transaction markers: a
 /// read_committed count would be exact, watermarks include one marker per transaction and
 /// partition, so exactly-once runs are checked against the consumed input instead).
 fn await_records(bootstrap: &str, topic: &str, expected: i64, started: Instant) -> Duration {
+    let reader = watermark_reader(bootstrap);
     loop {
-        if total_records(bootstrap, topic) >= expected {
+        if holds(&reader, topic, expected) {
             return started.elapsed();
         }
         assert!(
@@ -97,6 +123,38 @@ fn await_records(bootstrap: &str, topic: &str, expected: i64, started: Instant) 
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat`; with
+/// `threads_named`, only its live threads whose name starts with it. `None` where there is
+/// no `/proc`.
+fn cpu_seconds(pid: u32, threads_named: Option<&str>) -> Option<f64> {
+    // utime and stime, in clock ticks: fields 14 and 15, counted after the `(comm)` field
+    // (which may hold spaces). Linux reports them in USER_HZ, 100 per second.
+    fn ticks(stat: &str) -> Option<u64> {
+        let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
+        Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+    }
+    let total = match threads_named {
+        None => ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?,
+        Some(prefix) => std::fs::read_dir(format!("/proc/{pid}/task"))
+            .ok()?
+            .flatten()
+            .filter(|task| {
+                std::fs::read_to_string(task.path().join("comm"))
+                    .is_ok_and(|name| name.starts_with(prefix))
+            })
+            .filter_map(|task| ticks(&std::fs::read_to_string(task.path().join("stat")).ok()?))
+            .sum(),
+    };
+    Some(total as f64 / 100.0)
+}
+
+/// CPU seconds of this process outside the in-process broker's threads (`tansu`): the
+/// pipeline under test, its Kafka clients, and the harness's polling.
+fn cpu_outside_broker() -> Option<f64> {
+    let pid = std::process::id();
+    Some(cpu_seconds(pid, None)? - cpu_seconds(pid, Some("tansu"))?)
 }
 
 fn raw_pipe(bootstrap: &str, records: i64) -> Duration {
@@ -404,14 +462,15 @@ fn quix_python() -> Result<PathBuf, String> {
     }
 }
 
-/// Runs the Quix Streams hourly sum until its output holds `windows` records.
+/// Runs the Quix Streams hourly sum until its output holds `windows` records; returns the
+/// wall time and the CPU seconds its process used (Python's start-up included).
 fn run_quix(
     python: &Path,
     bootstrap: &str,
     output: &str,
     windows: i64,
     state: &Path,
-) -> Result<Duration, String> {
+) -> Result<(Duration, Option<f64>), String> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/quix/hourly_sum.py");
     let started = Instant::now();
     let mut child = Command::new(python)
@@ -423,9 +482,10 @@ fn run_quix(
         .stdout(Stdio::null())
         .spawn()
         .map_err(|e| format!("starting Quix Streams: {e}"))?;
+    let reader = watermark_reader(bootstrap);
     let result = loop {
-        if total_records(bootstrap, output) >= windows {
-            break Ok(started.elapsed());
+        if holds(&reader, output, windows) {
+            break Ok((started.elapsed(), cpu_seconds(child.id(), None)));
         }
         if let Ok(Some(status)) = child.try_wait() {
             break Err(format!("Quix Streams exited early ({status})"));
@@ -580,19 +640,24 @@ fn main() {
     }
     input.flush(Duration::from_secs(300)).expect("flush");
     let loaded = load.elapsed();
+    // Its polling thread would otherwise run through every pipeline (and count as theirs).
+    drop(input);
     let total = records + i64::from(PARTITIONS);
     assert_eq!(total_records(&bootstrap, "e2e-input"), total);
     let windows = expected.len() as i64;
     let state = tempfile::tempdir().expect("state dir");
     let dir = |name: &str| state.path().join(name);
 
+    eprintln!("e2e: raw pipe");
     let raw = raw_pipe(&bootstrap, total);
+    eprintln!("e2e: kstreams stateless, at-least-once");
     let alos = run(
         &bootstrap,
         &stateless("e2e-stateless-output"),
         config(&bootstrap, "e2e-stateless", &dir("stateless")),
         Until::Output("e2e-stateless-output", total),
     );
+    eprintln!("e2e: kstreams stateless, exactly-once");
     let eos = run(
         &bootstrap,
         &stateless("e2e-eos-output"),
@@ -600,6 +665,7 @@ fn main() {
             .with_processing_guarantee(ProcessingGuarantee::ExactlyOnce),
         Until::Committed(total),
     );
+    eprintln!("e2e: kstreams windowed count, in memory");
     let window_memory = run(
         &bootstrap,
         &windowed(
@@ -610,6 +676,7 @@ fn main() {
         config(&bootstrap, "e2e-window-memory", &dir("window-memory")),
         Until::Committed(total),
     );
+    eprintln!("e2e: kstreams windowed count, RocksDB");
     let window_rocks = run(
         &bootstrap,
         &windowed(
@@ -623,6 +690,7 @@ fn main() {
     // Restore: the RocksDB count's changelog, read raw, then restored by a new instance
     // with an empty state directory.
     let changelog = "e2e-window-rocksdb-window-rocksdb-changelog";
+    eprintln!("e2e: raw changelog read, then restore");
     let (changelog_records, raw_read_time) = raw_read(&bootstrap, changelog);
     let restore_started = Instant::now();
     let mut restorer = KafkaStreams::new(
@@ -651,19 +719,23 @@ fn main() {
 
     // The hourly windowed sum, kstreams then Quix Streams; both outputs are checked
     // against the sums computed while generating the input.
+    eprintln!("e2e: kstreams hourly sum");
+    let cpu_before = cpu_outside_broker();
     let sum = run(
         &bootstrap,
         &hourly_sum("e2e-sum-output"),
         config(&bootstrap, "e2e-sum", &dir("sum")),
         Until::Output("e2e-sum-output", windows),
     );
+    let sum_cpu = cpu_before.zip(cpu_outside_broker()).map(|(a, b)| b - a);
     let sum_diff = differences(
         &expected,
         &sums_of(read_topic(&bootstrap, "e2e-sum-output")),
     );
     assert_eq!(sum_diff, 0, "kstreams' hourly sums differ from the input's");
     let quix_run = quix.and_then(|python| {
-        let elapsed = run_quix(
+        eprintln!("e2e: Quix Streams hourly sum");
+        let (elapsed, cpu) = run_quix(
             &python,
             &bootstrap,
             "e2e-quix-output",
@@ -674,7 +746,7 @@ fn main() {
             &expected,
             &sums_of(read_topic(&bootstrap, "e2e-quix-output")),
         );
-        Ok((elapsed, diff))
+        Ok((elapsed, cpu, diff))
     });
 
     let rate = |d: Duration| total as f64 / d.as_secs_f64();
@@ -746,7 +818,7 @@ fn main() {
         ),
     ];
     let quix_note = match &quix_run {
-        Ok((elapsed, diff)) => {
+        Ok((elapsed, quix_cpu, diff)) => {
             rows.push(row(
                 "Quix Streams hourly sum (the same)",
                 *elapsed,
@@ -754,6 +826,28 @@ fn main() {
                 Some((rate(sum) / rate(*elapsed), "kstreams ÷ Quix")),
                 "≥ 10",
             ));
+            // The same two pipelines by CPU time instead of wall time: what each costs per
+            // record when the broker is not the limit.
+            if let (Some(kstreams_cpu), Some(quix_cpu)) = (sum_cpu, quix_cpu) {
+                let per_cpu = |cpu: f64| total as f64 / cpu;
+                rows.push(Row {
+                    pipeline: "kstreams hourly sum, CPU seconds",
+                    seconds: kstreams_cpu,
+                    per_second: per_cpu(kstreams_cpu),
+                    ratio: None,
+                    target: "",
+                });
+                rows.push(Row {
+                    pipeline: "Quix Streams hourly sum, CPU seconds",
+                    seconds: *quix_cpu,
+                    per_second: per_cpu(*quix_cpu),
+                    ratio: Some((
+                        per_cpu(kstreams_cpu) / per_cpu(*quix_cpu),
+                        "kstreams ÷ Quix",
+                    )),
+                    target: "",
+                });
+            }
             if *diff == 0 {
                 format!("Both hourly sums wrote the same {windows} windows, equal to the sums of the input.")
             } else {
@@ -769,7 +863,7 @@ fn main() {
         thousands(records as f64)
     );
     let footer = format!(
-        "{quix_note} The changelog held {} records; the restore's wall time, group join included, was {:.2} s.",
+        "{quix_note} CPU rows: seconds of CPU (user + system) the pipeline's process used and input records per CPU second — for kstreams this process outside the broker's threads (its Kafka clients and the harness's output polling included), for Quix Streams its Python process (start-up included). The changelog held {} records; the restore's wall time, group join included, was {:.2} s.",
         thousands(changelog_records as f64),
         restore_wall.as_secs_f64()
     );
@@ -783,7 +877,7 @@ fn main() {
             Err(e) => println!("docs/BENCHMARKS.md not updated: {e}"),
         }
     }
-    if let Ok((_, diff)) = quix_run {
+    if let Ok((_, _, diff)) = quix_run {
         assert_eq!(diff, 0, "Quix Streams' hourly sums differ from the input's");
     }
 }

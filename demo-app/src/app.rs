@@ -95,6 +95,15 @@ impl Service {
         Service::TopicView,
     ];
 
+    /// The services that publish events (through the outbox).
+    pub const PUBLISHERS: [Service; 5] = [
+        Service::Order,
+        Service::User,
+        Service::Inventory,
+        Service::Payment,
+        Service::Shipping,
+    ];
+
     /// Its name on the command line and on the dashboard.
     pub fn name(self) -> &'static str {
         match self {
@@ -286,6 +295,7 @@ pub struct Shop {
     /// This process's metrics.
     pub metrics: MetricsRegistry,
     broker: Option<kstreams_testkit::EmbeddedBroker>,
+    relay: OutboxRelay,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -329,9 +339,20 @@ impl Shop {
             .set("linger.ms", "5")
             .set("partitioner", "murmur2_random")
             .create()?;
-        let relay = OutboxRelay::new(db.clone(), producer.clone());
+        // The relay publishes the outbox rows of the services running here.
+        let relay = OutboxRelay::new(
+            db.clone(),
+            producer.clone(),
+            relay_holder(&config.data_dir),
+            Service::PUBLISHERS
+                .into_iter()
+                .filter(|service| config.runs(*service)),
+        );
         let keys = JwtKeys::new(config.jwt_secret.as_bytes());
-        let mut tasks = vec![tokio::spawn(relay.clone().run())];
+        let mut tasks = Vec::new();
+        if !relay.sources().is_empty() {
+            tasks.push(tokio::spawn(relay.clone().run()));
+        }
         let chaos = Chaos::new();
         let cipher = FieldCipher::new(&config.encryption_key);
         let metrics = MetricsRegistry::new();
@@ -576,6 +597,7 @@ impl Shop {
             chaos,
             metrics,
             broker,
+            relay,
             tasks,
         })
     }
@@ -597,6 +619,10 @@ impl Shop {
         for task in self.tasks.drain(..) {
             let _ = task.await;
         }
+        // The relay's task has stopped: hand its lease to a stand-by process at once.
+        if let Err(e) = self.relay.release().await {
+            tracing::warn!("{e}");
+        }
         for app in self.streams.drain(..) {
             let _ = tokio::task::spawn_blocking(move || app.close()).await;
         }
@@ -605,6 +631,20 @@ impl Shop {
             let _ = tokio::task::spawn_blocking(move || drop(broker)).await;
         }
     }
+}
+
+/// The outbox relay's lease identity: this host and the data directory, so a restarted
+/// process takes its own lease back at once while other processes (other hosts, or other
+/// data directories here) wait for it to expire.
+fn relay_holder(data_dir: &std::path::Path) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    let dir = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_owned());
+    format!("{host}:{}", dir.display())
 }
 
 async fn start_app(

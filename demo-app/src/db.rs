@@ -41,11 +41,17 @@ const SCHEMA: &[&str] = &[
     )",
     "CREATE TABLE IF NOT EXISTS outbox (
         event_id TEXT PRIMARY KEY,
+        source TEXT,
         topic TEXT NOT NULL,
         record_key TEXT NOT NULL,
         payload TEXT NOT NULL,
         headers TEXT,
         created_at BIGINT NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS outbox_relay (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        expires_at BIGINT NOT NULL
     )",
     "CREATE TABLE IF NOT EXISTS reservations (
         order_id TEXT NOT NULL,
@@ -206,6 +212,9 @@ impl Database {
                 .await
                 .map_err(connect_error)?;
         }
+        migrate_outbox(&pool, postgres)
+            .await
+            .map_err(connect_error)?;
         Ok(Database { pool, postgres })
     }
 
@@ -231,6 +240,45 @@ impl Database {
         .await?;
         Ok(done.rows_affected() == 1)
     }
+}
+
+/// Brings an outbox table of an earlier version up to date: the writing service of each row
+/// (`source`, which relay publishes it; rows written before it existed get the service that
+/// writes their topic) and, on PostgreSQL, the insertion order (`seq`; SQLite has the rowid).
+async fn migrate_outbox(pool: &AnyPool, postgres: bool) -> sqlx::Result<()> {
+    if postgres {
+        // Rows of one transaction share a `created_at`; the relay must keep their order.
+        sqlx::query("ALTER TABLE outbox ADD COLUMN IF NOT EXISTS seq BIGSERIAL")
+            .execute(pool)
+            .await?;
+        sqlx::query("ALTER TABLE outbox ADD COLUMN IF NOT EXISTS source TEXT")
+            .execute(pool)
+            .await?;
+    } else {
+        let has_source: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM pragma_table_info('outbox') WHERE name = 'source'",
+        )
+        .fetch_one(pool)
+        .await?
+        .try_get("n")?;
+        if has_source == 0 {
+            sqlx::query("ALTER TABLE outbox ADD COLUMN source TEXT")
+                .execute(pool)
+                .await?;
+        }
+    }
+    sqlx::query(
+        "UPDATE outbox SET source = CASE topic
+             WHEN 'user-events' THEN 'user'
+             WHEN 'inventory-events' THEN 'inventory'
+             WHEN 'shipping-events' THEN 'shipping'
+             WHEN 'payment-events-dlq' THEN 'payment'
+             ELSE 'order' END
+         WHERE source IS NULL",
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 /// Records in `tx` that `consumer` processed `event_id`; false if it already had (then the
@@ -271,6 +319,61 @@ fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An outbox of the version before `source`: its waiting rows get the service that
+    /// writes their topic, so the right relay publishes them after the upgrade.
+    #[tokio::test]
+    async fn an_outbox_without_sources_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
+        sqlx::any::install_default_drivers();
+        let old = sqlx::AnyPool::connect(&url).await.unwrap();
+        sqlx::query(
+            "CREATE TABLE outbox (event_id TEXT PRIMARY KEY, topic TEXT NOT NULL,
+             record_key TEXT NOT NULL, payload TEXT NOT NULL, headers TEXT,
+             created_at BIGINT NOT NULL)",
+        )
+        .execute(&old)
+        .await
+        .unwrap();
+        for (id, topic) in [
+            ("a", "user-events"),
+            ("b", "order-events"),
+            ("c", "payment-events-dlq"),
+        ] {
+            sqlx::query(
+                "INSERT INTO outbox (event_id, topic, record_key, payload, created_at)
+                 VALUES ($1, $2, 'k', '{}', 0)",
+            )
+            .bind(id)
+            .bind(topic)
+            .execute(&old)
+            .await
+            .unwrap();
+        }
+        old.close().await;
+
+        let db = Database::connect(&url).await.unwrap();
+        let rows = sqlx::query("SELECT event_id, source FROM outbox ORDER BY event_id")
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+        let sources: Vec<(String, String)> = rows
+            .iter()
+            .map(|row| (text(row, "event_id"), text(row, "source")))
+            .collect();
+        assert_eq!(
+            sources,
+            [
+                ("a".to_owned(), "user".to_owned()),
+                ("b".to_owned(), "order".to_owned()),
+                ("c".to_owned(), "payment".to_owned()),
+            ]
+        );
+        // Connecting again changes nothing.
+        drop(db);
+        Database::connect(&url).await.unwrap();
+    }
 
     #[test]
     fn passwords_are_not_shown() {

@@ -5,31 +5,46 @@
 //! a change that rolled back. The relay deletes a row only after the broker acknowledged its
 //! record, so a crash in between publishes it again: delivery is at-least-once, and consumers
 //! deduplicate on the event id every envelope carries.
+//!
+//! Each row names the service that wrote it, and each process's relay publishes only the
+//! rows of the services it runs (so a service's Kafka credentials, and its topic ACLs, are
+//! all its relay needs). Per service, one relay publishes at a time: the holder of that
+//! service's `outbox_relay` lease row, renewed before each batch and taken over by another
+//! process once it has not been renewed for [`LEASE`]. Without it, a service scaled out with
+//! `--role` over one database would publish each row once per process — consumers that
+//! deduplicate would not notice, but the streams apps (which count orders and revenue) would
+//! count twice. One publisher per service also keeps its rows in insertion order. A process
+//! that stops cleanly gives its leases up ([`OutboxRelay::release`]); a restarted process
+//! with the same identity (host and data directory) takes its own leases back at once.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::{Any, Row, Transaction};
 use tokio::sync::Notify;
 
+use crate::app::Service;
 use crate::db::{text, Database};
 use crate::events::{Envelope, Event};
 
-/// Adds `event` for `topic` under `key` to the outbox, inside `tx`.
+/// Adds `event` for `topic` under `key` to the outbox, inside `tx`, as written by `source`
+/// (whose relay publishes it).
 pub async fn enqueue<E: Event>(
     tx: &mut Transaction<'_, Any>,
+    source: Service,
     topic: &str,
     key: &str,
     event: &Envelope<E>,
 ) -> sqlx::Result<()> {
-    enqueue_with_headers(tx, topic, key, event, &[]).await
+    enqueue_with_headers(tx, source, topic, key, event, &[]).await
 }
 
 /// [`enqueue`] with record headers.
 pub async fn enqueue_with_headers<E: Event>(
     tx: &mut Transaction<'_, Any>,
+    source: Service,
     topic: &str,
     key: &str,
     event: &Envelope<E>,
@@ -43,10 +58,11 @@ pub async fn enqueue_with_headers<E: Event>(
         format!("{}@{topic}", event.event_id)
     };
     sqlx::query(
-        "INSERT INTO outbox (event_id, topic, record_key, payload, headers, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO outbox (event_id, source, topic, record_key, payload, headers, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(row_id)
+    .bind(source.name())
     .bind(topic)
     .bind(key)
     .bind(String::from_utf8(event.to_bytes()).expect("JSON is UTF-8"))
@@ -61,22 +77,55 @@ pub async fn enqueue_with_headers<E: Event>(
     Ok(())
 }
 
-/// Publishes outbox rows, oldest first.
+/// How long a relay's lease lasts unless renewed; a stand-by relay takes over after it.
+pub const LEASE: Duration = Duration::from_secs(15);
+
+/// How often a relay renews its leases, and a stand-by relay tries to take them.
+const RENEW: Duration = Duration::from_secs(5);
+
+/// The most rows one batch publishes.
+const BATCH: i64 = 500;
+
+/// Publishes the outbox rows of some services, oldest first, for each service while it
+/// holds that service's lease.
 #[derive(Clone)]
 pub struct OutboxRelay {
     db: Database,
     producer: FutureProducer,
     wake: Arc<Notify>,
+    holder: Arc<str>,
+    sources: Arc<[Service]>,
 }
 
 impl OutboxRelay {
-    /// A relay from `db` to the cluster `producer` writes to.
-    pub fn new(db: Database, producer: FutureProducer) -> Self {
+    /// A relay from `db` to the cluster `producer` writes to, for the rows of `sources`,
+    /// leasing as `holder` (the process's identity: relays of one identity share leases).
+    pub fn new(
+        db: Database,
+        producer: FutureProducer,
+        holder: impl Into<String>,
+        sources: impl IntoIterator<Item = Service>,
+    ) -> Self {
+        let mut sources: Vec<Service> = sources.into_iter().collect();
+        sources.sort();
+        sources.dedup();
         OutboxRelay {
             db,
             producer,
             wake: Arc::new(Notify::new()),
+            holder: holder.into().into(),
+            sources: sources.into(),
         }
+    }
+
+    /// The services whose rows this relay publishes.
+    pub fn sources(&self) -> &[Service] {
+        &self.sources
+    }
+
+    /// The identity this relay leases as.
+    pub fn holder(&self) -> &str {
+        &self.holder
     }
 
     /// Tells the relay there is something new (it also looks every 200 ms).
@@ -84,10 +133,46 @@ impl OutboxRelay {
         self.wake.notify_one();
     }
 
-    /// Publishes until the task is dropped.
+    /// Publishes until the task is dropped; stands by for the services whose lease another
+    /// process holds.
     pub async fn run(self) {
+        let mut led: Vec<Service> = Vec::new();
+        let mut renewed: Option<Instant> = None;
         loop {
-            match self.publish_batch().await {
+            if renewed.is_none_or(|at| at.elapsed() >= RENEW) {
+                match self.acquire().await {
+                    Ok(now_led) => {
+                        if renewed.is_none() || now_led != led {
+                            let standing_by: Vec<&str> = self
+                                .sources
+                                .iter()
+                                .filter(|s| !now_led.contains(s))
+                                .map(|s| s.name())
+                                .collect();
+                            tracing::info!(
+                                holder = %self.holder,
+                                publishing = ?now_led.iter().map(|s| s.name()).collect::<Vec<_>>(),
+                                standing_by = ?standing_by,
+                                "outbox relay"
+                            );
+                        }
+                        led = now_led;
+                        renewed = Some(Instant::now());
+                    }
+                    Err(e) => {
+                        tracing::warn!("outbox relay: {e}; retrying");
+                        led.clear();
+                        renewed = None;
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
+                }
+            }
+            if led.is_empty() {
+                tokio::time::sleep(RENEW).await;
+                continue;
+            }
+            match self.publish_batch(&led).await {
                 Ok(0) => {
                     let _ = tokio::time::timeout(Duration::from_millis(200), self.wake.notified())
                         .await;
@@ -101,15 +186,76 @@ impl OutboxRelay {
         }
     }
 
-    /// Publishes up to 500 rows; returns how many.
-    pub async fn publish_batch(&self) -> Result<usize, String> {
-        let rows = sqlx::query(
+    /// Takes or renews the lease of each of its services; returns those it now holds (the
+    /// others' leases are held by another process and have not expired).
+    pub async fn acquire(&self) -> Result<Vec<Service>, String> {
+        let now = chrono::Utc::now().timestamp_millis();
+        let expires = now + LEASE.as_millis() as i64;
+        let mut led = Vec::new();
+        for source in self.sources.iter() {
+            // One statement, so two relays racing for an expired lease cannot both win: the
+            // database serializes the upserts of the one row, and the loser's WHERE sees
+            // the winner's fresh lease.
+            let taken = sqlx::query(
+                "INSERT INTO outbox_relay (name, holder, expires_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,
+                     expires_at = excluded.expires_at
+                 WHERE outbox_relay.holder = excluded.holder OR outbox_relay.expires_at < $4",
+            )
+            .bind(source.name())
+            .bind(self.holder.as_ref())
+            .bind(expires)
+            .bind(now)
+            .execute(self.db.pool())
+            .await
+            .map_err(|e| format!("taking the relay lease of {}: {e}", source.name()))?;
+            if taken.rows_affected() == 1 {
+                led.push(*source);
+            }
+        }
+        Ok(led)
+    }
+
+    /// Gives its leases up, so stand-by relays take over at once. Call it after the relay's
+    /// task has stopped.
+    pub async fn release(&self) -> Result<(), String> {
+        sqlx::query("DELETE FROM outbox_relay WHERE holder = $1")
+            .bind(self.holder.as_ref())
+            .execute(self.db.pool())
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("releasing the relay leases: {e}"))
+    }
+
+    /// Publishes up to 500 rows of `sources`; returns how many. Does not look at the
+    /// leases: [`run`] publishes only the services whose lease it holds.
+    ///
+    /// [`run`]: OutboxRelay::run
+    pub async fn publish_batch(&self, sources: &[Service]) -> Result<usize, String> {
+        if sources.is_empty() {
+            return Ok(0);
+        }
+        // Insertion order: a PostgreSQL sequence, SQLite's rowid (always above every
+        // existing row's).
+        let order = if self.db.is_postgres() {
+            "seq"
+        } else {
+            "rowid"
+        };
+        let placeholders: Vec<String> = (2..sources.len() + 2).map(|i| format!("${i}")).collect();
+        let statement = format!(
             "SELECT event_id, topic, record_key, payload, headers, created_at FROM outbox
-             ORDER BY created_at, event_id LIMIT 500",
-        )
-        .fetch_all(self.db.pool())
-        .await
-        .map_err(|e| format!("reading the outbox: {e}"))?;
+             WHERE source IN ({}) ORDER BY {order} LIMIT $1",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&statement).bind(BATCH);
+        for source in sources {
+            query = query.bind(source.name());
+        }
+        let rows = query
+            .fetch_all(self.db.pool())
+            .await
+            .map_err(|e| format!("reading the outbox: {e}"))?;
         if rows.is_empty() {
             return Ok(0);
         }
@@ -147,16 +293,44 @@ impl OutboxRelay {
             }
         });
         let results = futures::future::join_all(sends).await;
-        let mut published = 0;
-        for (row, result) in rows.iter().zip(results) {
-            result?;
-            sqlx::query("DELETE FROM outbox WHERE event_id = $1")
-                .bind(text(row, "event_id"))
-                .execute(self.db.pool())
-                .await
-                .map_err(|e| format!("clearing the outbox: {e}"))?;
-            published += 1;
+        // Only the rows before the first failure are cleared: the failed row and every later
+        // one stay and are published again (consumers drop repeats by event id), so no row
+        // is cleared while an earlier one is still waiting.
+        let failure = results.iter().position(Result::is_err);
+        let published = failure.unwrap_or(rows.len());
+        let ids: Vec<String> = rows[..published]
+            .iter()
+            .map(|row| text(row, "event_id"))
+            .collect();
+        self.clear(&ids).await?;
+        match failure {
+            Some(i) => Err(results
+                .into_iter()
+                .nth(i)
+                .and_then(Result::err)
+                .unwrap_or_default()),
+            None => Ok(published),
         }
-        Ok(published)
+    }
+
+    /// Deletes the rows `ids`, in one statement (one transaction, one commit).
+    async fn clear(&self, ids: &[String]) -> Result<(), String> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+        let statement = format!(
+            "DELETE FROM outbox WHERE event_id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&statement);
+        for id in ids {
+            query = query.bind(id);
+        }
+        query
+            .execute(self.db.pool())
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("clearing the outbox: {e}"))
     }
 }

@@ -713,21 +713,10 @@ async fn simulated_customers_place_orders_that_finish() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_on_postgresql_reach_the_topic_once() {
-    // A database of its own, so runs never see each other's rows.
-    let server = std::env::var("SHOP_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-    let name = format!("shop_test_{}", uuid::Uuid::new_v4().simple());
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::AnyPool::connect(&format!("{server}/test"))
-        .await
-        .unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
-        .await
-        .unwrap();
+    let database = common::TestDatabase::create("shop_test").await;
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
-    config.database_url = Some(format!("{server}/{name}"));
+    config.database_url = Some(database.url.clone());
     let shop = Shop::start(config).await.unwrap();
     assert!(shop.db.is_postgres());
     exercise(&shop).await;
@@ -735,8 +724,5 @@ async fn orders_on_postgresql_reach_the_topic_once() {
     the_audit_log_is_tamper_evident(&shop).await;
     shop.db.pool().close().await;
     shop.stop().await;
-    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .execute(&admin)
-        .await
-        .unwrap();
+    database.drop_database().await;
 }

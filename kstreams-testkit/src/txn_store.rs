@@ -249,6 +249,10 @@ join consumer_group cg on cg.cluster = c.id
 join consumer_group_detail cgd on cgd.consumer_group = cg.id
 where c.name = ?1 and cg.name = ?2";
 
+/// The index tansu's `header_fetch.sql` needs (see [`TxnStore::open`]).
+pub(crate) const HEADER_INDEX: &str =
+    "CREATE INDEX IF NOT EXISTS kstreams_testkit_header_record ON header (topition, offset_id)";
+
 impl TxnStore {
     /// The stored state of group `group_id`, `None` when there is no such group.
     pub(crate) async fn group_detail(&self, group_id: &str) -> Result<Option<GroupDetail>> {
@@ -291,6 +295,11 @@ impl TxnStore {
         let db = libsql::Builder::new_local(data_file).build().await?;
         let connection = db.connect()?;
         connection.busy_timeout(Duration::from_secs(5))?;
+        // tansu 0.6 looks up each fetched record's headers by (partition, offset) in a table
+        // without an index: every fetched record scanned every header ever written, so a
+        // topic with headers (changelogs of some clients, dead-letter records) made each
+        // fetch slower than the last, until the broker stalled.
+        connection.execute(HEADER_INDEX, ()).await?;
         Ok(TxnStore {
             inner,
             shared: Arc::new(Shared {

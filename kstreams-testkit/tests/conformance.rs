@@ -232,3 +232,89 @@ mod transactions {
         );
     }
 }
+
+/// Each fetched record carries its own headers, and tansu's per-record header lookup uses
+/// an index (without one, every fetched record scanned every header ever written, and a
+/// broker holding a few hundred thousand records with headers stopped answering).
+#[test]
+fn embedded_broker_fetches_headers_by_index() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Header, Headers, OwnedHeaders};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use rdkafka::{ClientConfig, Message};
+    use std::time::{Duration, Instant};
+
+    let broker = EmbeddedBroker::start().expect("broker starts");
+    broker.create_topic("with-headers", 1, &[]).unwrap();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap_servers())
+        .create()
+        .unwrap();
+    for i in 0..300 {
+        let value = format!("record-{i}");
+        producer
+            .send(
+                BaseRecord::to("with-headers")
+                    .key("k")
+                    .payload(&value)
+                    .headers(OwnedHeaders::new().insert(Header {
+                        key: "n",
+                        value: Some(&i.to_string()),
+                    })),
+            )
+            .unwrap();
+        producer.poll(Duration::ZERO);
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap_servers())
+        .set("group.id", "header-reader")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&["with-headers"]).unwrap();
+    let mut seen = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen < 300 && Instant::now() < deadline {
+        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let message = message.unwrap();
+        let headers = message.headers().expect("headers");
+        assert_eq!(headers.count(), 1);
+        let n = headers.get(0);
+        assert_eq!(n.key, "n");
+        assert_eq!(n.value, Some(message.offset().to_string().as_bytes()));
+        assert_eq!(
+            message.payload(),
+            Some(format!("record-{}", message.offset()).as_bytes())
+        );
+        seen += 1;
+    }
+    assert_eq!(seen, 300);
+
+    // The lookup's plan: the index, not a scan of the header table.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let plan = runtime.block_on(async {
+        let db = libsql::Builder::new_local(broker.data_file())
+            .build()
+            .await
+            .unwrap();
+        let connection = db.connect().unwrap();
+        let mut rows = connection
+            .query(
+                "EXPLAIN QUERY PLAN SELECT k, v FROM header WHERE topition = 1 AND offset_id = 7",
+                (),
+            )
+            .await
+            .unwrap();
+        let mut plan = String::new();
+        while let Some(row) = rows.next().await.unwrap() {
+            plan.push_str(&row.get::<String>(3).unwrap());
+            plan.push('\n');
+        }
+        plan
+    });
+    assert!(plan.contains("USING INDEX"), "{plan}");
+}

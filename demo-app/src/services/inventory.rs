@@ -18,6 +18,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, Row, Transaction};
 
+use crate::app::Service;
 use crate::auth::{Authenticated, HasJwtKeys, JwtKeys};
 use crate::consumer::{HandleError, Handler, Incoming};
 use crate::db::{first_time, text, Database};
@@ -134,7 +135,14 @@ async fn stock_event(tx: &mut Transaction<'_, Any>, product_id: &str) -> sqlx::R
         reserved: row.try_get("reserved")?,
         threshold: row.try_get("threshold")?,
     });
-    outbox::enqueue(tx, topics::INVENTORY, product_id, &event).await
+    outbox::enqueue(
+        tx,
+        Service::Inventory,
+        topics::INVENTORY,
+        product_id,
+        &event,
+    )
+    .await
 }
 
 async fn reserve(
@@ -172,7 +180,7 @@ async fn reserve(
             customer_id: customer_id.to_owned(),
             reason,
         });
-        return outbox::enqueue(tx, topics::INVENTORY, order_id, &event).await;
+        return outbox::enqueue(tx, Service::Inventory, topics::INVENTORY, order_id, &event).await;
     }
     for item in items {
         let quantity = i64::from(item.quantity);
@@ -201,7 +209,7 @@ async fn reserve(
         customer_id: customer_id.to_owned(),
         items: items.to_vec(),
     });
-    outbox::enqueue(tx, topics::INVENTORY, order_id, &event).await
+    outbox::enqueue(tx, Service::Inventory, topics::INVENTORY, order_id, &event).await
 }
 
 /// The held lines of an order, marked `status`.
@@ -250,7 +258,7 @@ async fn release(
         order_id: order_id.to_owned(),
         customer_id: customer_id.to_owned(),
     });
-    outbox::enqueue(tx, topics::INVENTORY, order_id, &event).await
+    outbox::enqueue(tx, Service::Inventory, topics::INVENTORY, order_id, &event).await
 }
 
 async fn settle(tx: &mut Transaction<'_, Any>, order_id: &str) -> sqlx::Result<()> {

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
+use crate::app::Service;
 use crate::auth::{Authenticated, HasJwtKeys, JwtKeys};
 use crate::consumer::{HandleError, Handler, Incoming};
 use crate::db::first_time;
@@ -252,7 +253,14 @@ impl OrderService {
             to: next,
             reason,
         });
-        outbox::enqueue(&mut tx, topics::ORDERS, &customer_id, &changed).await?;
+        outbox::enqueue(
+            &mut tx,
+            Service::Order,
+            topics::ORDERS,
+            &customer_id,
+            &changed,
+        )
+        .await?;
         if next == OrderStatus::Reserved {
             let amount: Decimal = text(&row, "total")
                 .parse()
@@ -263,7 +271,14 @@ impl OrderService {
                 amount,
                 currency: text(&row, "currency"),
             });
-            outbox::enqueue(&mut tx, topics::PAYMENTS, order_id, &request).await?;
+            outbox::enqueue(
+                &mut tx,
+                Service::Order,
+                topics::PAYMENTS,
+                order_id,
+                &request,
+            )
+            .await?;
         }
         tx.commit().await?;
         self.relay.notify();
@@ -444,9 +459,15 @@ async fn place_order(
     .execute(&mut *tx)
     .await
     .map_err(internal)?;
-    outbox::enqueue(&mut tx, topics::ORDERS, &customer_id, &event)
-        .await
-        .map_err(internal)?;
+    outbox::enqueue(
+        &mut tx,
+        Service::Order,
+        topics::ORDERS,
+        &customer_id,
+        &event,
+    )
+    .await
+    .map_err(internal)?;
     tx.commit().await.map_err(internal)?;
     service.relay.notify();
     let metrics = crate::metrics::global();

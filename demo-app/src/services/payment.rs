@@ -25,6 +25,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message};
 
 use super::payment_holds::Decision;
+use crate::app::Service;
 use crate::consumer::{HandleError, Handler, Incoming};
 use crate::db::{first_time, Database};
 use crate::events::{topics, Envelope, PaymentEvent};
@@ -244,7 +245,7 @@ impl PaymentService {
                         reason: "rejected after fraud review".into(),
                         attempts: 0,
                     });
-                    outbox::enqueue(&mut tx, topics::PAYMENTS, order_id, &event).await?;
+                    publish(&mut tx, order_id, &event).await?;
                     record_payment(&mut tx, order_id, customer_id, amount, "REJECTED", 0).await?;
                     tx.commit().await?;
                     self.relay.notify();
@@ -281,7 +282,7 @@ impl PaymentService {
                     amount: *amount,
                     attempts,
                 });
-                outbox::enqueue(&mut tx, topics::PAYMENTS, order_id, &event).await?;
+                publish(&mut tx, order_id, &event).await?;
                 record_payment(
                     &mut tx,
                     order_id,
@@ -300,7 +301,7 @@ impl PaymentService {
                     reason: reason.clone(),
                     attempts,
                 });
-                outbox::enqueue(&mut tx, topics::PAYMENTS, order_id, &event).await?;
+                publish(&mut tx, order_id, &event).await?;
                 dead_letter(&mut tx, order_id, &envelope, "declined", reason, attempts).await?;
                 record_payment(&mut tx, order_id, customer_id, amount, "DECLINED", attempts)
                     .await?;
@@ -325,6 +326,15 @@ impl PaymentService {
 }
 
 /// Records the payment service's decision on an order (`payments`, one row per order).
+/// Adds one of this service's `payment-events` records to the outbox, inside `tx`.
+async fn publish(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    order_id: &str,
+    event: &Envelope<PaymentEvent>,
+) -> sqlx::Result<()> {
+    outbox::enqueue(tx, Service::Payment, topics::PAYMENTS, order_id, event).await
+}
+
 async fn record_payment(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     order_id: &str,
@@ -363,7 +373,15 @@ async fn dead_letter(
         ("dlq.error.message".to_owned(), reason.to_owned()),
         ("dlq.attempts".to_owned(), attempts.to_string()),
     ];
-    outbox::enqueue_with_headers(tx, topics::PAYMENTS_DLQ, order_id, request, &headers).await
+    outbox::enqueue_with_headers(
+        tx,
+        Service::Payment,
+        topics::PAYMENTS_DLQ,
+        order_id,
+        request,
+        &headers,
+    )
+    .await
 }
 
 /// Moves every request in `payment-events-dlq` that was dead-lettered because the gateway was

@@ -17,6 +17,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 use sqlx::{Any, Row, Transaction};
 
+use crate::app::Service;
 use crate::auth::{Authenticated, HasJwtKeys, JwtKeys};
 use crate::consumer::{HandleError, Handler, Incoming};
 use crate::db::{first_time, text, Database};
@@ -269,7 +270,7 @@ async fn decide_by_admin(
                 attempts: 0,
             })
         };
-        outbox::enqueue(&mut tx, topics::PAYMENTS, &order_id, &event)
+        outbox::enqueue(&mut tx, Service::Order, topics::PAYMENTS, &order_id, &event)
             .await
             .map_err(internal)?;
     }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use rust_decimal::Decimal;
 
+use crate::app::Service;
 use crate::consumer::{HandleError, Handler, Incoming};
 use crate::db::{first_time, text, Database};
 use crate::events::{topics, Envelope, OrderEvent, OrderStatus, ShippingEvent};
@@ -109,7 +110,14 @@ impl ShippingService {
                     cost: text(&row, "cost").parse().unwrap_or_default(),
                     tracking,
                 });
-                outbox::enqueue(&mut tx, topics::SHIPPING, order_id, &event).await?;
+                outbox::enqueue(
+                    &mut tx,
+                    Service::Shipping,
+                    topics::SHIPPING,
+                    order_id,
+                    &event,
+                )
+                .await?;
             }
             _ => {}
         }
@@ -154,7 +162,14 @@ impl ShippingService {
                     order_id: order_id.clone(),
                     customer_id: text(row, "customer_id"),
                 });
-                outbox::enqueue(&mut tx, topics::SHIPPING, &order_id, &event).await?;
+                outbox::enqueue(
+                    &mut tx,
+                    Service::Shipping,
+                    topics::SHIPPING,
+                    &order_id,
+                    &event,
+                )
+                .await?;
             }
         }
         tx.commit().await?;

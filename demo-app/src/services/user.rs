@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
+use crate::app::Service;
 use crate::auth::{Authenticated, HasJwtKeys, JwtKeys};
 use crate::crypto::FieldCipher;
 use crate::db::{text, Database};
@@ -134,7 +135,7 @@ async fn register(
     });
     let internal = |e| ApiError::internal("registering the user", e);
     let mut tx = service.db.pool().begin().await.map_err(internal)?;
-    outbox::enqueue(&mut tx, topics::USERS, &user_id, &event)
+    outbox::enqueue(&mut tx, Service::User, topics::USERS, &user_id, &event)
         .await
         .map_err(internal)?;
     tx.commit().await.map_err(internal)?;

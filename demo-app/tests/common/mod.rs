@@ -142,3 +142,42 @@ impl OrderApi {
         .await
     }
 }
+
+/// A PostgreSQL database of its own on the machine's server (`SHOP_TEST_POSTGRES` overrides
+/// the server's URL), so runs never see each other's rows.
+pub struct TestDatabase {
+    admin: sqlx::AnyPool,
+    name: String,
+    /// The database's URL.
+    pub url: String,
+}
+
+impl TestDatabase {
+    /// Creates a database named `prefix` and a random suffix.
+    pub async fn create(prefix: &str) -> Self {
+        let server = std::env::var("SHOP_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+        let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+        sqlx::any::install_default_drivers();
+        let admin = sqlx::AnyPool::connect(&format!("{server}/test"))
+            .await
+            .unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await
+            .unwrap();
+        TestDatabase {
+            admin,
+            url: format!("{server}/{name}"),
+            name,
+        }
+    }
+
+    /// Drops the database, whoever is still connected.
+    pub async fn drop_database(self) {
+        sqlx::query(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
+            .execute(&self.admin)
+            .await
+            .unwrap();
+    }
+}

@@ -11,13 +11,16 @@
 //! plus the grace period. Records for closed windows are dropped and counted in
 //! [`TaskMetrics::late_records_dropped`](crate::TaskMetrics), never folded in silently.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::BoxError;
 use crate::processor::{Processor, ProcessorContext, Punctuation, PunctuationType, Record};
 use crate::serde::{DefaultSerde, Serde, SerdeError, SerdeRef, Serdes};
-use crate::state::{ordered, KeyValueStore, SessionStore, Stores, ValueAndTimestamp, WindowStore};
+use crate::state::{
+    from_ordered, ordered, KeyValueStore, SessionStore, Stores, ValueAndTimestamp, WindowStore,
+};
 use crate::topology::NodeKind;
 
 use super::kgrouped::KGroupedStream;
@@ -1764,6 +1767,7 @@ impl<K: Data, V: Data> KTable<Windowed<K>, V> {
                 emitted_until: i64::MIN,
                 last_stream_time: -1,
                 wall_at_last_advance: 0,
+                close_times: None,
             },
         );
         if let Some(close) = graph.window_close_of(self.node) {
@@ -1786,6 +1790,11 @@ struct SuppressProcessor<K, V> {
     emitted_until: i64,
     last_stream_time: i64,
     wall_at_last_advance: i64,
+    /// The close times of the buffered windows, so eviction reads the buffer only once the
+    /// earliest has come (a range read per record cost more than the aggregation). Built
+    /// from the buffer on first use: processing starts after the buffer's restore, which
+    /// runs after `init`.
+    close_times: Option<BTreeSet<i64>>,
 }
 
 impl<K: Data, V: Data> SuppressProcessor<K, V> {
@@ -1796,6 +1805,21 @@ impl<K: Data, V: Data> SuppressProcessor<K, V> {
         now: i64,
     ) -> Result<(), BoxError> {
         let buffer = self.buffer.as_ref().ok_or("buffer not initialized")?;
+        let close_times = match &mut self.close_times {
+            Some(times) => times,
+            None => {
+                let times = buffer
+                    .all()?
+                    .into_iter()
+                    .filter(|(key, _)| key.len() >= 8)
+                    .map(|(key, _)| from_ordered(&key))
+                    .collect();
+                self.close_times.insert(times)
+            }
+        };
+        if close_times.first().is_none_or(|first| *first > now) {
+            return Ok(());
+        }
         // Buffer keys start with the close time, so closed windows come first.
         let upper = ordered(now.saturating_add(1)).to_vec();
         for (key, value) in buffer.range(&Vec::new(), &upper)? {
@@ -1812,6 +1836,10 @@ impl<K: Data, V: Data> SuppressProcessor<K, V> {
                 continue;
             }
             ctx.forward(Record::new(windowed, change, timestamp))?;
+        }
+        // Only once every closed window is out: after a failure they are looked for again.
+        if let Some(times) = &mut self.close_times {
+            *times = times.split_off(&now.saturating_add(1));
         }
         Ok(())
     }
@@ -1862,6 +1890,9 @@ impl<K: Data, V: Data> Processor<Windowed<K>, Change<V>, Windowed<K>, Change<V>>
         let mut value = r.timestamp.to_be_bytes().to_vec();
         value.extend_from_slice(&self.change_serde.serialize(&change)?.unwrap_or_default());
         buffer.put(&key, &value)?;
+        if let Some(times) = &mut self.close_times {
+            times.insert(close_at);
+        }
         let stream_time = ctx.stream_time();
         if stream_time > self.last_stream_time {
             self.last_stream_time = stream_time;
