@@ -9,6 +9,9 @@
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+use crate::app::Service;
+use crate::events::topics;
+
 /// The schema, one statement per entry (both dialects).
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS products (
@@ -267,15 +270,22 @@ async fn migrate_outbox(pool: &AnyPool, postgres: bool) -> sqlx::Result<()> {
                 .await?;
         }
     }
-    sqlx::query(
-        "UPDATE outbox SET source = CASE topic
-             WHEN 'user-events' THEN 'user'
-             WHEN 'inventory-events' THEN 'inventory'
-             WHEN 'shipping-events' THEN 'shipping'
-             WHEN 'payment-events-dlq' THEN 'payment'
-             ELSE 'order' END
-         WHERE source IS NULL",
-    )
+    // The service that writes each topic (payment-events has two writers; the order
+    // service's relay takes the old rows of it).
+    let writers = [
+        (topics::USERS, Service::User),
+        (topics::INVENTORY, Service::Inventory),
+        (topics::SHIPPING, Service::Shipping),
+        (topics::PAYMENTS_DLQ, Service::Payment),
+    ];
+    let cases: String = writers
+        .iter()
+        .map(|(topic, service)| format!("WHEN '{topic}' THEN '{}' ", service.name()))
+        .collect();
+    sqlx::query(&format!(
+        "UPDATE outbox SET source = CASE topic {cases}ELSE '{}' END WHERE source IS NULL",
+        Service::Order.name()
+    ))
     .execute(pool)
     .await?;
     Ok(())

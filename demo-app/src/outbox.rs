@@ -123,11 +123,6 @@ impl OutboxRelay {
         &self.sources
     }
 
-    /// The identity this relay leases as.
-    pub fn holder(&self) -> &str {
-        &self.holder
-    }
-
     /// Tells the relay there is something new (it also looks every 200 ms).
     pub fn notify(&self) {
         self.wake.notify_one();
@@ -242,11 +237,10 @@ impl OutboxRelay {
         } else {
             "rowid"
         };
-        let placeholders: Vec<String> = (2..sources.len() + 2).map(|i| format!("${i}")).collect();
         let statement = format!(
             "SELECT event_id, topic, record_key, payload, headers, created_at FROM outbox
              WHERE source IN ({}) ORDER BY {order} LIMIT $1",
-            placeholders.join(", ")
+            placeholders(2, sources.len())
         );
         let mut query = sqlx::query(&statement).bind(BATCH);
         for source in sources {
@@ -318,10 +312,9 @@ impl OutboxRelay {
         if ids.is_empty() {
             return Ok(());
         }
-        let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
         let statement = format!(
             "DELETE FROM outbox WHERE event_id IN ({})",
-            placeholders.join(", ")
+            placeholders(1, ids.len())
         );
         let mut query = sqlx::query(&statement);
         for id in ids {
@@ -333,4 +326,12 @@ impl OutboxRelay {
             .map(|_| ())
             .map_err(|e| format!("clearing the outbox: {e}"))
     }
+}
+
+/// `$first, $first+1, ...`: `count` numbered parameters, for an `IN (...)` list.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

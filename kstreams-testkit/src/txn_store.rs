@@ -250,7 +250,7 @@ join consumer_group_detail cgd on cgd.consumer_group = cg.id
 where c.name = ?1 and cg.name = ?2";
 
 /// The index tansu's `header_fetch.sql` needs (see [`TxnStore::open`]).
-pub(crate) const HEADER_INDEX: &str =
+const HEADER_INDEX: &str =
     "CREATE INDEX IF NOT EXISTS kstreams_testkit_header_record ON header (topition, offset_id)";
 
 impl TxnStore {
