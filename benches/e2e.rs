@@ -16,7 +16,8 @@
 //!   each framework itself costs).
 //!
 //! Every pipeline has its own consumer group and output topic; kstreams commits every
-//! 100 ms. Prints records/s and the ratios the targets are set on, and writes the table into
+//! 100 ms, but for the hourly sum, where both frameworks commit every 5 s (Quix Streams'
+//! default). Prints records/s and the ratios the targets are set on, and writes the table into
 //! docs/BENCHMARKS.md between its `e2e-results` markers.
 //!
 //! ```text
@@ -24,11 +25,15 @@
 //! E2E_RECORDS=50000 cargo bench --bench e2e
 //! E2E_QUIX=0      # without the Quix Streams run
 //! E2E_REPORT=0    # do not write docs/BENCHMARKS.md
+//! E2E_SUM_ONLY=1  # only the two hourly sums (not written to docs/BENCHMARKS.md)
+//! E2E_CLIENT_OVERRIDES=linger.ms=5,batch.size=65536   # librdkafka settings for kstreams
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kstreams::config::{ProcessingGuarantee, StreamsConfig};
@@ -43,6 +48,20 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 const PARTITIONS: i32 = 4;
+
+/// How often the harness asks whether a pipeline is done: its requests count against
+/// kstreams' CPU (they run in this process), so not more often than the wall time needs.
+const POLL: Duration = Duration::from_millis(50);
+
+/// The producers' `linger.ms` of the second pair of hourly sums. librdkafka's idempotent
+/// producer (kstreams' and Quix Streams') polls without sleeping while a partition has a
+/// request in flight and records that have waited past `linger.ms` (it counts in-flight
+/// messages against a limit of five requests), so against this slow broker a short linger
+/// costs a core: records that may wait a second never make it spin.
+const SUM_LINGER: Duration = Duration::from_secs(1);
+
+/// The commit interval of both hourly sums: Quix Streams' default (Kafka Streams' is 30 s).
+const SUM_COMMIT: Duration = Duration::from_secs(5);
 
 fn producer(bootstrap: &str) -> ThreadedProducer<DefaultProducerContext> {
     ClientConfig::new()
@@ -82,12 +101,10 @@ fn watermark_reader(bootstrap: &str) -> BaseConsumer {
 /// Records in `topic` now (high − low watermark, summed over its partitions), or why the
 /// broker did not say (a busy broker may not answer in time: pollers ask again).
 fn count_records(consumer: &BaseConsumer, topic: &str) -> Result<i64, String> {
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .map_err(|e| format!("metadata of {topic}: {e}"))?;
-    let partitions = metadata.topics()[0].partitions().len() as i32;
+    // Every topic here has PARTITIONS partitions (internal topics take their source's), so
+    // no metadata request is needed: polling costs four watermark requests.
     let mut total = 0;
-    for p in 0..partitions {
+    for p in 0..PARTITIONS {
         let (lo, hi) = consumer
             .fetch_watermarks(topic, p, Duration::from_secs(10))
             .map_err(|e| format!("watermarks of {topic}/{p}: {e}"))?;
@@ -121,40 +138,163 @@ fn await_records(bootstrap: &str, topic: &str, expected: i64, started: Instant) 
             started.elapsed() < Duration::from_secs(900),
             "{topic} never reached {expected} records"
         );
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(POLL);
     }
 }
 
-/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat`; with
-/// `threads_named`, only its live threads whose name starts with it. `None` where there is
-/// no `/proc`.
-fn cpu_seconds(pid: u32, threads_named: Option<&str>) -> Option<f64> {
-    // utime and stime, in clock ticks: fields 14 and 15, counted after the `(comm)` field
-    // (which may hold spaces). Linux reports them in USER_HZ, 100 per second.
-    fn ticks(stat: &str) -> Option<u64> {
-        let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
-        Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+/// utime + stime of one `/proc/.../stat` line, in clock ticks (fields 14 and 15, counted
+/// after the `(comm)` field, which may hold spaces), and the thread's start time (field 22),
+/// which tells a reused thread id from the thread that had it before.
+fn stat_ticks(stat: &str) -> Option<(u64, u64)> {
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some((ticks, fields.get(19)?.parse().ok()?))
+}
+
+/// Linux reports CPU times in USER_HZ, 100 ticks per second.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// CPU seconds (user + system) a whole process has used; `None` where there is no `/proc`.
+fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some(stat_ticks(&stat)?.0 as f64 / TICKS_PER_SECOND)
+}
+
+/// Every thread of this process seen so far, by (thread id, start time): its name and its
+/// latest CPU ticks.
+type CpuReading = HashMap<(u32, u64), (String, u64)>;
+
+/// Reads the CPU ticks of this process' live threads into `into`.
+fn read_threads(into: &mut CpuReading) -> Option<()> {
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let Ok(tid) = task.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let (Ok(name), Ok(stat)) = (
+            std::fs::read_to_string(task.path().join("comm")),
+            std::fs::read_to_string(task.path().join("stat")),
+        ) else {
+            continue; // ended between the listing and the read
+        };
+        if let Some((ticks, start)) = stat_ticks(&stat) {
+            into.insert((tid, start), (name.trim().to_string(), ticks));
+        }
     }
-    let total = match threads_named {
-        None => ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?,
-        Some(prefix) => std::fs::read_dir(format!("/proc/{pid}/task"))
-            .ok()?
-            .flatten()
-            .filter(|task| {
-                std::fs::read_to_string(task.path().join("comm"))
-                    .is_ok_and(|name| name.starts_with(prefix))
+    Some(())
+}
+
+/// Per-thread CPU time of this process, sampled every 100 ms by a thread of its own: a
+/// thread that ends during a pipeline (the broker's blocking-pool threads come and go, and
+/// so do a closed client's) still counts, with its last reading (at most 100 ms short).
+/// Subtracting the process' total minus the broker's live threads, as a single reading
+/// would, charges the broker's ended threads to the pipeline.
+struct CpuMeter {
+    seen: Arc<Mutex<CpuReading>>,
+    stop: Arc<AtomicBool>,
+    sampler: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The meter's own thread, left out of every figure.
+const METER_THREAD: &str = "e2e-cpu-meter";
+
+impl CpuMeter {
+    /// `None` where there is no `/proc`.
+    fn start() -> Option<CpuMeter> {
+        let mut first = CpuReading::new();
+        read_threads(&mut first)?;
+        let seen = Arc::new(Mutex::new(first));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, st) = (seen.clone(), stop.clone());
+        let sampler = std::thread::Builder::new()
+            .name(METER_THREAD.into())
+            .spawn(move || {
+                while !st.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(100));
+                    let mut now = CpuReading::new();
+                    if read_threads(&mut now).is_some() {
+                        s.lock().expect("meter").extend(now);
+                    }
+                }
             })
-            .filter_map(|task| ticks(&std::fs::read_to_string(task.path().join("stat")).ok()?))
-            .sum(),
-    };
-    Some(total as f64 / 100.0)
+            .ok()?;
+        Some(CpuMeter {
+            seen,
+            stop,
+            sampler: Some(sampler),
+        })
+    }
+
+    /// Every thread seen so far, read once more now.
+    fn reading(&self) -> CpuReading {
+        let mut now = CpuReading::new();
+        read_threads(&mut now);
+        let mut seen = self.seen.lock().expect("meter");
+        seen.extend(now);
+        seen.clone()
+    }
 }
 
-/// CPU seconds of this process outside the in-process broker's threads (`tansu`): the
-/// pipeline under test, its Kafka clients, and the harness's polling.
-fn cpu_outside_broker() -> Option<f64> {
-    let pid = std::process::id();
-    Some(cpu_seconds(pid, None)? - cpu_seconds(pid, Some("tansu"))?)
+impl Drop for CpuMeter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(sampler) = self.sampler.take() {
+            let _ = sampler.join();
+        }
+    }
+}
+
+/// CPU seconds used between two readings, by thread name with its trailing digits dropped
+/// (`rdk:broker1`, `rdk:broker2` → `rdk:broker`), the meter's own thread left out.
+fn cpu_by_thread(before: &CpuReading, after: &CpuReading) -> BTreeMap<String, f64> {
+    let mut by_name = BTreeMap::new();
+    for (id, (name, ticks)) in after {
+        if name == METER_THREAD {
+            continue;
+        }
+        let earlier = before.get(id).map_or(0, |(_, t)| *t);
+        let used = ticks.saturating_sub(earlier);
+        if used > 0 {
+            let group = name
+                .trim_end_matches(|c: char| c.is_ascii_digit())
+                .to_string();
+            *by_name.entry(group).or_insert(0.0) += used as f64 / TICKS_PER_SECOND;
+        }
+    }
+    by_name
+}
+
+/// A pipeline's CPU seconds: every thread of this process but the broker's (`tansu`) — the
+/// pipeline's own threads, its Kafka clients, and the harness's output polling.
+struct PipelineCpu {
+    seconds: f64,
+    /// The seconds by thread name, largest first: `name 1.23, ...`.
+    by_thread: String,
+}
+
+/// The CPU a pipeline used between two readings; prints it by thread to stderr.
+fn pipeline_cpu(what: &str, before: &CpuReading, after: &CpuReading) -> PipelineCpu {
+    let by_thread = cpu_by_thread(before, after);
+    let (broker, pipeline): (Vec<_>, Vec<_>) = by_thread
+        .iter()
+        .partition(|(name, _)| name.starts_with("tansu"));
+    let sum = |threads: &[(&String, &f64)]| threads.iter().map(|(_, s)| **s).sum::<f64>();
+    let mut pipeline = pipeline;
+    pipeline.sort_by(|a, b| b.1.total_cmp(a.1));
+    let listed: Vec<String> = pipeline
+        .iter()
+        .map(|(name, s)| format!("`{name}` {s:.2}"))
+        .collect();
+    let cpu = PipelineCpu {
+        seconds: sum(&pipeline),
+        by_thread: listed.join(", "),
+    };
+    eprintln!(
+        "e2e: {what}: CPU seconds {:.2} (broker {:.2}); by thread: {}",
+        cpu.seconds,
+        sum(&broker),
+        cpu.by_thread
+    );
+    cpu
 }
 
 fn raw_pipe(bootstrap: &str, records: i64) -> Duration {
@@ -188,11 +328,26 @@ fn raw_pipe(bootstrap: &str, records: i64) -> Duration {
     await_records(bootstrap, "e2e-raw-output", records, started)
 }
 
+/// A pipeline's configuration; `E2E_CLIENT_OVERRIDES=key=value,...` adds librdkafka
+/// settings to every kstreams pipeline (for experiments: the report says which were set).
 fn config(bootstrap: &str, app: &str, state: &std::path::Path) -> StreamsConfig {
-    StreamsConfig::new(app)
+    let mut config = StreamsConfig::new(app)
         .with_bootstrap_servers(bootstrap)
         .with_commit_interval(Duration::from_millis(100))
-        .with_state_dir(state)
+        .with_state_dir(state);
+    for (key, value) in client_overrides() {
+        config = config.with_client_override(key, value);
+    }
+    config
+}
+
+fn client_overrides() -> Vec<(String, String)> {
+    std::env::var("E2E_CLIENT_OVERRIDES")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
 }
 
 fn stateless(output: &str) -> Topology {
@@ -229,8 +384,18 @@ enum Until {
     Committed(i64),
 }
 
-/// Runs a topology until `until` holds.
-fn run(bootstrap: &str, topology: &Topology, config: StreamsConfig, until: Until) -> Duration {
+/// Runs a topology until `until` holds; returns the wall time and, with a meter, the CPU
+/// seconds the pipeline used until then (its shutdown not included).
+fn run(
+    bootstrap: &str,
+    what: &str,
+    topology: &Topology,
+    config: StreamsConfig,
+    until: Until,
+    meter: Option<&CpuMeter>,
+) -> (Duration, Option<PipelineCpu>) {
+    eprintln!("e2e: {what}");
+    let before = meter.map(CpuMeter::reading);
     let started = Instant::now();
     let group = config.application_id.clone();
     let mut streams = KafkaStreams::new(topology, config);
@@ -239,8 +404,16 @@ fn run(bootstrap: &str, topology: &Topology, config: StreamsConfig, until: Until
         Until::Output(topic, records) => await_records(bootstrap, topic, records, started),
         Until::Committed(records) => await_committed(bootstrap, &group, records, started),
     };
+    let cpu = meter
+        .zip(before)
+        .map(|(meter, before)| pipeline_cpu(what, &before, &meter.reading()));
     streams.close();
-    elapsed
+    (elapsed, cpu)
+}
+
+/// A topic name that lives as long as the run (for [`Until::Output`]).
+fn leak(name: String) -> &'static str {
+    Box::leak(name.into_boxed_str())
 }
 
 /// Waits until a group has committed every input record.
@@ -271,7 +444,7 @@ fn await_committed(bootstrap: &str, group: &str, records: i64, started: Instant)
             return started.elapsed();
         }
         assert!(started.elapsed() < Duration::from_secs(900));
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(POLL);
     }
 }
 
@@ -468,24 +641,31 @@ fn run_quix(
     python: &Path,
     bootstrap: &str,
     output: &str,
+    group: &str,
     windows: i64,
     state: &Path,
+    linger: Option<Duration>,
 ) -> Result<(Duration, Option<f64>), String> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/quix/hourly_sum.py");
     let started = Instant::now();
-    let mut child = Command::new(python)
+    let mut command = Command::new(python);
+    command
         .arg(script)
-        .args([bootstrap, "e2e-input", output, "e2e-quix"])
+        .args([bootstrap, "e2e-input", output, group])
         .arg(state)
-        // Quix Streams' default commit interval (5 s): its fastest setting of the two.
-        .arg("5")
+        // Quix Streams' default commit interval.
+        .arg(SUM_COMMIT.as_secs().to_string());
+    if let Some(linger) = linger {
+        command.arg(linger.as_millis().to_string());
+    }
+    let mut child = command
         .stdout(Stdio::null())
         .spawn()
         .map_err(|e| format!("starting Quix Streams: {e}"))?;
     let reader = watermark_reader(bootstrap);
     let result = loop {
         if holds(&reader, output, windows) {
-            break Ok((started.elapsed(), cpu_seconds(child.id(), None)));
+            break Ok((started.elapsed(), process_cpu_seconds(child.id())));
         }
         if let Ok(Some(status)) = child.try_wait() {
             break Err(format!("Quix Streams exited early ({status})"));
@@ -493,7 +673,7 @@ fn run_quix(
         if started.elapsed() > Duration::from_secs(1800) {
             break Err("Quix Streams did not finish in 30 minutes".into());
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(POLL);
     };
     let _ = child.kill();
     let _ = child.wait();
@@ -574,6 +754,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     let with_quix = std::env::var("E2E_QUIX").as_deref() != Ok("0");
+    let sum_only = std::env::var("E2E_SUM_ONLY").as_deref() == Ok("1");
     // Install Quix Streams before anything is timed.
     let quix = if with_quix {
         quix_python()
@@ -591,8 +772,6 @@ fn main() {
         "e2e-eos-output",
         "e2e-window-memory-output",
         "e2e-window-rocksdb-output",
-        "e2e-sum-output",
-        "e2e-quix-output",
     ];
     // Quix Streams derives its changelog topic's settings from the input topic's
     // `retention.ms`, which tansu only reports when it was set.
@@ -648,109 +827,9 @@ fn main() {
     let state = tempfile::tempdir().expect("state dir");
     let dir = |name: &str| state.path().join(name);
 
-    eprintln!("e2e: raw pipe");
-    let raw = raw_pipe(&bootstrap, total);
-    eprintln!("e2e: kstreams stateless, at-least-once");
-    let alos = run(
-        &bootstrap,
-        &stateless("e2e-stateless-output"),
-        config(&bootstrap, "e2e-stateless", &dir("stateless")),
-        Until::Output("e2e-stateless-output", total),
-    );
-    eprintln!("e2e: kstreams stateless, exactly-once");
-    let eos = run(
-        &bootstrap,
-        &stateless("e2e-eos-output"),
-        config(&bootstrap, "e2e-eos", &dir("eos"))
-            .with_processing_guarantee(ProcessingGuarantee::ExactlyOnce),
-        Until::Committed(total),
-    );
-    eprintln!("e2e: kstreams windowed count, in memory");
-    let window_memory = run(
-        &bootstrap,
-        &windowed(
-            "e2e-window-memory-output",
-            "window-memory",
-            StoreType::InMemory,
-        ),
-        config(&bootstrap, "e2e-window-memory", &dir("window-memory")),
-        Until::Committed(total),
-    );
-    eprintln!("e2e: kstreams windowed count, RocksDB");
-    let window_rocks = run(
-        &bootstrap,
-        &windowed(
-            "e2e-window-rocksdb-output",
-            "window-rocksdb",
-            StoreType::RocksDb,
-        ),
-        config(&bootstrap, "e2e-window-rocksdb", &dir("window-rocksdb")),
-        Until::Committed(total),
-    );
-    // Restore: the RocksDB count's changelog, read raw, then restored by a new instance
-    // with an empty state directory.
-    let changelog = "e2e-window-rocksdb-window-rocksdb-changelog";
-    eprintln!("e2e: raw changelog read, then restore");
-    let (changelog_records, raw_read_time) = raw_read(&bootstrap, changelog);
-    let restore_started = Instant::now();
-    let mut restorer = KafkaStreams::new(
-        &windowed(
-            "e2e-window-rocksdb-output",
-            "window-rocksdb",
-            StoreType::RocksDb,
-        ),
-        config(&bootstrap, "e2e-window-rocksdb", &dir("restore")),
-    );
-    restorer.start().expect("start");
-    assert!(restorer.wait_for_state(State::Running, Duration::from_secs(900)));
-    let restore_wall = restore_started.elapsed();
-    let restored = restorer.metrics().restored_records as i64;
-    let restore_rate = restorer
-        .metrics()
-        .restore_rates
-        .get("window-rocksdb")
-        .copied()
-        .unwrap_or(0.0);
-    restorer.close();
-    assert_eq!(
-        restored, changelog_records,
-        "the whole changelog was restored"
-    );
-
-    // The hourly windowed sum, kstreams then Quix Streams; both outputs are checked
-    // against the sums computed while generating the input.
-    eprintln!("e2e: kstreams hourly sum");
-    let cpu_before = cpu_outside_broker();
-    let sum = run(
-        &bootstrap,
-        &hourly_sum("e2e-sum-output"),
-        config(&bootstrap, "e2e-sum", &dir("sum")),
-        Until::Output("e2e-sum-output", windows),
-    );
-    let sum_cpu = cpu_before.zip(cpu_outside_broker()).map(|(a, b)| b - a);
-    let sum_diff = differences(
-        &expected,
-        &sums_of(read_topic(&bootstrap, "e2e-sum-output")),
-    );
-    assert_eq!(sum_diff, 0, "kstreams' hourly sums differ from the input's");
-    let quix_run = quix.and_then(|python| {
-        eprintln!("e2e: Quix Streams hourly sum");
-        let (elapsed, cpu) = run_quix(
-            &python,
-            &bootstrap,
-            "e2e-quix-output",
-            windows,
-            &dir("quix"),
-        )?;
-        let diff = differences(
-            &expected,
-            &sums_of(read_topic(&bootstrap, "e2e-quix-output")),
-        );
-        Ok((elapsed, cpu, diff))
-    });
-
+    let meter = CpuMeter::start();
+    let meter = meter.as_ref();
     let rate = |d: Duration| total as f64 / d.as_secs_f64();
-    let raw_read_rate = changelog_records as f64 / raw_read_time.as_secs_f64();
     let row = |pipeline, d: Duration, per_second, ratio, target| Row {
         pipeline,
         seconds: d.as_secs_f64(),
@@ -758,126 +837,301 @@ fn main() {
         ratio,
         target,
     };
-    let mut rows = vec![
-        row("produce the input", loaded, rate(loaded), None, ""),
-        row(
-            "raw pipe (the ceiling)",
-            raw,
-            rate(raw),
-            Some((1.0, "")),
-            "",
-        ),
-        row(
+    let mut rows = vec![row("produce the input", loaded, rate(loaded), None, "")];
+    let mut restore_note = String::new();
+    if !sum_only {
+        eprintln!("e2e: raw pipe");
+        let raw = raw_pipe(&bootstrap, total);
+        let (alos, _) = run(
+            &bootstrap,
             "kstreams stateless, at-least-once",
-            alos,
-            rate(alos),
-            Some((rate(alos) / rate(raw), "of raw")),
-            "≥ 0.80",
-        ),
-        row(
+            &stateless("e2e-stateless-output"),
+            config(&bootstrap, "e2e-stateless", &dir("stateless")),
+            Until::Output("e2e-stateless-output", total),
+            meter,
+        );
+        let (eos, _) = run(
+            &bootstrap,
             "kstreams stateless, exactly-once",
-            eos,
-            rate(eos),
-            Some((rate(eos) / rate(alos), "of at-least-once")),
-            "≥ 0.80",
-        ),
-        row(
+            &stateless("e2e-eos-output"),
+            config(&bootstrap, "e2e-eos", &dir("eos"))
+                .with_processing_guarantee(ProcessingGuarantee::ExactlyOnce),
+            Until::Committed(total),
+            meter,
+        );
+        let (window_memory, _) = run(
+            &bootstrap,
             "kstreams windowed count, in memory",
-            window_memory,
-            rate(window_memory),
-            Some((rate(window_memory) / rate(raw), "of raw")),
-            "",
-        ),
-        row(
+            &windowed(
+                "e2e-window-memory-output",
+                "window-memory",
+                StoreType::InMemory,
+            ),
+            config(&bootstrap, "e2e-window-memory", &dir("window-memory")),
+            Until::Committed(total),
+            meter,
+        );
+        let (window_rocks, _) = run(
+            &bootstrap,
             "kstreams windowed count, RocksDB",
-            window_rocks,
-            rate(window_rocks),
-            Some((rate(window_rocks) / rate(raw), "of raw")),
-            "≥ 0.50",
-        ),
-        row(
-            "raw changelog read",
-            raw_read_time,
-            raw_read_rate,
-            Some((1.0, "")),
-            "",
-        ),
-        row(
-            "kstreams restore of that changelog",
-            restore_wall,
-            restore_rate,
-            Some((restore_rate / raw_read_rate, "of the raw read")),
-            "≥ 0.50",
-        ),
-        row(
-            "kstreams hourly sum (RocksDB, final results)",
+            &windowed(
+                "e2e-window-rocksdb-output",
+                "window-rocksdb",
+                StoreType::RocksDb,
+            ),
+            config(&bootstrap, "e2e-window-rocksdb", &dir("window-rocksdb")),
+            Until::Committed(total),
+            meter,
+        );
+        // Restore: the RocksDB count's changelog, read raw, then restored by a new instance
+        // with an empty state directory.
+        let changelog = "e2e-window-rocksdb-window-rocksdb-changelog";
+        eprintln!("e2e: raw changelog read, then restore");
+        let (changelog_records, raw_read_time) = raw_read(&bootstrap, changelog);
+        let restore_started = Instant::now();
+        let mut restorer = KafkaStreams::new(
+            &windowed(
+                "e2e-window-rocksdb-output",
+                "window-rocksdb",
+                StoreType::RocksDb,
+            ),
+            config(&bootstrap, "e2e-window-rocksdb", &dir("restore")),
+        );
+        restorer.start().expect("start");
+        assert!(restorer.wait_for_state(State::Running, Duration::from_secs(900)));
+        let restore_wall = restore_started.elapsed();
+        let restored = restorer.metrics().restored_records as i64;
+        let restore_rate = restorer
+            .metrics()
+            .restore_rates
+            .get("window-rocksdb")
+            .copied()
+            .unwrap_or(0.0);
+        restorer.close();
+        assert_eq!(
+            restored, changelog_records,
+            "the whole changelog was restored"
+        );
+        let raw_read_rate = changelog_records as f64 / raw_read_time.as_secs_f64();
+        rows.extend([
+            row(
+                "raw pipe (the ceiling)",
+                raw,
+                rate(raw),
+                Some((1.0, "")),
+                "",
+            ),
+            row(
+                "kstreams stateless, at-least-once",
+                alos,
+                rate(alos),
+                Some((rate(alos) / rate(raw), "of raw")),
+                "≥ 0.80",
+            ),
+            row(
+                "kstreams stateless, exactly-once",
+                eos,
+                rate(eos),
+                Some((rate(eos) / rate(alos), "of at-least-once")),
+                "≥ 0.80",
+            ),
+            row(
+                "kstreams windowed count, in memory",
+                window_memory,
+                rate(window_memory),
+                Some((rate(window_memory) / rate(raw), "of raw")),
+                "",
+            ),
+            row(
+                "kstreams windowed count, RocksDB",
+                window_rocks,
+                rate(window_rocks),
+                Some((rate(window_rocks) / rate(raw), "of raw")),
+                "≥ 0.50",
+            ),
+            row(
+                "raw changelog read",
+                raw_read_time,
+                raw_read_rate,
+                Some((1.0, "")),
+                "",
+            ),
+            row(
+                "kstreams restore of that changelog",
+                restore_wall,
+                restore_rate,
+                Some((restore_rate / raw_read_rate, "of the raw read")),
+                "≥ 0.50",
+            ),
+        ]);
+        restore_note = format!(
+            " The changelog held {} records; the restore's wall time, group join included, was {:.2} s.",
+            thousands(changelog_records as f64),
+            restore_wall.as_secs_f64()
+        );
+    }
+
+    // The hourly windowed sum, kstreams then Quix Streams, each committing every
+    // SUM_COMMIT, first with each framework's producer defaults, then with both producers
+    // lingering SUM_LINGER; every output is checked against the sums computed while
+    // generating the input.
+    let python = quix.as_ref().map_err(|e| e.clone());
+    let mut notes = Vec::new();
+    let mut quix_failed = Vec::new();
+    for (variant, linger) in [("defaults", None), ("tuned", Some(SUM_LINGER))] {
+        let tuned = linger.is_some();
+        let output = format!("e2e-sum-{variant}-output");
+        let quix_output = format!("e2e-quix-{variant}-output");
+        for topic in [&output, &quix_output] {
+            broker.create_topic(topic, PARTITIONS, &[]).expect("topic");
+        }
+        let mut sum_config = config(&bootstrap, &format!("e2e-sum-{variant}"), &dir(&output))
+            .with_commit_interval(SUM_COMMIT);
+        if let Some(linger) = linger {
+            sum_config =
+                sum_config.with_client_override("linger.ms", linger.as_millis().to_string());
+        }
+        let (sum, sum_cpu) = run(
+            &bootstrap,
+            if tuned {
+                "kstreams hourly sum, linger.ms 1000"
+            } else {
+                "kstreams hourly sum"
+            },
+            &hourly_sum(&output),
+            sum_config,
+            Until::Output(leak(output.clone()), windows),
+            meter,
+        );
+        let sum_diff = differences(&expected, &sums_of(read_topic(&bootstrap, &output)));
+        assert_eq!(sum_diff, 0, "kstreams' hourly sums differ from the input's");
+        let quix_run = python.clone().and_then(|python| {
+            eprintln!("e2e: Quix Streams hourly sum ({variant})");
+            let (elapsed, cpu) = run_quix(
+                python,
+                &bootstrap,
+                &quix_output,
+                &format!("e2e-quix-{variant}"),
+                windows,
+                &dir(&quix_output),
+                linger,
+            )?;
+            let diff = differences(&expected, &sums_of(read_topic(&bootstrap, &quix_output)));
+            Ok((elapsed, cpu, diff))
+        });
+        let name = |defaults: &'static str, tuned_name: &'static str| {
+            if tuned {
+                tuned_name
+            } else {
+                defaults
+            }
+        };
+        rows.push(row(
+            name(
+                "kstreams hourly sum (RocksDB, final results)",
+                "kstreams hourly sum, `linger.ms` 1000",
+            ),
             sum,
             rate(sum),
             None,
             "",
-        ),
-    ];
-    let quix_note = match &quix_run {
-        Ok((elapsed, quix_cpu, diff)) => {
-            rows.push(row(
-                "Quix Streams hourly sum (the same)",
-                *elapsed,
-                rate(*elapsed),
-                Some((rate(sum) / rate(*elapsed), "kstreams ÷ Quix")),
-                "≥ 10",
-            ));
-            // The same two pipelines by CPU time instead of wall time: what each costs per
-            // record when the broker is not the limit.
-            if let (Some(kstreams_cpu), Some(quix_cpu)) = (sum_cpu, quix_cpu) {
-                let per_cpu = |cpu: f64| total as f64 / cpu;
-                rows.push(Row {
-                    pipeline: "kstreams hourly sum, CPU seconds",
-                    seconds: kstreams_cpu,
-                    per_second: per_cpu(kstreams_cpu),
-                    ratio: None,
-                    target: "",
-                });
-                rows.push(Row {
-                    pipeline: "Quix Streams hourly sum, CPU seconds",
-                    seconds: *quix_cpu,
-                    per_second: per_cpu(*quix_cpu),
-                    ratio: Some((
-                        per_cpu(kstreams_cpu) / per_cpu(*quix_cpu),
-                        "kstreams ÷ Quix",
-                    )),
-                    target: "",
-                });
+        ));
+        match &quix_run {
+            Ok((elapsed, quix_cpu, diff)) => {
+                rows.push(row(
+                    name(
+                        "Quix Streams hourly sum (the same)",
+                        "Quix Streams hourly sum, `linger.ms` 1000",
+                    ),
+                    *elapsed,
+                    rate(*elapsed),
+                    Some((rate(sum) / rate(*elapsed), "kstreams ÷ Quix")),
+                    "≥ 10",
+                ));
+                // The same two pipelines by CPU time instead of wall time: what each costs
+                // per record when the broker is not the limit.
+                if let (Some(kstreams_cpu), Some(quix_cpu)) =
+                    (sum_cpu.as_ref().map(|c| c.seconds), quix_cpu)
+                {
+                    let per_cpu = |cpu: f64| total as f64 / cpu;
+                    rows.push(Row {
+                        pipeline: name(
+                            "kstreams hourly sum, CPU seconds",
+                            "kstreams hourly sum, `linger.ms` 1000, CPU seconds",
+                        ),
+                        seconds: kstreams_cpu,
+                        per_second: per_cpu(kstreams_cpu),
+                        ratio: None,
+                        target: "",
+                    });
+                    rows.push(Row {
+                        pipeline: name(
+                            "Quix Streams hourly sum, CPU seconds",
+                            "Quix Streams hourly sum, `linger.ms` 1000, CPU seconds",
+                        ),
+                        seconds: *quix_cpu,
+                        per_second: per_cpu(*quix_cpu),
+                        ratio: Some((
+                            per_cpu(kstreams_cpu) / per_cpu(*quix_cpu),
+                            "kstreams ÷ Quix",
+                        )),
+                        target: "",
+                    });
+                }
+                if *diff == 0 {
+                    notes.push(format!("Both hourly sums ({variant}) wrote the same {windows} windows, equal to the sums of the input."));
+                } else {
+                    notes.push(format!("**Quix Streams' output ({variant}) differs from the input's sums in {diff} of {windows} windows.**"));
+                    quix_failed.push(*diff);
+                }
             }
-            if *diff == 0 {
-                format!("Both hourly sums wrote the same {windows} windows, equal to the sums of the input.")
-            } else {
-                format!("**Quix Streams' output differs from the input's sums in {diff} of {windows} windows.**")
-            }
+            Err(e) => notes.push(format!("Quix Streams ({variant}) was not measured: {e}.")),
         }
-        Err(e) => format!("Quix Streams was not measured: {e}."),
-    };
+        if let Some(cpu) = &sum_cpu {
+            notes.push(format!(
+                "kstreams' hourly sum ({variant}) by thread, CPU seconds: {}.",
+                cpu.by_thread
+            ));
+        }
+    }
+    let quix_note = notes.join(" ");
     let header = format!(
-        "Run of {} (machine date), {} build, with `cargo bench --workspace --all-features --bench e2e` ({} input records + {PARTITIONS} end-of-input markers, {PARTITIONS} partitions, commit every 100 ms):",
+        "Run of {} (machine date), {} build, with `cargo bench --workspace --all-features --bench e2e` ({} input records + {PARTITIONS} end-of-input markers, {PARTITIONS} partitions; kstreams commits every 100 ms, both hourly sums every {} s):",
         chrono::Utc::now().format("%Y-%m-%d"),
         if cfg!(debug_assertions) { "**debug**" } else { "release" },
-        thousands(records as f64)
+        thousands(records as f64),
+        SUM_COMMIT.as_secs()
     );
+    let overrides = client_overrides();
+    let header = if overrides.is_empty() {
+        header
+    } else {
+        let listed: Vec<String> = overrides
+            .iter()
+            .map(|(k, v)| format!("`{k}={v}`"))
+            .collect();
+        format!(
+            "{header} (kstreams' client overrides: {})",
+            listed.join(", ")
+        )
+    };
     let footer = format!(
-        "{quix_note} CPU rows: seconds of CPU (user + system) the pipeline's process used and input records per CPU second — for kstreams this process outside the broker's threads (its Kafka clients and the harness's output polling included), for Quix Streams its Python process (start-up included). The changelog held {} records; the restore's wall time, group join included, was {:.2} s.",
-        thousands(changelog_records as f64),
-        restore_wall.as_secs_f64()
+        "{quix_note} CPU rows: seconds of CPU (user + system) used until the output was complete and input records per CPU second — for kstreams every thread of this process but the broker's, sampled every 100 ms so that threads which ended count too (its Kafka clients and the harness's output polling included), for Quix Streams its Python process (start-up included).{restore_note}"
     );
     println!();
     println!("{header}");
     print_table(&rows);
     println!("{footer}");
-    if std::env::var("E2E_REPORT").as_deref() != Ok("0") {
+    if sum_only {
+        println!("docs/BENCHMARKS.md not updated: E2E_SUM_ONLY runs only the hourly sums");
+    } else if std::env::var("E2E_REPORT").as_deref() != Ok("0") {
         match write_report(&rows, &header, &footer) {
             Ok(()) => println!("written to docs/BENCHMARKS.md"),
             Err(e) => println!("docs/BENCHMARKS.md not updated: {e}"),
         }
     }
-    if let Ok((_, _, diff)) = quix_run {
-        assert_eq!(diff, 0, "Quix Streams' hourly sums differ from the input's");
-    }
+    assert!(
+        quix_failed.is_empty(),
+        "Quix Streams' hourly sums differ from the input's"
+    );
 }

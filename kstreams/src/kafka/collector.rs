@@ -159,6 +159,37 @@ pub(crate) enum SendError {
     Producer(StreamsError),
 }
 
+/// Producer settings kstreams sets unless `client_overrides` set them: Kafka Streams'
+/// `linger.ms` (a record waits up to 100 ms for its batch to fill; a commit flushes at once)
+/// and lz4 batches.
+const PRODUCER_DEFAULTS: [(&str, &str); 2] = [("linger.ms", "100"), ("compression.type", "lz4")];
+
+/// A stream thread's producer settings: `client`'s, then [`PRODUCER_DEFAULTS`] where
+/// `client` has none, then those kstreams needs, which always win.
+fn producer_config(
+    client: &ClientConfig,
+    transactional_id: Option<&str>,
+    transaction_timeout: Duration,
+) -> ClientConfig {
+    let mut config = client.clone();
+    for (key, value) in PRODUCER_DEFAULTS {
+        if config.get(key).is_none() {
+            config.set(key, value);
+        }
+    }
+    config
+        .set("partitioner", "murmur2_random")
+        .set("enable.idempotence", "true")
+        .set("acks", "all");
+    if let Some(id) = transactional_id {
+        config.set("transactional.id", id).set(
+            "transaction.timeout.ms",
+            transaction_timeout.as_millis().to_string(),
+        );
+    }
+    config
+}
+
 /// A stream thread's producer.
 pub(crate) struct RecordCollector {
     producer: ThreadedProducer<CollectorContext>,
@@ -177,19 +208,7 @@ impl RecordCollector {
         transaction_timeout: Duration,
     ) -> Result<Self, StreamsError> {
         let deliveries = Arc::new(Deliveries::default());
-        let mut config = client.clone();
-        config
-            .set("partitioner", "murmur2_random")
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "5")
-            .set("compression.type", "lz4");
-        if let Some(id) = transactional_id {
-            config.set("transactional.id", id).set(
-                "transaction.timeout.ms",
-                transaction_timeout.as_millis().to_string(),
-            );
-        }
+        let config = producer_config(client, transactional_id, transaction_timeout);
         let producer: ThreadedProducer<CollectorContext> = config
             .create_with_context(CollectorContext {
                 deliveries: deliveries.clone(),
@@ -348,5 +367,33 @@ impl RecordCollector {
         // Reports of aborted records are not failures of records that will be reprocessed.
         self.take_failures();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_overrides_replace_the_producer_defaults_but_not_the_required_settings() {
+        let timeout = Duration::from_secs(10);
+        let plain = producer_config(&ClientConfig::new(), None, timeout);
+        assert_eq!(plain.get("linger.ms"), Some("100"));
+        assert_eq!(plain.get("compression.type"), Some("lz4"));
+        assert_eq!(plain.get("transactional.id"), None);
+
+        let mut client = ClientConfig::new();
+        client
+            .set("linger.ms", "5")
+            .set("compression.type", "zstd")
+            .set("enable.idempotence", "false")
+            .set("acks", "1");
+        let overridden = producer_config(&client, Some("app-1"), timeout);
+        assert_eq!(overridden.get("linger.ms"), Some("5"));
+        assert_eq!(overridden.get("compression.type"), Some("zstd"));
+        assert_eq!(overridden.get("enable.idempotence"), Some("true"));
+        assert_eq!(overridden.get("acks"), Some("all"));
+        assert_eq!(overridden.get("transactional.id"), Some("app-1"));
+        assert_eq!(overridden.get("transaction.timeout.ms"), Some("10000"));
     }
 }
