@@ -185,9 +185,10 @@ fn read_threads(into: &mut CpuReading) -> Option<()> {
 
 /// Per-thread CPU time of this process, sampled every 100 ms by a thread of its own: a
 /// thread that ends during a pipeline (the broker's blocking-pool threads come and go, and
-/// so do a closed client's) still counts, with its last reading (at most 100 ms short).
-/// Subtracting the process' total minus the broker's live threads, as a single reading
-/// would, charges the broker's ended threads to the pipeline.
+/// so do a closed client's) still counts, with its last reading (at most 100 ms short; a
+/// thread that lives less than 100 ms may be missed). A single reading of the process'
+/// total minus the broker's live threads would charge the broker's ended threads to the
+/// pipeline.
 struct CpuMeter {
     seen: Arc<Mutex<CpuReading>>,
     stop: Arc<AtomicBool>,

@@ -159,10 +159,13 @@ pub(crate) enum SendError {
     Producer(StreamsError),
 }
 
-/// Producer settings kstreams sets unless `client_overrides` set them: Kafka Streams'
-/// `linger.ms` (a record waits up to 100 ms for its batch to fill; a commit flushes at once)
-/// and lz4 batches.
-const PRODUCER_DEFAULTS: [(&str, &str); 2] = [("linger.ms", "100"), ("compression.type", "lz4")];
+/// Producer settings kstreams sets unless `client_overrides` set them (under either of
+/// librdkafka's names): Kafka Streams' `linger.ms` (a record waits up to 100 ms for its
+/// batch to fill; a commit flushes at once) and lz4 batches.
+const PRODUCER_DEFAULTS: [(&str, &str, &str); 2] = [
+    ("linger.ms", "queue.buffering.max.ms", "100"),
+    ("compression.type", "compression.codec", "lz4"),
+];
 
 /// A stream thread's producer settings: `client`'s, then [`PRODUCER_DEFAULTS`] where
 /// `client` has none, then those kstreams needs, which always win.
@@ -172,8 +175,8 @@ fn producer_config(
     transaction_timeout: Duration,
 ) -> ClientConfig {
     let mut config = client.clone();
-    for (key, value) in PRODUCER_DEFAULTS {
-        if config.get(key).is_none() {
+    for (key, alias, value) in PRODUCER_DEFAULTS {
+        if config.get(key).is_none() && config.get(alias).is_none() {
             config.set(key, value);
         }
     }
@@ -395,5 +398,15 @@ mod tests {
         assert_eq!(overridden.get("acks"), Some("all"));
         assert_eq!(overridden.get("transactional.id"), Some("app-1"));
         assert_eq!(overridden.get("transaction.timeout.ms"), Some("10000"));
+
+        // librdkafka's other names for the same settings count as overrides too.
+        let mut aliased = ClientConfig::new();
+        aliased
+            .set("queue.buffering.max.ms", "20")
+            .set("compression.codec", "none");
+        let aliased = producer_config(&aliased, None, timeout);
+        assert_eq!(aliased.get("linger.ms"), None);
+        assert_eq!(aliased.get("compression.type"), None);
+        assert_eq!(aliased.get("queue.buffering.max.ms"), Some("20"));
     }
 }
