@@ -211,10 +211,7 @@ impl CpuMeter {
             .spawn(move || {
                 while !st.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(100));
-                    let mut now = CpuReading::new();
-                    if read_threads(&mut now).is_some() {
-                        s.lock().expect("meter").extend(now);
-                    }
+                    sample(&s);
                 }
             })
             .ok()?;
@@ -227,11 +224,17 @@ impl CpuMeter {
 
     /// Every thread seen so far, read once more now.
     fn reading(&self) -> CpuReading {
-        let mut now = CpuReading::new();
-        read_threads(&mut now);
-        let mut seen = self.seen.lock().expect("meter");
-        seen.extend(now);
-        seen.clone()
+        sample(&self.seen);
+        self.seen.lock().expect("meter").clone()
+    }
+}
+
+/// Adds this moment's reading of the live threads to `seen` (read outside the lock, so the
+/// caller of [`CpuMeter::reading`] does not wait on `/proc`).
+fn sample(seen: &Mutex<CpuReading>) {
+    let mut now = CpuReading::new();
+    if read_threads(&mut now).is_some() {
+        seen.lock().expect("meter").extend(now);
     }
 }
 
@@ -275,11 +278,10 @@ struct PipelineCpu {
 /// The CPU a pipeline used between two readings; prints it by thread to stderr.
 fn pipeline_cpu(what: &str, before: &CpuReading, after: &CpuReading) -> PipelineCpu {
     let by_thread = cpu_by_thread(before, after);
-    let (broker, pipeline): (Vec<_>, Vec<_>) = by_thread
+    let (broker, mut pipeline): (Vec<_>, Vec<_>) = by_thread
         .iter()
         .partition(|(name, _)| name.starts_with("tansu"));
     let sum = |threads: &[(&String, &f64)]| threads.iter().map(|(_, s)| **s).sum::<f64>();
-    let mut pipeline = pipeline;
     pipeline.sort_by(|a, b| b.1.total_cmp(a.1));
     let listed: Vec<String> = pipeline
         .iter()
@@ -376,9 +378,9 @@ fn windowed(output: &str, store: &str, store_type: StoreType) -> Topology {
 }
 
 /// When a kstreams run counts as done.
-enum Until {
+enum Until<'a> {
     /// The output topic holds this many records.
-    Output(&'static str, i64),
+    Output(&'a str, i64),
     /// The group has committed this many input records (the output is flushed before each
     /// commit). Exactly-once runs use it because watermarks count transaction markers, and
     /// aggregations because the write cache may collapse updates.
@@ -392,7 +394,7 @@ fn run(
     what: &str,
     topology: &Topology,
     config: StreamsConfig,
-    until: Until,
+    until: Until<'_>,
     meter: Option<&CpuMeter>,
 ) -> (Duration, Option<PipelineCpu>) {
     eprintln!("e2e: {what}");
@@ -410,11 +412,6 @@ fn run(
         .map(|(meter, before)| pipeline_cpu(what, &before, &meter.reading()));
     streams.close();
     (elapsed, cpu)
-}
-
-/// A topic name that lives as long as the run (for [`Until::Output`]).
-fn leak(name: String) -> &'static str {
-    Box::leak(name.into_boxed_str())
 }
 
 /// Waits until a group has committed every input record.
@@ -1001,7 +998,7 @@ fn main() {
             },
             &hourly_sum(&output),
             sum_config,
-            Until::Output(leak(output.clone()), windows),
+            Until::Output(&output, windows),
             meter,
         );
         let sum_diff = differences(&expected, &sums_of(read_topic(&bootstrap, &output)));

@@ -292,17 +292,20 @@ impl WindowBytesStore for CachingWindowStore {
         if from == to {
             // One window (a windowed aggregation's read-modify-write): a cached window is
             // the answer, without reading the store below.
-            if let Some(value) = cache.dirty.get(&(key.to_vec(), from)) {
+            let probe = (key.to_vec(), from);
+            if let Some(value) = cache.dirty.get(&probe) {
                 if from < cache.min_live(self.spec.retention) {
                     return Ok(Vec::new());
                 }
+                // The probe's key becomes the entry's: one copy of the key per read.
                 return Ok(value
-                    .iter()
+                    .clone()
                     .map(|value| WindowEntry {
-                        key: key.to_vec(),
+                        key: probe.0,
                         start: from,
-                        value: value.clone(),
+                        value,
                     })
+                    .into_iter()
                     .collect());
             }
         }
