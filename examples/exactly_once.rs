@@ -10,7 +10,9 @@
 //! the balances from the changelog as of the last commit, resumes from the committed
 //! offsets and processes deposits 5 to 8 again. A `read_committed` consumer sees each of the
 //! 8 balance updates once; a `read_uncommitted` one also sees the aborted attempt's records.
-//! The embedded broker runs transactions (see `kstreams_testkit::EmbeddedBroker`). Exits
+//! The embedded broker runs transactions (see `kstreams_testkit::EmbeddedBroker`). The
+//! store's write cache is off (`store_cache_max_bytes = 0`), so that every deposit's balance
+//! is written; with it on, the sum would forward one balance per account per commit. Exits
 //! non-zero if a committed balance is missing, repeated or wrong.
 //!
 //! ```text
@@ -110,9 +112,11 @@ fn main() -> Result<(), BoxError> {
     let topology = builder.build()?;
     let state = tempfile::tempdir()?;
     let config = || {
-        common::streams_config(bootstrap, "balances-app", state.path())
+        let mut config = common::streams_config(bootstrap, "balances-app", state.path())
             .with_processing_guarantee(ProcessingGuarantee::ExactlyOnce)
-            .with_commit_interval(Duration::from_secs(1))
+            .with_commit_interval(Duration::from_secs(1));
+        config.store_cache_max_bytes = 0; // every balance, not one per account per commit
+        config
     };
 
     let deposits = [

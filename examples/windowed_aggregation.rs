@@ -9,6 +9,11 @@
 //! dropped and counted as late. Exits non-zero if an update, a final result or the late
 //! count is not what it should be.
 //!
+//! The example turns the store's write cache off (`store_cache_max_bytes = 0`) to show every
+//! update. With it on (the default), as in Kafka Streams, an aggregation forwards one update
+//! per window per commit: `revenue-updates` would get alice's 1250 without the 1000 before
+//! it when both orders are processed between two commits.
+//!
 //! ```text
 //! cargo run --example windowed_aggregation
 //! ```
@@ -82,10 +87,9 @@ fn main() -> Result<(), BoxError> {
     }
 
     let state = tempfile::tempdir()?;
-    let mut streams = common::start_streams(
-        &topology,
-        common::streams_config(bootstrap, "revenue-app", state.path()),
-    )?;
+    let mut config = common::streams_config(bootstrap, "revenue-app", state.path());
+    config.store_cache_max_bytes = 0; // every update, not one per window per commit
+    let mut streams = common::start_streams(&topology, config)?;
 
     let updates = common::read_n(
         &common::consumer(bootstrap, "updates-reader", &["revenue-updates"])?,

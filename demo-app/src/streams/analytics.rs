@@ -49,7 +49,8 @@ pub const STATUS_COUNTS_STORE: &str = "analytics-order-status-counts";
 pub const VARIANTS_STORE: &str = "analytics-variant-conversion";
 /// Output: orders joined with their customer, keyed by order id.
 pub const ENRICHED_TOPIC: &str = "analytics-enriched-orders";
-/// Output: every update of a sales window, keyed by `granularity|dimension|window start`.
+/// Output: a sales window's latest totals at each commit (the aggregation's write cache
+/// collapses the updates in between), keyed by `granularity|dimension|window start`.
 pub const SALES_TOPIC: &str = "analytics-sales";
 /// The sink's consumer group.
 pub const SINK_GROUP: &str = "analytics-sink";

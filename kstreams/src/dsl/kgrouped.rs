@@ -113,11 +113,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
             NodeKind::Processor,
             &[input],
             vec![store_name.clone()],
-            move || StreamAggregate {
-                store_name: store.clone(),
-                adder: adder.clone(),
-                store: None,
-            },
+            move || StreamAggregate::new(store.clone(), adder.clone()),
         );
         drop(graph);
         KTable::new(
@@ -344,12 +340,7 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
             NodeKind::Processor,
             &[input],
             vec![store_name.clone()],
-            move || TableAggregate {
-                store_name: store.clone(),
-                adder: adder.clone(),
-                subtractor: subtractor.clone(),
-                store: None,
-            },
+            move || TableAggregate::new(store.clone(), adder.clone(), subtractor.clone()),
         );
         drop(graph);
         KTable::new(

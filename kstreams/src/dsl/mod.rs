@@ -11,6 +11,7 @@
 //! `<application-id>-<name>-repartition` topic so that equal keys meet in one task.
 
 mod fk_join;
+mod forward;
 mod global;
 mod graph;
 mod joins;

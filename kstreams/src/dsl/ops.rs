@@ -11,6 +11,7 @@ use crate::serde::{PairCodec, Serde, SerdeError, SerdeRef};
 use crate::state::{TimestampedKeyValueStore, ValueAndTimestamp};
 use crate::topology::TopicRef;
 
+use super::forward::ForwardCache;
 use super::TimestampExtractor;
 
 /// A table update: the new value (`None` = deleted) and the value it replaced.
@@ -186,6 +187,23 @@ pub(crate) struct StreamAggregate<K, V, VA> {
     pub store_name: String,
     pub adder: Adder<K, V, VA>,
     pub store: Option<TimestampedKeyValueStore<K, VA>>,
+    /// Updates held back until the next commit (see `forward.rs`).
+    pub forward: ForwardCache<K, VA>,
+}
+
+impl<K, V, VA> StreamAggregate<K, V, VA> {
+    pub(crate) fn new(store_name: String, adder: Adder<K, V, VA>) -> Self
+    where
+        K: Clone + 'static,
+        VA: Clone + 'static,
+    {
+        StreamAggregate {
+            store_name,
+            adder,
+            store: None,
+            forward: ForwardCache::new(0),
+        }
+    }
 }
 
 impl<K: Clone + 'static, V: 'static, VA: Clone + 'static> Processor<K, V, K, Change<VA>>
@@ -193,6 +211,7 @@ impl<K: Clone + 'static, V: 'static, VA: Clone + 'static> Processor<K, V, K, Cha
 {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<(), BoxError> {
         self.store = Some(ctx.timestamped_key_value_store(&self.store_name)?);
+        self.forward = ForwardCache::new(ctx.store_cache_bytes(&self.store_name)?);
         Ok(())
     }
 
@@ -202,29 +221,38 @@ impl<K: Clone + 'static, V: 'static, VA: Clone + 'static> Processor<K, V, K, Cha
         record: Record<K, V>,
     ) -> Result<(), BoxError> {
         let store = self.store.as_ref().ok_or("store not initialized")?;
-        let old = store.get(&record.key)?;
+        let key = store.encode_key(&record.key)?;
+        let old = store.get_encoded(&key)?;
         let (old_value, old_ts) = match old {
             Some(v) => (Some(v.value), v.timestamp),
             None => (None, i64::MIN),
         };
         let new = (self.adder)(&record.key, record.value, old_value.clone());
         let timestamp = record.timestamp.max(old_ts);
-        store.put(
-            &record.key,
+        store.put_encoded(
+            key.clone(),
             &ValueAndTimestamp {
                 value: new.clone(),
                 timestamp,
             },
         )?;
-        ctx.forward(Record {
-            key: record.key,
-            value: Change {
-                new: Some(new),
-                old: old_value,
+        self.forward.forward(
+            ctx,
+            &key,
+            Record {
+                key: record.key,
+                value: Change {
+                    new: Some(new),
+                    old: old_value,
+                },
+                timestamp,
+                headers: record.headers,
             },
-            timestamp,
-            headers: record.headers,
-        })
+        )
+    }
+
+    fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<(), BoxError> {
+        self.forward.flush(ctx)
     }
 }
 
@@ -395,6 +423,28 @@ pub(crate) struct TableAggregate<K, V, VA> {
     pub adder: Adder<K, V, VA>,
     pub subtractor: Subtractor<K, V, VA>,
     pub store: Option<TimestampedKeyValueStore<K, VA>>,
+    /// Updates held back until the next commit (see `forward.rs`).
+    pub forward: ForwardCache<K, VA>,
+}
+
+impl<K, V, VA> TableAggregate<K, V, VA> {
+    pub(crate) fn new(
+        store_name: String,
+        adder: Adder<K, V, VA>,
+        subtractor: Subtractor<K, V, VA>,
+    ) -> Self
+    where
+        K: Clone + 'static,
+        VA: Clone + 'static,
+    {
+        TableAggregate {
+            store_name,
+            adder,
+            subtractor,
+            store: None,
+            forward: ForwardCache::new(0),
+        }
+    }
 }
 
 impl<K: Clone + 'static, V: 'static, VA: Clone + 'static> Processor<K, Change<V>, K, Change<VA>>
@@ -402,7 +452,12 @@ impl<K: Clone + 'static, V: 'static, VA: Clone + 'static> Processor<K, Change<V>
 {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<(), BoxError> {
         self.store = Some(ctx.timestamped_key_value_store(&self.store_name)?);
+        self.forward = ForwardCache::new(ctx.store_cache_bytes(&self.store_name)?);
         Ok(())
+    }
+
+    fn flush(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> Result<(), BoxError> {
+        self.forward.flush(ctx)
     }
 
     fn process(
@@ -411,7 +466,8 @@ impl<K: Clone + 'static, V: 'static, VA: Clone + 'static> Processor<K, Change<V>
         record: Record<K, Change<V>>,
     ) -> Result<(), BoxError> {
         let store = self.store.as_ref().ok_or("store not initialized")?;
-        let prior = store.get(&record.key)?;
+        let key = store.encode_key(&record.key)?;
+        let prior = store.get_encoded(&key)?;
         let (prior_value, prior_ts) = match prior {
             Some(v) => (Some(v.value), v.timestamp),
             None => (None, i64::MIN),
@@ -428,25 +484,27 @@ impl<K: Clone + 'static, V: 'static, VA: Clone + 'static> Processor<K, Change<V>
             return Ok(());
         }
         match &current {
-            Some(v) => store.put(
-                &record.key,
+            Some(v) => store.put_encoded(
+                key.clone(),
                 &ValueAndTimestamp {
                     value: v.clone(),
                     timestamp,
                 },
             )?,
-            None => {
-                store.delete(&record.key)?;
-            }
+            None => store.delete_encoded(&key)?,
         }
-        ctx.forward(Record {
-            key: record.key,
-            value: Change {
-                new: current,
-                old: prior_value,
+        self.forward.forward(
+            ctx,
+            &key,
+            Record {
+                key: record.key,
+                value: Change {
+                    new: current,
+                    old: prior_value,
+                },
+                timestamp,
+                headers: record.headers,
             },
-            timestamp,
-            headers: record.headers,
-        })
+        )
     }
 }

@@ -3,9 +3,10 @@
 //!
 //! `group_by_key().windowed_by(TimeWindows::…)` (or `windowed_by_sliding`,
 //! `windowed_by_session`) gives a windowed stream whose `count` / `reduce` / `aggregate`
-//! produce a `KTable<Windowed<K>, V>` backed by a window (or session) store. Every update is
-//! emitted by default; [`KTable::suppress`] with [`Suppressed::until_window_closes`] emits one
-//! final result per window instead.
+//! produce a `KTable<Windowed<K>, V>` backed by a window (or session) store. Updates are
+//! emitted by default (for time windows with caching on, one per window per commit);
+//! [`KTable::suppress`] with [`Suppressed::until_window_closes`] emits one final result per
+//! window instead.
 //!
 //! A window closes when the stream time its aggregation has observed passes the window's end
 //! plus the grace period. Records for closed windows are dropped and counted in
@@ -23,6 +24,7 @@ use crate::state::{
 };
 use crate::topology::NodeKind;
 
+use super::forward::ForwardCache;
 use super::kgrouped::KGroupedStream;
 use super::ktable::KTable;
 use super::ops::{Adder, Change, ChangeSerde};
@@ -772,6 +774,8 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
                 adder: adder.clone(),
                 store: None,
                 observed: i64::MIN,
+                forward: ForwardCache::new(0),
+                id: Vec::new(),
             },
         );
         graph.set_window_close(node, w.grace);
@@ -980,6 +984,10 @@ struct TimeWindowAggregate<K, V, VA> {
     adder: Adder<K, V, VA>,
     store: Option<WindowStore<K, ValueAndTimestamp<VA>>>,
     observed: i64,
+    /// Updates held back until the next commit (see `forward.rs`).
+    forward: ForwardCache<Windowed<K>, VA>,
+    /// The id of a window's update: encoded key, then window start.
+    id: Vec<u8>,
 }
 
 impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
@@ -990,7 +998,15 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
         ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
     ) -> Result<(), BoxError> {
         self.store = Some(ctx.timestamped_window_store(&self.store_name)?);
+        self.forward = ForwardCache::new(ctx.store_cache_bytes(&self.store_name)?);
         Ok(())
+    }
+
+    fn flush(
+        &mut self,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
+    ) -> Result<(), BoxError> {
+        self.forward.flush(ctx)
     }
 
     fn process(
@@ -1002,36 +1018,48 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
         self.observed = self.observed.max(r.timestamp);
         let close = self.observed - self.windows.grace;
         let mut accepted = false;
+        let mut key = None;
         for start in self.windows.window_starts(r.timestamp) {
             let end = start + self.windows.size;
             if end <= close {
                 continue;
             }
             accepted = true;
-            let old = store.fetch(&r.key, start)?;
+            let key = match &key {
+                Some(key) => key,
+                None => key.insert(store.encode_key(&r.key)?),
+            };
+            let old = store.fetch_encoded(key, start)?;
             let (old_value, old_ts) = match old {
                 Some(v) => (Some(v.value), v.timestamp),
                 None => (None, i64::MIN),
             };
             let new = (self.adder)(&r.key, r.value.clone(), old_value.clone());
             let timestamp = r.timestamp.max(old_ts);
-            store.put(
-                &r.key,
+            store.put_encoded(
+                key,
                 &ValueAndTimestamp {
                     value: new.clone(),
                     timestamp,
                 },
                 start,
             )?;
-            ctx.forward(Record {
-                key: Windowed::new(r.key.clone(), start, end),
-                value: Change {
-                    new: Some(new),
-                    old: old_value,
+            self.id.clear();
+            self.id.extend_from_slice(key);
+            self.id.extend_from_slice(&start.to_be_bytes());
+            self.forward.forward(
+                ctx,
+                &self.id,
+                Record {
+                    key: Windowed::new(r.key.clone(), start, end),
+                    value: Change {
+                        new: Some(new),
+                        old: old_value,
+                    },
+                    timestamp,
+                    headers: r.headers.clone(),
                 },
-                timestamp,
-                headers: r.headers.clone(),
-            })?;
+            )?;
         }
         if !accepted {
             ctx.record_late();

@@ -504,6 +504,48 @@ pub trait Processor<KIn, VIn, KOut, VOut>: 'static {
     ) -> Result<(), BoxError> {
         Ok(())
     }
+    /// Called at every commit, before the stores are flushed and the offsets committed: a
+    /// processor that holds records back forwards them here, so that they are written with
+    /// the input that produced them. The DSL's aggregations forward their cached updates
+    /// here (Kafka Streams' cache flush). The test driver commits after every record.
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, testing::TestDriver, BoxError};
+    /// use kstreams::processor::{Processor, ProcessorContext, Record};
+    ///
+    /// /// Joins the values that arrive between two commits into one record.
+    /// #[derive(Default)]
+    /// struct Batch { values: Vec<String>, last: i64 }
+    /// impl Processor<String, String, String, String> for Batch {
+    ///     fn process(&mut self, _: &mut ProcessorContext<'_, String, String>,
+    ///                r: Record<String, String>) -> Result<(), BoxError> {
+    ///         self.values.push(r.value);
+    ///         self.last = r.timestamp;
+    ///         Ok(())
+    ///     }
+    ///     fn flush(&mut self, ctx: &mut ProcessorContext<'_, String, String>)
+    ///         -> Result<(), BoxError> {
+    ///         if self.values.is_empty() {
+    ///             return Ok(());
+    ///         }
+    ///         let joined = std::mem::take(&mut self.values).join(",");
+    ///         ctx.forward(Record::new("batch".into(), joined, self.last))
+    ///     }
+    /// }
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("in").process(Batch::default, &[]).to("batches");
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("b")).unwrap();
+    /// let input = driver.create_input_topic::<String, String>("in");
+    /// input.pipe_input_at("k".into(), "a".into(), 1);
+    /// input.pipe_input_at("k".into(), "b".into(), 2);
+    /// let batches = driver.create_output_topic::<String, String>("batches");
+    /// // The driver commits after each record: one batch per record.
+    /// assert_eq!(batches.read_values_to_list(), vec!["a", "b"]);
+    /// ```
+    fn flush(&mut self, _ctx: &mut ProcessorContext<'_, KOut, VOut>) -> Result<(), BoxError> {
+        Ok(())
+    }
     /// Called when the task closes.
     fn close(&mut self) {}
 }
@@ -1229,6 +1271,11 @@ impl<K, V> ProcessorContext<'_, K, V> {
     }
 
     /// Counts one late record, dropped by a windowed operator.
+    /// The byte bound of a connected store's write cache; `0` when it is not cached.
+    pub(crate) fn store_cache_bytes(&self, name: &str) -> Result<usize, StoreError> {
+        self.task.stores.cache_bytes(name)
+    }
+
     pub(crate) fn record_late(&mut self) {
         self.task.metrics.late_records_dropped += 1;
     }

@@ -78,6 +78,8 @@ pub(crate) trait NodeOps {
         task: &mut TaskContext,
         punctuation: Punctuation,
     ) -> Result<(), StreamsError>;
+    /// Forwards what the processor holds back; called at every commit.
+    fn flush(&mut self, task: &mut TaskContext) -> Result<(), BoxError>;
     fn close(&mut self);
 }
 
@@ -150,6 +152,18 @@ where
         self.processor
             .punctuate(&mut ctx, punctuation)
             .map_err(|e| StreamsError::from_processor(&self.name, e))
+    }
+
+    fn flush(&mut self, task: &mut TaskContext) -> Result<(), BoxError> {
+        let mut ctx = ProcessorContext {
+            task,
+            children: &self.children,
+            node: self.node,
+            name: &self.name,
+        };
+        self.processor
+            .flush(&mut ctx)
+            .map_err(|e| Box::new(StreamsError::from_processor(&self.name, e)) as BoxError)
     }
 
     fn close(&mut self) {

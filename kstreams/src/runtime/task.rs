@@ -318,6 +318,8 @@ pub(crate) struct Task {
     pub ctx: TaskContext,
     sources: HashMap<Arc<str>, Rc<RefCell<dyn SourceInput>>>,
     nodes: HashMap<usize, Rc<RefCell<dyn NodeOps>>>,
+    /// Processor ids, parents before children: the order of `init` and of `flush`.
+    order: Vec<usize>,
     closed: bool,
 }
 
@@ -374,9 +376,10 @@ impl Task {
             ctx,
             sources: instances.sources,
             nodes: instances.nodes,
+            order: instances.init_order,
             closed: false,
         };
-        for id in instances.init_order {
+        for id in task.order.clone() {
             let node = task.nodes[&id].clone();
             node.borrow_mut().init(&mut task.ctx)?;
         }
@@ -488,9 +491,21 @@ impl Task {
         std::mem::take(&mut self.ctx.output)
     }
 
-    /// Writes down every store's cache, so that their changelog records join the output:
-    /// what a commit does before the output is flushed.
+    /// What a commit does before the output is flushed: lets every processor forward what
+    /// it holds back (parents first, so what a parent forwards reaches a child that holds
+    /// records back before the child flushes), then writes down every store's cache, so
+    /// that their changelog records join the output.
     pub(crate) fn flush_stores(&mut self) -> Result<(), StreamsError> {
+        for i in 0..self.order.len() {
+            let node = self.nodes[&self.order[i]].clone();
+            let result = node.borrow_mut().flush(&mut self.ctx);
+            let result = match result {
+                Ok(()) => Ok(()),
+                Err(err) => self.on_error(err),
+            };
+            self.ctx.flush_changelogs();
+            result?;
+        }
         for entry in self.ctx.stores.entries() {
             entry.flush()?;
         }

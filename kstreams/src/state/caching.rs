@@ -5,8 +5,8 @@
 //! below). On [`flush`](super::KeyValueBytesStore::flush) — at every commit, or earlier when
 //! the cache outgrows its byte bound — the dirty entries go down in one batch, so the layers
 //! below (change-logging, then RocksDB or memory) see one write per key per commit instead of
-//! one per record. This is Kafka Streams' record cache, used for store writes only: what
-//! processors forward downstream is unchanged.
+//! one per record. This is Kafka Streams' record cache for store writes; aggregations hold
+//! back what they forward in step with it (see `dsl/forward.rs`).
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -180,13 +180,24 @@ impl KeyValueBytesStore for CachingKeyValueStore {
     }
 }
 
+/// Dirty windows by key, then window start (`None`: deleted). Keyed by key first so that a
+/// read or write of a cached key needs no copy of it.
+type DirtyWindows = BTreeMap<Vec<u8>, BTreeMap<i64, Option<Vec<u8>>>>;
+
 struct WindowCache {
-    dirty: BTreeMap<(Vec<u8>, i64), Option<Vec<u8>>>,
+    dirty: DirtyWindows,
     bytes: usize,
     observed_stream_time: i64,
 }
 
 impl WindowCache {
+    /// The dirty windows, ordered by key, then start.
+    fn iter(&self) -> impl Iterator<Item = (&Vec<u8>, i64, &Option<Vec<u8>>)> {
+        self.dirty
+            .iter()
+            .flat_map(|(key, windows)| windows.iter().map(move |(start, v)| (key, *start, v)))
+    }
+
     fn min_live(&self, retention: i64) -> i64 {
         self.observed_stream_time
             .saturating_sub(retention)
@@ -234,7 +245,14 @@ impl CachingWindowStore {
         }
         // Oldest windows first, as they were written, so expiry below happens as it would
         // have without the cache.
-        let mut batch: Vec<_> = dirty.into_iter().map(|((k, s), v)| (k, s, v)).collect();
+        let mut batch: Vec<_> = dirty
+            .into_iter()
+            .flat_map(|(key, windows)| {
+                windows
+                    .into_iter()
+                    .map(move |(start, value)| (key.clone(), start, value))
+            })
+            .collect();
         batch.sort_by_key(|(_, start, _)| *start);
         self.inner.apply_batch(batch)
     }
@@ -244,7 +262,7 @@ impl CachingWindowStore {
         &self,
         cache: &WindowCache,
         store: Vec<WindowEntry>,
-        dirty: Vec<(&(Vec<u8>, i64), &Option<Vec<u8>>)>,
+        dirty: Vec<(&Vec<u8>, i64, &Option<Vec<u8>>)>,
     ) -> Vec<WindowEntry> {
         let min_live = cache.min_live(self.spec.retention);
         let mut all: BTreeMap<(i64, Vec<u8>), Option<Vec<u8>>> = BTreeMap::new();
@@ -253,9 +271,9 @@ impl CachingWindowStore {
                 all.insert((e.start, e.key), Some(e.value));
             }
         }
-        for ((key, start), value) in dirty {
-            if *start >= min_live {
-                all.insert((*start, key.clone()), value.clone());
+        for (key, start, value) in dirty {
+            if start >= min_live {
+                all.insert((start, key.clone()), value.clone());
             }
         }
         all.into_iter()
@@ -274,7 +292,16 @@ impl WindowBytesStore for CachingWindowStore {
             return Ok(false);
         }
         let size = key.len() + value.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD;
-        if let Some(old) = cache.dirty.insert((key.to_vec(), start), value) {
+        let replaced = match cache.dirty.get_mut(key) {
+            Some(windows) => windows.insert(start, value),
+            None => {
+                cache
+                    .dirty
+                    .insert(key.to_vec(), BTreeMap::from([(start, value)]));
+                None
+            }
+        };
+        if let Some(old) = replaced {
             cache.bytes -= key.len() + old.map_or(0, |v| v.len()) + ENTRY_OVERHEAD;
         }
         cache.bytes += size;
@@ -292,16 +319,14 @@ impl WindowBytesStore for CachingWindowStore {
         if from == to {
             // One window (a windowed aggregation's read-modify-write): a cached window is
             // the answer, without reading the store below.
-            let probe = (key.to_vec(), from);
-            if let Some(value) = cache.dirty.get(&probe) {
+            if let Some(value) = cache.dirty.get(key).and_then(|w| w.get(&from)) {
                 if from < cache.min_live(self.spec.retention) {
                     return Ok(Vec::new());
                 }
-                // The probe's key becomes the entry's: one copy of the key per read.
                 return Ok(value
                     .clone()
                     .map(|value| WindowEntry {
-                        key: probe.0,
+                        key: key.to_vec(),
                         start: from,
                         value,
                     })
@@ -310,9 +335,13 @@ impl WindowBytesStore for CachingWindowStore {
             }
         }
         let store = self.inner.fetch(key, from, to)?;
-        let lo = (key.to_vec(), from);
-        let hi = (key.to_vec(), to);
-        let dirty: Vec<_> = cache.dirty.range(lo..=hi).collect();
+        let dirty: Vec<_> = match cache.dirty.get_key_value(key) {
+            Some((key, windows)) => windows
+                .range(from..=to)
+                .map(|(start, value)| (key, *start, value))
+                .collect(),
+            None => Vec::new(),
+        };
         Ok(self.merged(&cache, store, dirty))
     }
 
@@ -323,9 +352,8 @@ impl WindowBytesStore for CachingWindowStore {
         let cache = self.lock();
         let store = self.inner.fetch_all(from, to)?;
         let dirty: Vec<_> = cache
-            .dirty
             .iter()
-            .filter(|((_, start), _)| *start >= from && *start <= to)
+            .filter(|(_, start, _)| *start >= from && *start <= to)
             .collect();
         Ok(self.merged(&cache, store, dirty))
     }
@@ -338,10 +366,10 @@ impl WindowBytesStore for CachingWindowStore {
         // The store's count, corrected by the cached writes that add or remove a window.
         let cache = self.lock();
         let mut count = self.inner.approximate_num_entries() as i64;
-        for ((key, start), value) in &cache.dirty {
+        for (key, start, value) in cache.iter() {
             let stored = self
                 .inner
-                .fetch(key, *start, *start)
+                .fetch(key, start, start)
                 .is_ok_and(|found| !found.is_empty());
             match (value.is_some(), stored) {
                 (true, false) => count += 1,

@@ -280,6 +280,31 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
         encode(&*self.key_serde, key, &self.name)
     }
 
+    /// A key as the store writes it, for the `*_encoded` calls of a processor that uses it
+    /// more than once.
+    pub(crate) fn encode_key(&self, key: &K) -> Result<Vec<u8>, StoreError> {
+        self.key_bytes(key)
+    }
+
+    /// [`get`](Self::get) with an encoded key.
+    pub(crate) fn get_encoded(&self, key: &[u8]) -> Result<Option<V>, StoreError> {
+        match self.inner.get(key)? {
+            Some(bytes) => self.decode_value(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// [`put`](Self::put) with an encoded key.
+    pub(crate) fn put_encoded(&self, key: Vec<u8>, value: &V) -> Result<(), StoreError> {
+        let value = encode(&*self.value_serde, value, &self.name)?;
+        self.inner.put(key, value)
+    }
+
+    /// [`delete`](Self::delete) with an encoded key, without decoding the old value.
+    pub(crate) fn delete_encoded(&self, key: &[u8]) -> Result<(), StoreError> {
+        self.inner.delete(key).map(|_| ())
+    }
+
     fn decode_value(&self, bytes: &[u8]) -> Result<V, StoreError> {
         self.value_serde
             .deserialize(Some(bytes))
@@ -313,11 +338,7 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
     /// assert_eq!(stock.get(&"desk".into()).unwrap(), None);
     /// ```
     pub fn get(&self, key: &K) -> Result<Option<V>, StoreError> {
-        let key = self.key_bytes(key)?;
-        match self.inner.get(&key)? {
-            Some(bytes) => self.decode_value(&bytes).map(Some),
-            None => Ok(None),
-        }
+        self.get_encoded(&self.key_bytes(key)?)
     }
 
     /// Sets the value of a key.
@@ -333,9 +354,7 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
     /// assert_eq!(stock.get(&"mouse".into()).unwrap(), Some(6));
     /// ```
     pub fn put(&self, key: &K, value: &V) -> Result<(), StoreError> {
-        let key = self.key_bytes(key)?;
-        let value = encode(&*self.value_serde, value, &self.name)?;
-        self.inner.put(key, value)
+        self.put_encoded(self.key_bytes(key)?, value)
     }
 
     /// Sets the value of a key unless it has one; returns the existing value.
@@ -580,9 +599,43 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
     /// assert_eq!(store.fetch(&"bob".into(), 10).unwrap(), None);
     /// ```
     pub fn put(&self, key: &K, value: &V, window_start: i64) -> Result<bool, StoreError> {
-        let key = encode(&*self.key_serde, key, &self.name)?;
+        let key = self.encode_key(key)?;
+        self.put_encoded(&key, value, window_start)
+    }
+
+    /// A key as the store writes it, for the `*_encoded` calls of a processor that uses it
+    /// more than once.
+    pub(crate) fn encode_key(&self, key: &K) -> Result<Vec<u8>, StoreError> {
+        encode(&*self.key_serde, key, &self.name)
+    }
+
+    /// [`put`](Self::put) with an encoded key.
+    pub(crate) fn put_encoded(
+        &self,
+        key: &[u8],
+        value: &V,
+        window_start: i64,
+    ) -> Result<bool, StoreError> {
         let value = encode(&*self.value_serde, value, &self.name)?;
-        self.inner.put(&key, window_start, Some(value))
+        self.inner.put(key, window_start, Some(value))
+    }
+
+    /// [`fetch`](Self::fetch) with an encoded key.
+    pub(crate) fn fetch_encoded(
+        &self,
+        key: &[u8],
+        window_start: i64,
+    ) -> Result<Option<V>, StoreError> {
+        match self.inner.fetch(key, window_start, window_start)?.first() {
+            Some(entry) => self.decode_value(&entry.value).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn decode_value(&self, value: &[u8]) -> Result<V, StoreError> {
+        self.value_serde
+            .deserialize(Some(value))
+            .map_err(serde_err(&self.name))
     }
 
     /// Removes the value of a window.
@@ -626,11 +679,7 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
     /// assert_eq!(store.fetch(&"ann".into(), 4).unwrap(), None);
     /// ```
     pub fn fetch(&self, key: &K, window_start: i64) -> Result<Option<V>, StoreError> {
-        Ok(self
-            .fetch_range(key, window_start, window_start)?
-            .into_iter()
-            .next()
-            .map(|(_, v)| v))
+        self.fetch_encoded(&self.encode_key(key)?, window_start)
     }
 
     /// Values of one key for windows starting in `[from, to]`, as `(start, value)`.
@@ -651,11 +700,11 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
     /// assert_eq!(store.fetch_range(&"ann".into(), 0, 10).unwrap(), vec![(0, 1), (10, 1)]);
     /// ```
     pub fn fetch_range(&self, key: &K, from: i64, to: i64) -> Result<Vec<(i64, V)>, StoreError> {
-        let key = encode(&*self.key_serde, key, &self.name)?;
+        let key = self.encode_key(key)?;
         self.inner
             .fetch(&key, from, to)?
             .into_iter()
-            .map(|e| self.decode(e).map(|(_, start, v)| (start, v)))
+            .map(|e| self.decode_value(&e.value).map(|v| (e.start, v)))
             .collect()
     }
 

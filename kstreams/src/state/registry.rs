@@ -199,6 +199,10 @@ impl StoreDef {
             persistent: store_type != StoreType::InMemory,
             serdes: self.serdes.clone(),
             changelog,
+            cache_bytes: match self.kind {
+                StoreKind::Window(spec) if spec.retain_duplicates => 0,
+                _ => cache_bytes,
+            },
         })
     }
 
@@ -245,6 +249,8 @@ pub(crate) struct StoreEntry {
     pub persistent: bool,
     pub serdes: Arc<dyn Any + Send + Sync>,
     pub changelog: Option<Arc<ChangelogBuffer>>,
+    /// The byte bound of the store's write cache; `0`: not cached.
+    pub cache_bytes: usize,
 }
 
 impl StoreEntry {
@@ -324,6 +330,11 @@ impl StoreRegistry {
 
     pub(crate) fn changelogs(&self) -> impl Iterator<Item = &Arc<ChangelogBuffer>> {
         self.entries.values().filter_map(|e| e.changelog.as_ref())
+    }
+
+    /// The byte bound of a store's write cache; `0` when the store is not cached.
+    pub(crate) fn cache_bytes(&self, name: &str) -> Result<usize, StoreError> {
+        Ok(self.entry(name)?.cache_bytes)
     }
 
     fn entry(&self, name: &str) -> Result<&StoreEntry, StoreError> {

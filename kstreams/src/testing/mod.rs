@@ -144,9 +144,10 @@ impl DriverState {
 /// clones share the same state.
 ///
 /// One task per sub-topology, every topic with one partition; a pipe call returns when the
-/// record and everything it caused (repartition hops included) has been processed, and the
-/// stores' caches are flushed after every record. Changelogs are written but never read back:
-/// the driver does not restore.
+/// record and everything it caused (repartition hops included) has been processed. The
+/// driver commits after every record, as Kafka Streams' does: processors flush (so
+/// aggregations forward every update) and the stores' caches go down. Changelogs are written
+/// but never read back: the driver does not restore.
 ///
 /// ```
 /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
