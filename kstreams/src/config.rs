@@ -116,8 +116,9 @@ pub struct StreamsConfig {
     pub client_overrides: Vec<(String, String)>,
     /// Where stores keep their data unless a store says otherwise. Default: in memory.
     pub default_store_type: StoreType,
-    /// Bytes of the write cache in front of each store; `0` turns caching off.
-    /// Default: 1 MiB.
+    /// Bytes of the write cache in front of each store; an aggregation over a cached store
+    /// also holds back its updates up to this bound and forwards one per key per commit.
+    /// `0` turns caching off: every update is written and forwarded at once. Default: 1 MiB.
     pub store_cache_max_bytes: usize,
     /// Bytes of the RocksDB block cache shared by every persistent store of the instance.
     /// Default: 64 MiB.

@@ -10,26 +10,30 @@
 //! the same. With caching off (`store_cache_max_bytes = 0`) every update is forwarded at
 //! once. The test driver commits after every record, so there every update is forwarded.
 //!
+//! Held updates go out least recently updated first, as Kafka Streams' cache evicts: every
+//! update then arrives after those whose last change came before it, so a processor that
+//! keeps time by the timestamps it receives (`suppress`) sees a window's last update before
+//! any later record's that closes the window.
+//!
 //! [`Processor::flush`]: crate::processor::Processor::flush
 
-use std::collections::HashMap;
+use lru::LruCache;
 
 use crate::error::BoxError;
-use crate::processor::{ProcessorContext, Record};
+use crate::processor::{Headers, ProcessorContext, Record};
 
 use super::ops::Change;
 
 /// Bookkeeping bytes counted per held update on top of its id and record.
 const ENTRY_OVERHEAD: usize = 48;
 
-/// The updates an aggregation holds back, in the order their keys were first updated.
+/// The updates an aggregation holds back, least recently updated first.
 pub(crate) struct ForwardCache<K, V> {
     /// `0`: forward every update at once.
     max_bytes: usize,
     bytes: usize,
-    /// Update id (the encoded key, and for windows the window start) → position in `held`.
-    index: HashMap<Vec<u8>, usize>,
-    held: Vec<Record<K, Change<V>>>,
+    /// Update id (the encoded key, and for windows the window start) → the held update.
+    held: LruCache<Vec<u8>, Record<K, Change<V>>>,
 }
 
 impl<K: Clone + 'static, V: Clone + 'static> ForwardCache<K, V> {
@@ -38,34 +42,43 @@ impl<K: Clone + 'static, V: Clone + 'static> ForwardCache<K, V> {
         ForwardCache {
             max_bytes,
             bytes: 0,
-            index: HashMap::new(),
-            held: Vec::new(),
+            held: LruCache::unbounded(),
         }
     }
 
-    /// Forwards `update` of the key (or window) `id` at the next flush, merged with the
-    /// update of `id` held since the last one; or now, when nothing is held back.
+    /// Forwards the update `change` of the key (or window) `id` at the next flush, merged
+    /// with the update of `id` held since the last one; or now, when nothing is held back.
+    /// `key` makes the record's key, only when no update of `id` is held.
     pub(crate) fn forward(
         &mut self,
         ctx: &mut ProcessorContext<'_, K, Change<V>>,
         id: &[u8],
-        update: Record<K, Change<V>>,
+        key: impl FnOnce() -> K,
+        change: Change<V>,
+        timestamp: i64,
+        headers: Headers,
     ) -> Result<(), BoxError> {
+        let update = |key, change, headers| Record {
+            key,
+            value: change,
+            timestamp,
+            headers,
+        };
         if self.max_bytes == 0 {
-            return ctx.forward(update);
+            return ctx.forward(update(key(), change, headers));
         }
-        match self.index.get(id) {
-            Some(&at) => {
-                let held = &mut self.held[at];
-                let first_old = held.value.old.take();
-                *held = update;
-                held.value.old = first_old;
+        // A lookup makes the held update the most recently updated one.
+        match self.held.get_mut(id) {
+            Some(held) => {
+                // The same key: keep it, and the old value of the first held update.
+                held.value.new = change.new;
+                held.timestamp = timestamp;
+                held.headers = headers;
             }
             None => {
-                self.index.insert(id.to_vec(), self.held.len());
                 self.bytes +=
                     id.len() + std::mem::size_of::<Record<K, Change<V>>>() + ENTRY_OVERHEAD;
-                self.held.push(update);
+                self.held.push(id.to_vec(), update(key(), change, headers));
             }
         }
         if self.bytes > self.max_bytes {
@@ -74,18 +87,16 @@ impl<K: Clone + 'static, V: Clone + 'static> ForwardCache<K, V> {
         Ok(())
     }
 
-    /// Forwards every held update, in the order their keys were first updated. An update
-    /// that was created and deleted since the last flush (no old, no new value) is dropped.
-    /// When a downstream processor fails, the rest are still forwarded and the first error
-    /// is returned.
+    /// Forwards every held update, least recently updated first. An update that was created
+    /// and deleted since the last flush (no old, no new value) is dropped. When a downstream
+    /// processor fails, the rest are still forwarded and the first error is returned.
     pub(crate) fn flush(
         &mut self,
         ctx: &mut ProcessorContext<'_, K, Change<V>>,
     ) -> Result<(), BoxError> {
-        self.index.clear();
         self.bytes = 0;
         let mut first_error = None;
-        for update in std::mem::take(&mut self.held) {
+        while let Some((_, update)) = self.held.pop_lru() {
             if update.value.new.is_none() && update.value.old.is_none() {
                 continue;
             }
@@ -107,10 +118,11 @@ impl<K: Clone + 'static, V: Clone + 'static> ForwardCache<K, V> {
 mod tests {
     use std::collections::HashMap;
     use std::sync::Arc;
+    use std::time::Duration;
 
     use super::{Change, ENTRY_OVERHEAD};
     use crate::config::StreamsConfig;
-    use crate::dsl::StreamsBuilder;
+    use crate::dsl::{StreamsBuilder, Suppressed, TimeWindows, Windowed};
     use crate::processor::{Headers, Record};
     use crate::runtime::task::{ConsumerRecord, Task, TaskEnv};
     use crate::state::StoreSettings;
@@ -149,7 +161,10 @@ mod tests {
 
     impl Tasks {
         fn new(cache_bytes: usize) -> Tasks {
-            let topology = counts();
+            Tasks::of(&counts(), cache_bytes)
+        }
+
+        fn of(topology: &Topology, cache_bytes: usize) -> Tasks {
             let mut config = StreamsConfig::new("fwd");
             config.store_cache_max_bytes = cache_bytes;
             let settings = StoreSettings::new(&config);
@@ -243,8 +258,8 @@ mod tests {
         }
         assert!(tasks.take("counts").is_empty(), "held until the commit");
         tasks.commit();
-        // In the order the keys were first updated, each with its latest count.
-        assert_eq!(tasks.take("counts"), pairs(&[("a", "3"), ("b", "1")]));
+        // Least recently updated first, each with its latest count.
+        assert_eq!(tasks.take("counts"), pairs(&[("b", "1"), ("a", "3")]));
         assert_eq!(tasks.take("total"), pairs(&[("all", "4")]));
 
         tasks.word("a", 10);
@@ -278,7 +293,45 @@ mod tests {
         tasks.word("c", 3);
         assert_eq!(
             tasks.take("counts"),
-            pairs(&[("a", "2"), ("b", "1"), ("c", "1")])
+            pairs(&[("b", "1"), ("a", "2"), ("c", "1")])
+        );
+    }
+
+    /// A window updated again after an earlier flush put it in the suppression buffer is
+    /// emitted once, with its last count: its held update reaches `suppress` before the
+    /// update that closes the window, although another key's held update came first.
+    #[test]
+    fn suppress_emits_each_window_once_when_its_updates_were_held() {
+        let builder = StreamsBuilder::new();
+        builder
+            .stream::<String, String>("words")
+            .group_by_key()
+            .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_millis(
+                10,
+            )))
+            .count()
+            .suppress(Suppressed::until_window_closes())
+            .to_stream()
+            .map(|w, n| {
+                let n = n.unwrap_or(-1).to_string();
+                (format!("{}@{}", w.key, w.window.start), n)
+            })
+            .to("finals");
+        let entry = 9 + std::mem::size_of::<Record<Windowed<String>, Change<i64>>>();
+        let entry = entry + ENTRY_OVERHEAD;
+        let mut tasks = Tasks::of(&builder.build().unwrap(), 2 * entry + entry / 2);
+        for (word, t) in [("a", 1), ("b", 2), ("c", 3)] {
+            tasks.word(word, t); // the third outgrows the cache: a, b, c are buffered
+        }
+        tasks.word("e", 5);
+        tasks.word("a", 6); // a@0 again, held after e@0
+        tasks.word("d", 12); // closes [0, 10) for the aggregation
+        tasks.commit();
+        let mut finals = tasks.take("finals");
+        finals.sort();
+        assert_eq!(
+            finals,
+            pairs(&[("a@0", "2"), ("b@0", "1"), ("c@0", "1"), ("e@0", "1")])
         );
     }
 

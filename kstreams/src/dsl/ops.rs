@@ -239,15 +239,13 @@ impl<K: Clone + 'static, V: 'static, VA: Clone + 'static> Processor<K, V, K, Cha
         self.forward.forward(
             ctx,
             &key,
-            Record {
-                key: record.key,
-                value: Change {
-                    new: Some(new),
-                    old: old_value,
-                },
-                timestamp,
-                headers: record.headers,
+            || record.key,
+            Change {
+                new: Some(new),
+                old: old_value,
             },
+            timestamp,
+            record.headers,
         )
     }
 
@@ -496,15 +494,13 @@ impl<K: Clone + 'static, V: 'static, VA: Clone + 'static> Processor<K, Change<V>
         self.forward.forward(
             ctx,
             &key,
-            Record {
-                key: record.key,
-                value: Change {
-                    new: current,
-                    old: prior_value,
-                },
-                timestamp,
-                headers: record.headers,
+            || record.key,
+            Change {
+                new: current,
+                old: prior_value,
             },
+            timestamp,
+            record.headers,
         )
     }
 }

@@ -1050,15 +1050,13 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
             self.forward.forward(
                 ctx,
                 &self.id,
-                Record {
-                    key: Windowed::new(r.key.clone(), start, end),
-                    value: Change {
-                        new: Some(new),
-                        old: old_value,
-                    },
-                    timestamp,
-                    headers: r.headers.clone(),
+                || Windowed::new(r.key.clone(), start, end),
+                Change {
+                    new: Some(new),
+                    old: old_value,
                 },
+                timestamp,
+                r.headers.clone(),
             )?;
         }
         if !accepted {
@@ -1896,6 +1894,7 @@ impl<K: Data, V: Data> Processor<Windowed<K>, Change<V>, Windowed<K>, Change<V>>
         ctx: &mut ProcessorContext<'_, Windowed<K>, Change<V>>,
         r: Record<Windowed<K>, Change<V>>,
     ) -> Result<(), BoxError> {
+        let timestamp = r.timestamp;
         let close_at = r.key.window.end.saturating_add(self.close_after);
         if close_at <= self.emitted_until {
             // Already emitted as final by the wall-clock close.
@@ -1921,12 +1920,15 @@ impl<K: Data, V: Data> Processor<Windowed<K>, Change<V>, Windowed<K>, Change<V>>
         if let Some(times) = &mut self.close_times {
             times.insert(close_at);
         }
-        let stream_time = ctx.stream_time();
-        if stream_time > self.last_stream_time {
-            self.last_stream_time = stream_time;
+        // As in Kafka Streams, suppression keeps its own stream time: the largest timestamp
+        // it has received. An aggregation forwards its held updates least recently updated
+        // first, so each window's last update is buffered before a later window's update
+        // moves this time past the window's close (the task's stream time is already there).
+        if timestamp > self.last_stream_time {
+            self.last_stream_time = timestamp;
             self.wall_at_last_advance = ctx.wall_clock_time();
         }
-        self.evict(ctx, stream_time)
+        self.evict(ctx, self.last_stream_time)
     }
 
     fn punctuate(

@@ -317,8 +317,6 @@ impl WindowBytesStore for CachingWindowStore {
         }
         let cache = self.lock();
         if from == to {
-            // One window (a windowed aggregation's read-modify-write): a cached window is
-            // the answer, without reading the store below.
             if let Some(value) = cache.dirty.get(key).and_then(|w| w.get(&from)) {
                 if from < cache.min_live(self.spec.retention) {
                     return Ok(Vec::new());
@@ -343,6 +341,19 @@ impl WindowBytesStore for CachingWindowStore {
             None => Vec::new(),
         };
         Ok(self.merged(&cache, store, dirty))
+    }
+
+    /// One window (a windowed aggregation's read-modify-write): a cached window is the
+    /// answer, without reading the store below.
+    fn fetch_one(&self, key: &[u8], start: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        let cache = self.lock();
+        if start < cache.min_live(self.spec.retention) {
+            return Ok(None);
+        }
+        match cache.dirty.get(key).and_then(|w| w.get(&start)) {
+            Some(value) => Ok(value.clone()),
+            None => self.inner.fetch_one(key, start),
+        }
     }
 
     fn fetch_all(&self, from: i64, to: i64) -> Result<Vec<WindowEntry>, StoreError> {
@@ -476,15 +487,23 @@ mod tests {
         assert_eq!(reads(), 1);
         windows.put(b"k", 0, Some(vec![2])).unwrap();
         assert_eq!(windows.fetch(b"k", 0, 0).unwrap()[0].value, vec![2]);
+        assert_eq!(windows.fetch_one(b"k", 0).unwrap(), Some(vec![2]));
         windows.put(b"k", 0, None).unwrap();
         assert!(windows.fetch(b"k", 0, 0).unwrap().is_empty());
+        assert_eq!(windows.fetch_one(b"k", 0).unwrap(), None);
         assert_eq!(reads(), 1, "cached windows are answered by the cache");
+        // An uncached window is read below, by the same one-window read.
+        windows.put(b"j", 0, Some(vec![5])).unwrap();
+        windows.flush().unwrap();
+        assert_eq!(windows.fetch_one(b"j", 0).unwrap(), Some(vec![5]));
+        assert_eq!(reads(), 2);
         // A cached window past retention is gone, as it is below.
         windows.put(b"k", 10, Some(vec![3])).unwrap();
         windows.put(b"other", 200, Some(vec![4])).unwrap();
         assert!(windows.fetch(b"k", 10, 10).unwrap().is_empty());
+        assert_eq!(windows.fetch_one(b"k", 10).unwrap(), None);
         // A range of windows still merges the store's entries with the cache's.
         windows.fetch(b"k", 0, 10).unwrap();
-        assert_eq!(reads(), 2);
+        assert_eq!(reads(), 3);
     }
 }

@@ -5,6 +5,7 @@
 //! stamps them with that record's timestamp. The buffer is shared with the task, not owned by
 //! it, because store handles live in processors.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::{KeyValueBytesStore, StoreError, WindowBytesStore, WindowEntry};
@@ -14,6 +15,9 @@ pub(crate) struct ChangelogBuffer {
     pub topic: Arc<str>,
     pub partition: i32,
     pending: Mutex<Vec<(Vec<u8>, Option<Vec<u8>>)>>,
+    /// Set after a push: the task drains every buffer after every record, and most have
+    /// nothing (their store's cache holds the writes until the commit).
+    dirty: AtomicBool,
 }
 
 impl ChangelogBuffer {
@@ -22,6 +26,7 @@ impl ChangelogBuffer {
             topic,
             partition,
             pending: Mutex::new(Vec::new()),
+            dirty: AtomicBool::new(false),
         }
     }
 
@@ -30,10 +35,15 @@ impl ChangelogBuffer {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push((key, value));
+        self.dirty.store(true, Ordering::Release);
     }
 
     /// Takes every pending write, oldest first.
     pub(crate) fn drain(&self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        // A push that has not set the flag yet is taken by the next drain.
+        if !self.dirty.swap(false, Ordering::Acquire) {
+            return Vec::new();
+        }
         std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
@@ -125,6 +135,10 @@ impl WindowBytesStore for LoggedWindowStore {
 
     fn fetch(&self, key: &[u8], from: i64, to: i64) -> Result<Vec<WindowEntry>, StoreError> {
         self.inner.fetch(key, from, to)
+    }
+
+    fn fetch_one(&self, key: &[u8], start: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.fetch_one(key, start)
     }
 
     fn fetch_all(&self, from: i64, to: i64) -> Result<Vec<WindowEntry>, StoreError> {

@@ -147,6 +147,15 @@ pub(crate) trait WindowBytesStore: Send + Sync {
     fn put(&self, key: &[u8], start: i64, value: Option<Vec<u8>>) -> Result<bool, StoreError>;
     /// Entries of one key with `from <= start <= to`, ordered by start.
     fn fetch(&self, key: &[u8], from: i64, to: i64) -> Result<Vec<WindowEntry>, StoreError>;
+    /// The value of one window (the first, if the store keeps duplicates): a windowed
+    /// aggregation's read, which layers answer without building entries.
+    fn fetch_one(&self, key: &[u8], start: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .fetch(key, start, start)?
+            .into_iter()
+            .next()
+            .map(|e| e.value))
+    }
     /// Entries of all keys with `from <= start <= to`, ordered by start then key.
     fn fetch_all(&self, from: i64, to: i64) -> Result<Vec<WindowEntry>, StoreError>;
     fn window_size(&self) -> i64;
@@ -626,8 +635,8 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
         key: &[u8],
         window_start: i64,
     ) -> Result<Option<V>, StoreError> {
-        match self.inner.fetch(key, window_start, window_start)?.first() {
-            Some(entry) => self.decode_value(&entry.value).map(Some),
+        match self.inner.fetch_one(key, window_start)? {
+            Some(value) => self.decode_value(&value).map(Some),
             None => Ok(None),
         }
     }

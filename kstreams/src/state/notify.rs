@@ -182,6 +182,10 @@ impl WindowBytesStore for NotifyingWindowStore {
         self.inner.fetch(key, from, to)
     }
 
+    fn fetch_one(&self, key: &[u8], start: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.fetch_one(key, start)
+    }
+
     fn fetch_all(&self, from: i64, to: i64) -> Result<Vec<WindowEntry>, StoreError> {
         self.inner.fetch_all(from, to)
     }

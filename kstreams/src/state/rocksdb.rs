@@ -387,6 +387,17 @@ impl WindowBytesStore for RocksDbWindowStore {
         if from > to {
             return Ok(Vec::new());
         }
+        if from == to && !self.spec.retain_duplicates {
+            return Ok(self
+                .fetch_one(key, from)?
+                .map(|value| WindowEntry {
+                    key: key.to_vec(),
+                    start: from,
+                    value,
+                })
+                .into_iter()
+                .collect());
+        }
         let (live, min_live) = {
             let segments = self.lock();
             let first = self.segment_of(from);
@@ -394,24 +405,6 @@ impl WindowBytesStore for RocksDbWindowStore {
             let live: Vec<i64> = segments.live.range(first..=last).copied().collect();
             (live, Self::min_live(&segments, self.spec.retention))
         };
-        if from == to && !self.spec.retain_duplicates {
-            // One window, so at most one entry: a point read, no iterator.
-            if from < min_live || live.is_empty() {
-                return Ok(Vec::new());
-            }
-            let found = self
-                .db
-                .get_pinned(window_key(live[0], key, from, 0))
-                .map_err(storage(&self.name))?;
-            return Ok(found
-                .map(|value| WindowEntry {
-                    key: key.to_vec(),
-                    start: from,
-                    value: value.to_vec(),
-                })
-                .into_iter()
-                .collect());
-        }
         let mut out = Vec::new();
         for segment in live {
             let lo = window_key(segment, key, from, 0);
@@ -423,6 +416,31 @@ impl WindowBytesStore for RocksDbWindowStore {
             );
         }
         Ok(out)
+    }
+
+    fn fetch_one(&self, key: &[u8], start: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        if self.spec.retain_duplicates {
+            return Ok(self
+                .fetch(key, start, start)?
+                .into_iter()
+                .next()
+                .map(|e| e.value));
+        }
+        // One window, so at most one entry: a point read, no iterator.
+        let segment = {
+            let segments = self.lock();
+            let segment = self.segment_of(start);
+            let live = segments.live.contains(&segment);
+            (live && start >= Self::min_live(&segments, self.spec.retention)).then_some(segment)
+        };
+        let Some(segment) = segment else {
+            return Ok(None);
+        };
+        let found = self
+            .db
+            .get_pinned(window_key(segment, key, start, 0))
+            .map_err(storage(&self.name))?;
+        Ok(found.map(|value| value.to_vec()))
     }
 
     fn fetch_all(&self, from: i64, to: i64) -> Result<Vec<WindowEntry>, StoreError> {
