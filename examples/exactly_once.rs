@@ -11,9 +11,9 @@
 //! offsets and processes deposits 5 to 8 again. A `read_committed` consumer sees each of the
 //! 8 balance updates once; a `read_uncommitted` one also sees the aborted attempt's records.
 //! The embedded broker runs transactions (see `kstreams_testkit::EmbeddedBroker`). The
-//! store's write cache is off (`store_cache_max_bytes = 0`), so that every deposit's balance
-//! is written; with it on, the sum would forward one balance per account per commit. Exits
-//! non-zero if a committed balance is missing, repeated or wrong.
+//! store's write cache is off (`Materialized::with_caching_disabled`), so that every
+//! deposit's balance is written; with it on, the sum would forward one balance per account
+//! per commit. Exits non-zero if a committed balance is missing, repeated or wrong.
 //!
 //! ```text
 //! cargo run --example exactly_once
@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use kstreams::config::ProcessingGuarantee;
-use kstreams::dsl::StreamsBuilder;
+use kstreams::dsl::{Materialized, StreamsBuilder};
 use kstreams::kafka::State;
 use kstreams::processor::{Processor, ProcessorContext, Record};
 use kstreams::BoxError;
@@ -105,18 +105,20 @@ fn main() -> Result<(), BoxError> {
     builder
         .stream::<String, i64>("deposits")
         .group_by_key()
-        .reduce(|a, b| a + b)
+        // Every balance, not one per account per commit.
+        .reduce_with(
+            |a, b| a + b,
+            Materialized::default().with_caching_disabled(),
+        )
         .to_stream()
         .process(CrashOnce::default, &[])
         .to("balances");
     let topology = builder.build()?;
     let state = tempfile::tempdir()?;
     let config = || {
-        let mut config = common::streams_config(bootstrap, "balances-app", state.path())
+        common::streams_config(bootstrap, "balances-app", state.path())
             .with_processing_guarantee(ProcessingGuarantee::ExactlyOnce)
-            .with_commit_interval(Duration::from_secs(1));
-        config.store_cache_max_bytes = 0; // every balance, not one per account per commit
-        config
+            .with_commit_interval(Duration::from_secs(1))
     };
 
     let deposits = [

@@ -9,10 +9,10 @@
 //! dropped and counted as late. Exits non-zero if an update, a final result or the late
 //! count is not what it should be.
 //!
-//! The example turns the store's write cache off (`store_cache_max_bytes = 0`) to show every
-//! update. With it on (the default), as in Kafka Streams, an aggregation forwards one update
-//! per window per commit: `revenue-updates` would get alice's 1250 without the 1000 before
-//! it when both orders are processed between two commits.
+//! The example turns the store's write cache off (`Materialized::with_caching_disabled`) to
+//! show every update. With it on (the default), as in Kafka Streams, an aggregation forwards
+//! one update per window per commit: `revenue-updates` would get alice's 1250 without the
+//! 1000 before it when both orders are processed between two commits.
 //!
 //! ```text
 //! cargo run --example windowed_aggregation
@@ -24,7 +24,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use kstreams::dsl::{StreamsBuilder, Suppressed, TimeWindows, Windowed};
+use kstreams::dsl::{Materialized, StreamsBuilder, Suppressed, TimeWindows, Windowed};
 use kstreams::BoxError;
 
 /// A minute boundary: window starts print as seconds after it.
@@ -51,7 +51,11 @@ fn main() -> Result<(), BoxError> {
             Duration::from_secs(60),
             Duration::from_secs(10),
         ))
-        .reduce(|a, b| a + b);
+        // Every update, not one per window per commit.
+        .reduce_with(
+            |a, b| a + b,
+            Materialized::default().with_caching_disabled(),
+        );
     revenue
         .to_stream()
         .map(|w, total| (label(&w), total))
@@ -87,9 +91,10 @@ fn main() -> Result<(), BoxError> {
     }
 
     let state = tempfile::tempdir()?;
-    let mut config = common::streams_config(bootstrap, "revenue-app", state.path());
-    config.store_cache_max_bytes = 0; // every update, not one per window per commit
-    let mut streams = common::start_streams(&topology, config)?;
+    let mut streams = common::start_streams(
+        &topology,
+        common::streams_config(bootstrap, "revenue-app", state.path()),
+    )?;
 
     let updates = common::read_n(
         &common::consumer(bootstrap, "updates-reader", &["revenue-updates"])?,

@@ -122,7 +122,7 @@ mod tests {
 
     use super::{Change, ENTRY_OVERHEAD};
     use crate::config::StreamsConfig;
-    use crate::dsl::{StreamsBuilder, Suppressed, TimeWindows, Windowed};
+    use crate::dsl::{Materialized, StreamsBuilder, Suppressed, TimeWindows, Windowed};
     use crate::processor::{Headers, Record};
     use crate::runtime::task::{ConsumerRecord, Task, TaskEnv};
     use crate::state::StoreSettings;
@@ -279,6 +279,22 @@ mod tests {
         tasks.word("a", 1);
         assert_eq!(tasks.take("counts"), pairs(&[("a", "1"), ("a", "2")]));
         assert_eq!(tasks.take("total"), pairs(&[("all", "1"), ("all", "2")]));
+    }
+
+    #[test]
+    fn a_store_without_caching_forwards_every_update_at_once() {
+        let builder = StreamsBuilder::new();
+        builder
+            .stream::<String, String>("words")
+            .group_by_key()
+            .count_with(Materialized::named("direct").with_caching_disabled())
+            .to_stream()
+            .map(|k, n: Option<i64>| (k, n.unwrap_or(-1).to_string()))
+            .to("counts");
+        let mut tasks = Tasks::of(&builder.build().unwrap(), 1 << 20);
+        tasks.word("a", 0);
+        tasks.word("a", 1);
+        assert_eq!(tasks.take("counts"), pairs(&[("a", "1"), ("a", "2")]));
     }
 
     #[test]

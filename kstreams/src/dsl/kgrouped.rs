@@ -30,6 +30,7 @@ pub(crate) fn materialize<K: 'static, V: 'static>(
         builder = builder.with_logging_disabled();
     }
     builder.store_type = materialized.store_type;
+    builder.caching = materialized.caching;
     graph.add_store(builder.into_def(true));
     name
 }

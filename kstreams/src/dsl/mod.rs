@@ -446,6 +446,7 @@ pub struct Materialized<K, V> {
     pub(crate) key_serde: SerdeRef<K>,
     pub(crate) value_serde: SerdeRef<V>,
     pub(crate) logging: bool,
+    pub(crate) caching: bool,
     pub(crate) retention: Option<std::time::Duration>,
     pub(crate) store_type: Option<crate::state::StoreType>,
 }
@@ -505,6 +506,7 @@ impl<K, V> Materialized<K, V> {
             key_serde,
             value_serde,
             logging: true,
+            caching: true,
             retention: None,
             store_type: None,
         }
@@ -566,6 +568,40 @@ impl<K, V> Materialized<K, V> {
     /// ```
     pub fn with_logging_disabled(mut self) -> Self {
         self.logging = false;
+        self
+    }
+
+    /// Keeps the store without a write cache: every update is written at once and, for an
+    /// aggregation, forwarded at once, instead of one per key per commit (Kafka Streams'
+    /// `withCachingDisabled`). The test driver commits after every record, so it forwards
+    /// every update either way.
+    ///
+    /// ```
+    /// use kstreams::dsl::{Materialized, StreamsBuilder};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("clicks").group_by_key()
+    ///     .count_with(Materialized::named("every-click").with_caching_disabled())
+    ///     .to_stream()
+    ///     .to("click-counts"); // one record per click, on a broker too
+    /// assert_eq!(builder.build().unwrap().store_names(), vec!["every-click"]);
+    /// ```
+    pub fn with_caching_disabled(mut self) -> Self {
+        self.caching = false;
+        self
+    }
+
+    /// Puts the write cache back (the default): an aggregation forwards one update per key
+    /// per commit.
+    ///
+    /// ```
+    /// use kstreams::dsl::{Materialized, StreamsBuilder};
+    /// let builder = StreamsBuilder::new();
+    /// builder.stream::<String, String>("clicks").group_by_key()
+    ///     .count_with(Materialized::named("clicks").with_caching_disabled().with_caching_enabled());
+    /// assert_eq!(builder.build().unwrap().store_names(), vec!["clicks"]);
+    /// ```
+    pub fn with_caching_enabled(mut self) -> Self {
+        self.caching = true;
         self
     }
 

@@ -631,6 +631,7 @@ fn window_store<K: 'static, VA: 'static>(
         builder = builder.with_logging_disabled();
     }
     builder.store_type = materialized.store_type;
+    builder.caching = materialized.caching;
     graph.add_store(builder.into_def(true));
     (name, materialized.key_serde, materialized.value_serde)
 }
@@ -1602,6 +1603,7 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
             builder = builder.with_logging_disabled();
         }
         builder.store_type = materialized.store_type;
+        builder.caching = materialized.caching;
         graph.add_store(builder.into_def(true));
         let input = self.grouped.partitioned_input(&mut graph, &name);
         let node_name = graph.next_name("KSTREAM-SESSION-WINDOWED-AGGREGATE");

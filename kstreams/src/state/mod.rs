@@ -1219,6 +1219,8 @@ pub struct StoreBuilder<K, V> {
     pub(crate) window: Option<WindowSpec>,
     /// Retention of a session store, in milliseconds.
     pub(crate) session: Option<i64>,
+    /// Whether the store gets a write cache (`store_cache_max_bytes` bytes).
+    pub(crate) caching: bool,
 }
 
 /// Shape of a window store.
@@ -1338,6 +1340,40 @@ impl<K: 'static, V: 'static> StoreBuilder<K, V> {
         self
     }
 
+    /// Writes every update to the store (and its changelog) at once, without the write
+    /// cache of `store_cache_max_bytes` bytes that a store gets by default. A DSL aggregation
+    /// over such a store also forwards every update at once
+    /// ([`Materialized::with_caching_disabled`](crate::dsl::Materialized::with_caching_disabled)).
+    ///
+    /// ```
+    /// use kstreams::{config::StreamsConfig, dsl::StreamsBuilder, testing::TestDriver};
+    /// use kstreams::state::Stores;
+    /// let builder = StreamsBuilder::new();
+    /// builder.add_state_store(
+    ///     Stores::key_value_store_builder::<String, i64>("direct").with_caching_disabled());
+    /// builder.stream::<String, String>("in").to("out");
+    /// let topology = builder.build().unwrap();
+    /// assert_eq!(topology.store_names(), vec!["direct"]);
+    /// ```
+    pub fn with_caching_disabled(mut self) -> Self {
+        self.caching = false;
+        self
+    }
+
+    /// Puts the write cache back in front of the store (the default).
+    ///
+    /// ```
+    /// use kstreams::state::Stores;
+    /// let store = Stores::key_value_store_builder::<String, i64>("totals")
+    ///     .with_caching_disabled()
+    ///     .with_caching_enabled();
+    /// assert_eq!(store.name(), "totals");
+    /// ```
+    pub fn with_caching_enabled(mut self) -> Self {
+        self.caching = true;
+        self
+    }
+
     pub(crate) fn into_def(self, timestamped: bool) -> StoreDef {
         let kind = match (self.window, self.session) {
             (Some(spec), _) => StoreKind::Window(spec),
@@ -1349,6 +1385,7 @@ impl<K: 'static, V: 'static> StoreBuilder<K, V> {
             kind,
             store_type: self.store_type,
             logging: self.logging,
+            caching: self.caching,
             timestamped,
             global: false,
             key_serde: Arc::new(self.key_serde.clone()) as Arc<dyn Any + Send + Sync>,
@@ -1457,6 +1494,7 @@ impl Stores {
             key_serde,
             value_serde,
             logging: Some(BTreeMap::new()),
+            caching: true,
             window: None,
             session: None,
         }
@@ -1511,6 +1549,7 @@ impl Stores {
             key_serde,
             value_serde,
             logging: Some(BTreeMap::new()),
+            caching: true,
             window: Some(WindowSpec {
                 size: size.as_millis() as i64,
                 retention: retention.as_millis() as i64,
@@ -1566,6 +1605,7 @@ impl Stores {
             key_serde,
             value_serde,
             logging: Some(BTreeMap::new()),
+            caching: true,
             window: None,
             session: Some(retention.as_millis() as i64),
         }

@@ -33,6 +33,8 @@ pub(crate) struct StoreDef {
     pub store_type: Option<StoreType>,
     /// Changelog topic configs; `None` when logging is off.
     pub logging: Option<BTreeMap<String, String>>,
+    /// Whether the store gets a write cache.
+    pub caching: bool,
     pub timestamped: bool,
     /// Filled by the global task and shared by every task.
     pub global: bool,
@@ -121,7 +123,7 @@ impl StoreDef {
         });
         let store_type = self.store_type(ctx.settings);
         let name: Arc<str> = self.name.as_str().into();
-        let cache_bytes = if self.global {
+        let cache_bytes = if self.global || !self.caching {
             0
         } else {
             ctx.settings.cache_bytes
