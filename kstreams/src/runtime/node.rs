@@ -101,6 +101,23 @@ pub(crate) struct ProcessorNode<P, KIn, VIn, KOut, VOut> {
     pub _input: PhantomData<fn(KIn, VIn)>,
 }
 
+impl<P, KIn, VIn, KOut, VOut> ProcessorNode<P, KIn, VIn, KOut, VOut> {
+    /// Makes one call of the processor with its context; an error names the processor.
+    fn call(
+        &mut self,
+        task: &mut TaskContext,
+        call: impl FnOnce(&mut P, &mut ProcessorContext<'_, KOut, VOut>) -> Result<(), BoxError>,
+    ) -> Result<(), StreamsError> {
+        let mut ctx = ProcessorContext {
+            task,
+            children: &self.children,
+            node: self.node,
+            name: &self.name,
+        };
+        call(&mut self.processor, &mut ctx).map_err(|e| StreamsError::from_processor(&self.name, e))
+    }
+}
+
 impl<P, KIn, VIn, KOut, VOut> Input<KIn, VIn> for ProcessorNode<P, KIn, VIn, KOut, VOut>
 where
     P: Processor<KIn, VIn, KOut, VOut>,
@@ -110,15 +127,8 @@ where
         task: &mut TaskContext,
         record: Record<KIn, VIn>,
     ) -> Result<(), BoxError> {
-        let mut ctx = ProcessorContext {
-            task,
-            children: &self.children,
-            node: self.node,
-            name: &self.name,
-        };
-        self.processor
-            .process(&mut ctx, record)
-            .map_err(|e| Box::new(StreamsError::from_processor(&self.name, e)) as BoxError)
+        self.call(task, |p, ctx| p.process(ctx, record))
+            .map_err(|e| Box::new(e) as BoxError)
     }
 }
 
@@ -127,15 +137,7 @@ where
     P: Processor<KIn, VIn, KOut, VOut>,
 {
     fn init(&mut self, task: &mut TaskContext) -> Result<(), StreamsError> {
-        let mut ctx = ProcessorContext {
-            task,
-            children: &self.children,
-            node: self.node,
-            name: &self.name,
-        };
-        self.processor
-            .init(&mut ctx)
-            .map_err(|e| StreamsError::from_processor(&self.name, e))
+        self.call(task, |p, ctx| p.init(ctx))
     }
 
     fn punctuate(
@@ -143,27 +145,12 @@ where
         task: &mut TaskContext,
         punctuation: Punctuation,
     ) -> Result<(), StreamsError> {
-        let mut ctx = ProcessorContext {
-            task,
-            children: &self.children,
-            node: self.node,
-            name: &self.name,
-        };
-        self.processor
-            .punctuate(&mut ctx, punctuation)
-            .map_err(|e| StreamsError::from_processor(&self.name, e))
+        self.call(task, |p, ctx| p.punctuate(ctx, punctuation))
     }
 
     fn flush(&mut self, task: &mut TaskContext) -> Result<(), BoxError> {
-        let mut ctx = ProcessorContext {
-            task,
-            children: &self.children,
-            node: self.node,
-            name: &self.name,
-        };
-        self.processor
-            .flush(&mut ctx)
-            .map_err(|e| Box::new(StreamsError::from_processor(&self.name, e)) as BoxError)
+        self.call(task, |p, ctx| p.flush(ctx))
+            .map_err(|e| Box::new(e) as BoxError)
     }
 
     fn close(&mut self) {

@@ -315,23 +315,18 @@ impl WindowBytesStore for CachingWindowStore {
         if from > to {
             return Ok(Vec::new());
         }
-        let cache = self.lock();
         if from == to {
-            if let Some(value) = cache.dirty.get(key).and_then(|w| w.get(&from)) {
-                if from < cache.min_live(self.spec.retention) {
-                    return Ok(Vec::new());
-                }
-                return Ok(value
-                    .clone()
-                    .map(|value| WindowEntry {
-                        key: key.to_vec(),
-                        start: from,
-                        value,
-                    })
-                    .into_iter()
-                    .collect());
-            }
+            return Ok(self
+                .fetch_one(key, from)?
+                .map(|value| WindowEntry {
+                    key: key.to_vec(),
+                    start: from,
+                    value,
+                })
+                .into_iter()
+                .collect());
         }
+        let cache = self.lock();
         let store = self.inner.fetch(key, from, to)?;
         let dirty: Vec<_> = match cache.dirty.get_key_value(key) {
             Some((key, windows)) => windows

@@ -123,7 +123,10 @@ impl StoreDef {
         });
         let store_type = self.store_type(ctx.settings);
         let name: Arc<str> = self.name.as_str().into();
-        let cache_bytes = if self.global || !self.caching {
+        // Global stores are filled by the global task alone, and join buffers (window
+        // stores with duplicates) keep every record: nothing to collapse in either.
+        let join_buffer = matches!(self.kind, StoreKind::Window(spec) if spec.retain_duplicates);
+        let cache_bytes = if self.global || !self.caching || join_buffer {
             0
         } else {
             ctx.settings.cache_bytes
@@ -181,8 +184,7 @@ impl StoreDef {
                         seq: Mutex::new(0),
                     });
                 }
-                // Join buffers keep every record: nothing to collapse.
-                if cache_bytes > 0 && !spec.retain_duplicates {
+                if cache_bytes > 0 {
                     store = Arc::new(CachingWindowStore::new(store, spec, cache_bytes));
                 }
                 store = Arc::new(NotifyingWindowStore {
@@ -201,10 +203,7 @@ impl StoreDef {
             persistent: store_type != StoreType::InMemory,
             serdes: self.serdes.clone(),
             changelog,
-            cache_bytes: match self.kind {
-                StoreKind::Window(spec) if spec.retain_duplicates => 0,
-                _ => cache_bytes,
-            },
+            cache_bytes,
         })
     }
 
