@@ -1,5 +1,5 @@
-//! End-to-end throughput on a broker: one in-process broker (tansu on SQLite, with the
-//! testkit's transaction support), one generated input topic (1,000,000 order events by
+//! End-to-end throughput on a broker: one in-process broker (the kstreams development
+//! broker), one generated input topic (1,000,000 order events by
 //! default), and in one run, one after the other:
 //!
 //! * `raw pipe` — the ceiling: an rdkafka consumer → producer loop that copies each record;
@@ -267,7 +267,7 @@ fn cpu_by_thread(before: &CpuReading, after: &CpuReading) -> BTreeMap<String, f6
     by_name
 }
 
-/// A pipeline's CPU seconds: every thread of this process but the broker's (`tansu`) — the
+/// A pipeline's CPU seconds: every thread of this process but the broker's (`kstreams-broker`) — the
 /// pipeline's own threads, its Kafka clients, and the harness's output polling.
 struct PipelineCpu {
     seconds: f64,
@@ -280,7 +280,7 @@ fn pipeline_cpu(what: &str, before: &CpuReading, after: &CpuReading) -> Pipeline
     let by_thread = cpu_by_thread(before, after);
     let (broker, mut pipeline): (Vec<_>, Vec<_>) = by_thread
         .iter()
-        .partition(|(name, _)| name.starts_with("tansu"));
+        .partition(|(name, _)| name.starts_with("kstreams-broker"));
     let sum = |threads: &[(&String, &f64)]| threads.iter().map(|(_, s)| **s).sum::<f64>();
     pipeline.sort_by(|a, b| b.1.total_cmp(a.1));
     let listed: Vec<String> = pipeline
@@ -772,7 +772,7 @@ fn main() {
         "e2e-window-rocksdb-output",
     ];
     // Quix Streams derives its changelog topic's settings from the input topic's
-    // `retention.ms`, which tansu only reports when it was set.
+    // `retention.ms`.
     broker
         .create_topic("e2e-input", PARTITIONS, &[("retention.ms", "-1")])
         .expect("topic");

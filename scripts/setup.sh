@@ -6,8 +6,6 @@ command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 command -v make >/dev/null 2>&1 || need+=(make)
 # The rocksdb crate generates its bindings with bindgen, which loads libclang.
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
-# sqlx links SQLite unbundled (see demo-app/Cargo.toml); its build looks for the headers.
-dpkg -s libsqlite3-dev >/dev/null 2>&1 || need+=(libsqlite3-dev)
 # librdkafka's TLS (SASL_SSL, SSL) links the system OpenSSL.
 dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
 # The dashboard's browser test drives Debian's Chromium headless.

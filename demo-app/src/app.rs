@@ -2,7 +2,8 @@
 //!
 //! [`Shop::start`] brings up what [`ShopConfig`] asks for and returns handles the binary and
 //! the tests use. With no `bootstrap_servers` it starts the embedded Kafka-protocol broker
-//! (tansu on SQLite, in `data_dir`), so the whole shop runs with nothing installed.
+//! (the kstreams development broker, data in `data_dir/broker`), so the whole shop runs with
+//! nothing installed.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -294,7 +295,7 @@ pub struct Shop {
     pub chaos: Chaos,
     /// This process's metrics.
     pub metrics: MetricsRegistry,
-    broker: Option<kstreams_testkit::EmbeddedBroker>,
+    broker: Option<kstreams_broker::Broker>,
     relay: OutboxRelay,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -306,10 +307,11 @@ impl Shop {
         let (bootstrap_servers, broker) = match &config.bootstrap_servers {
             Some(servers) => (servers.clone(), None),
             None => {
-                let file = config.data_dir.join("broker.db");
-                let addr = config.embedded_broker_addr;
+                let broker_config =
+                    kstreams_broker::BrokerConfig::new(config.data_dir.join("broker"))
+                        .with_listener(config.embedded_broker_addr);
                 let broker = tokio::task::spawn_blocking(move || {
-                    kstreams_testkit::EmbeddedBroker::start_with(&file, addr)
+                    kstreams_broker::Broker::start(broker_config)
                 })
                 .await
                 .map_err(|e| StartError::Broker(e.to_string()))?

@@ -202,7 +202,7 @@ fn print_summary(cli: &Cli, shop: &Shop) {
         if cli.bootstrap_servers.is_some() {
             "external"
         } else {
-            "embedded tansu on SQLite"
+            "the embedded kstreams development broker"
         }
     );
     println!(

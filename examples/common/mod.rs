@@ -4,7 +4,7 @@
 //!
 //! Each example includes this file with `#[path = "common/mod.rs"] mod common;` and uses
 //! the parts it needs. Everything runs on [`EmbeddedBroker`]: a real Kafka-protocol broker
-//! (tansu) inside the process, on an ephemeral port, gone when the example ends.
+//! (the kstreams development broker) inside the process, on an ephemeral port, gone when the example ends.
 
 #![allow(dead_code)]
 

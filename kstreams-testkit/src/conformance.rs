@@ -472,11 +472,17 @@ impl Checker<'_> {
     }
 
     /// A consumer of `group` that has not joined it, for its group metadata and offsets.
+    ///
+    /// It reads committed offsets `read_uncommitted`: a `read_committed` consumer asks for
+    /// stable offsets only (KIP-447), and Kafka answers `UNSTABLE_OFFSET_COMMIT` until the
+    /// transaction holding a pending offset ends, so librdkafka would wait instead of
+    /// showing the offset committed before it.
     fn group_member(&self, group: &str) -> Result<(BaseConsumer, ConsumerGroupMetadata), String> {
         let consumer: BaseConsumer = self
             .client()
             .set("group.id", group)
             .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_uncommitted")
             .create()
             .map_err(err)?;
         let metadata = consumer

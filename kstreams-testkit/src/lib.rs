@@ -1,13 +1,10 @@
 //! In-process Kafka-protocol brokers for kstreams tests, examples and demos, and a broker
 //! conformance check.
 //!
-//! * [`EmbeddedBroker`] runs [tansu](https://tansu.io) 0.6 in this process on SQLite storage: a
+//! * [`EmbeddedBroker`] runs the development broker ([`kstreams_broker`]) in this process: a
 //!   real Kafka-protocol broker on a local port that any Kafka client can use, with topic
-//!   creation with configs, consumer groups and offsets, and transactions. tansu 0.6 itself
-//!   does not route `EndTxn`, ignores `read_committed` in Fetch and loses track of a producer's
-//!   second and later transactions; the testkit serves tansu's routes with those fixed (see
-//!   [`EmbeddedBroker`]), so exactly-once tests can run on it and a `read_committed` consumer
-//!   sees only committed records.
+//!   creation with configs, consumer groups and offsets, and transactions (`read_committed`
+//!   consumers see only committed records), so exactly-once tests run on it.
 //! * [`MockKafka`] wraps librdkafka's mock cluster: transactions and fault injection (broker
 //!   down, latency, request errors), but no topic configs (topics are created up front), and
 //!   `read_committed` consumers still see records of aborted transactions (the mock writes no
@@ -18,8 +15,6 @@
 pub mod conformance;
 mod embedded;
 mod mock;
-mod routes;
-mod txn_store;
 
 pub use embedded::EmbeddedBroker;
 pub use mock::MockKafka;
@@ -29,7 +24,7 @@ pub use mock::MockKafka;
 /// ```
 /// use kstreams_testkit::{EmbeddedBroker, TestkitError};
 /// let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-/// let data = std::env::temp_dir().join("testkit-error-example.db");
+/// let data = std::env::temp_dir().join("testkit-error-example");
 /// let Err(err) = EmbeddedBroker::start_with(&data, taken.local_addr().unwrap()) else {
 ///     panic!("the port is taken");
 /// };

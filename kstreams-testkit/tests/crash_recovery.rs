@@ -110,7 +110,6 @@ fn run_with_crashes(
     kills: usize,
     seed: u64,
 ) {
-    // RUST_LOG=tansu_broker=info shows the broker's side (groups, transactions).
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)

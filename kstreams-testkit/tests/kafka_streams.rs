@@ -1,4 +1,4 @@
-//! kstreams on a real Kafka-protocol broker (tansu, in process): a word count end to end,
+//! kstreams on a real Kafka-protocol broker (the development broker, in process): a word count end to end,
 //! and a restart that continues from committed offsets and restored state.
 
 use std::collections::HashMap;
@@ -45,7 +45,7 @@ fn word_count() -> kstreams::topology::Topology {
 fn config(bootstrap: &str) -> StreamsConfig {
     let mut config = StreamsConfig::new("wordcount-e2e");
     config.bootstrap_servers = bootstrap.to_string();
-    config.commit_interval = Duration::from_millis(100);
+    config.commit_interval = Some(Duration::from_millis(100));
     config.client_overrides = vec![
         ("session.timeout.ms".into(), "6000".into()),
         ("heartbeat.interval.ms".into(), "300".into()),
@@ -592,4 +592,89 @@ fn metrics_are_exported_in_prometheus_format() {
     kstreams::prometheus_client::encoding::text::encode(&mut own, &registry).unwrap();
     assert!(own.contains("kstreams_records_consumed_total"));
     streams.close();
+}
+
+/// Kafka Streams commits every 100 ms under exactly-once unless told otherwise; with a 30 s
+/// default the broker would abort every transaction (10 s timeout) before its commit, and a
+/// `read_committed` reader would never see an output.
+#[test]
+fn exactly_once_with_default_settings_commits_its_outputs() {
+    use kstreams::config::ProcessingGuarantee;
+
+    let broker = EmbeddedBroker::start().unwrap();
+    let bootstrap = broker.bootstrap_servers().to_string();
+    broker.create_topic("eos-default-in", 1, &[]).unwrap();
+    broker.create_topic("eos-default-out", 1, &[]).unwrap();
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, String>("eos-default-in")
+        .map_values(|v| v.to_uppercase())
+        .to("eos-default-out");
+    // Only what a user must set: no commit interval, no transaction timeout.
+    let config = StreamsConfig::new("eos-default")
+        .with_bootstrap_servers(&bootstrap)
+        .with_processing_guarantee(ProcessingGuarantee::ExactlyOnce)
+        .with_state_dir(std::env::temp_dir().join(format!("kstreams-e2e-{}", uuid_like())));
+    assert_eq!(
+        config.effective_commit_interval(),
+        Duration::from_millis(100)
+    );
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    producer
+        .send(BaseRecord::to("eos-default-in").key("k").payload("hello"))
+        .unwrap();
+    producer.flush(Duration::from_secs(10)).unwrap();
+
+    let mut streams = KafkaStreams::new(&builder.build().unwrap(), config);
+    streams.start().unwrap();
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "eos-default-reader")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    consumer.subscribe(&["eos-default-out"]).unwrap();
+    // Under the old 30 s default nothing ever committed; 25 s is well past one default
+    // commit interval of 100 ms and short of the first 30 s commit attempt.
+    let deadline = Instant::now() + Duration::from_secs(25);
+    let value = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no committed output; state {:?}, error {:?}",
+            streams.state(),
+            streams.error()
+        );
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            break m.unwrap().payload().map(|p| p.to_vec());
+        }
+    };
+    assert_eq!(value.as_deref(), Some(&b"HELLO"[..]));
+    assert_eq!(streams.state(), State::Running);
+    streams.close();
+}
+
+#[test]
+fn start_refuses_a_commit_interval_the_transaction_timeout_would_abort() {
+    use kstreams::config::ProcessingGuarantee;
+    use kstreams::error::StreamsError;
+
+    let builder = StreamsBuilder::new();
+    builder.stream::<String, String>("in").to("out");
+    // No broker is needed: the configuration is checked before any client is made.
+    let config = StreamsConfig::new("eos-too-slow")
+        .with_bootstrap_servers("127.0.0.1:1")
+        .with_processing_guarantee(ProcessingGuarantee::ExactlyOnce)
+        .with_commit_interval(Duration::from_secs(30));
+    let mut streams = KafkaStreams::new(&builder.build().unwrap(), config);
+    match streams.start() {
+        Err(StreamsError::InvalidConfig(message)) => {
+            assert!(message.contains("transaction timeout"), "{message}")
+        }
+        other => panic!("expected InvalidConfig, got {other:?}"),
+    }
+    assert_eq!(streams.state(), State::Error);
 }

@@ -84,7 +84,7 @@ pub enum ProcessingGuarantee {
 /// config.store_cache_max_bytes = 4 << 20;
 /// config.application_server = Some("10.0.0.7:8080".into());
 /// assert_eq!(config.dead_letter_topic(), "word-count-dlq");
-/// assert_eq!(config.commit_interval, Duration::from_secs(30));
+/// assert_eq!(config.effective_commit_interval(), Duration::from_secs(30));
 /// assert_eq!(config.processing_guarantee, ProcessingGuarantee::AtLeastOnce);
 /// ```
 #[derive(Clone)]
@@ -95,8 +95,11 @@ pub struct StreamsConfig {
     pub bootstrap_servers: String,
     /// How many stream threads run tasks in this process. Default: 1.
     pub num_stream_threads: usize,
-    /// How often offsets (and transactions) are committed. Default: 30 s.
-    pub commit_interval: Duration,
+    /// How often offsets (and transactions) are committed. `None` (the default) takes
+    /// Kafka Streams' default for the processing guarantee: 30 s under at-least-once,
+    /// 100 ms under exactly-once, where outputs become visible only at a commit. See
+    /// [`effective_commit_interval`](Self::effective_commit_interval).
+    pub commit_interval: Option<Duration>,
     /// At-least-once (default) or exactly-once.
     pub processing_guarantee: ProcessingGuarantee,
     /// Where persistent state stores, checkpoints and the process id live, under
@@ -131,7 +134,9 @@ pub struct StreamsConfig {
     pub application_server: Option<String>,
     /// Transaction timeout under exactly-once: how long the broker lets an instance that
     /// stopped mid-transaction hold back `read_committed` readers before aborting it.
-    /// Default: 10 s.
+    /// Default: 10 s. Under exactly-once, [`validate`](Self::validate) requires the commit
+    /// interval to be at most half of it, or the broker would abort transactions before
+    /// their commit.
     pub transaction_timeout: Duration,
     /// Replication factor of the repartition, changelog and dead-letter topics kstreams
     /// creates (Kafka Streams' `replication.factor`). `-1` (the default) takes the broker's
@@ -198,7 +203,8 @@ impl StreamsConfig {
     /// assert_eq!(config.application_id, "orders");
     /// assert_eq!(config.bootstrap_servers, "localhost:9092");
     /// assert_eq!(config.num_stream_threads, 1);
-    /// assert_eq!(config.commit_interval, Duration::from_secs(30));
+    /// assert_eq!(config.commit_interval, None);
+    /// assert_eq!(config.effective_commit_interval(), Duration::from_secs(30));
     /// assert_eq!(config.processing_guarantee, ProcessingGuarantee::AtLeastOnce);
     /// assert_eq!(config.deserialization_policy, ErrorPolicy::Fail);
     /// assert_eq!(config.default_store_type, StoreType::InMemory);
@@ -209,7 +215,7 @@ impl StreamsConfig {
             application_id: application_id.into(),
             bootstrap_servers: "localhost:9092".into(),
             num_stream_threads: 1,
-            commit_interval: Duration::from_millis(30_000),
+            commit_interval: None,
             processing_guarantee: ProcessingGuarantee::AtLeastOnce,
             state_dir: std::env::temp_dir().join("kstreams"),
             deserialization_policy: ErrorPolicy::Fail,
@@ -272,12 +278,70 @@ impl StreamsConfig {
     /// ```
     /// use std::time::Duration;
     /// use kstreams::config::StreamsConfig;
-    /// let config = StreamsConfig::new("orders").with_commit_interval(Duration::from_millis(100));
-    /// assert_eq!(config.commit_interval, Duration::from_millis(100));
+    /// let config = StreamsConfig::new("orders").with_commit_interval(Duration::from_millis(500));
+    /// assert_eq!(config.commit_interval, Some(Duration::from_millis(500)));
+    /// assert_eq!(config.effective_commit_interval(), Duration::from_millis(500));
     /// ```
     pub fn with_commit_interval(mut self, interval: Duration) -> Self {
-        self.commit_interval = interval;
+        self.commit_interval = Some(interval);
         self
+    }
+
+    /// The commit interval in force: [`commit_interval`](Self::commit_interval) when set,
+    /// otherwise Kafka Streams' default for the processing guarantee (30 s under
+    /// at-least-once, 100 ms under exactly-once).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::config::{ProcessingGuarantee, StreamsConfig};
+    /// let alos = StreamsConfig::new("orders");
+    /// assert_eq!(alos.effective_commit_interval(), Duration::from_secs(30));
+    /// let eos = StreamsConfig::new("orders")
+    ///     .with_processing_guarantee(ProcessingGuarantee::ExactlyOnce);
+    /// assert_eq!(eos.effective_commit_interval(), Duration::from_millis(100));
+    /// ```
+    pub fn effective_commit_interval(&self) -> Duration {
+        self.commit_interval
+            .unwrap_or(match self.processing_guarantee {
+                ProcessingGuarantee::AtLeastOnce => Duration::from_secs(30),
+                ProcessingGuarantee::ExactlyOnce => Duration::from_millis(100),
+            })
+    }
+
+    /// Checks settings that cannot work together; [`KafkaStreams::start`] refuses a
+    /// configuration that fails it.
+    ///
+    /// Under exactly-once the commit interval must be at most half the transaction timeout:
+    /// a transaction stays open from its first record to the next commit, and the broker
+    /// aborts one that outlives the timeout, so a longer interval would abort every
+    /// transaction before it commits and no output would ever become visible.
+    ///
+    /// [`KafkaStreams::start`]: crate::kafka::KafkaStreams::start
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::config::{ProcessingGuarantee, StreamsConfig};
+    /// use kstreams::error::StreamsError;
+    /// let eos = StreamsConfig::new("orders")
+    ///     .with_processing_guarantee(ProcessingGuarantee::ExactlyOnce);
+    /// assert!(eos.validate().is_ok());
+    /// let too_slow = eos.with_commit_interval(Duration::from_secs(30));
+    /// assert!(matches!(too_slow.validate(), Err(StreamsError::InvalidConfig(_))));
+    /// ```
+    pub fn validate(&self) -> Result<(), crate::error::StreamsError> {
+        if self.processing_guarantee == ProcessingGuarantee::ExactlyOnce {
+            let commit = self.effective_commit_interval();
+            if commit * 2 > self.transaction_timeout {
+                return Err(crate::error::StreamsError::InvalidConfig(format!(
+                    "under exactly-once the commit interval ({commit:?}) must be at most half \
+                     the transaction timeout ({:?}): the broker aborts a transaction that \
+                     outlives the timeout, so none would ever commit; lower commit_interval \
+                     or raise transaction_timeout",
+                    self.transaction_timeout
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Sets the state directory.

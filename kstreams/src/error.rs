@@ -132,6 +132,11 @@ pub enum StreamsError {
     /// The Kafka client, broker or configuration failed.
     #[error("kafka: {0}")]
     Kafka(String),
+    /// The configuration cannot work (see [`StreamsConfig::validate`]).
+    ///
+    /// [`StreamsConfig::validate`]: crate::config::StreamsConfig::validate
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
     /// Any other runtime failure.
     #[error("{0}")]
     Other(String),

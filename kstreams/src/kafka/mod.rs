@@ -410,6 +410,10 @@ impl KafkaStreams {
         if self.state() != State::Created {
             return Err(StreamsError::Other("start() may be called once".into()));
         }
+        if let Err(e) = self.config.validate() {
+            self.shared.fail(e.to_string());
+            return Err(e);
+        }
         self.shared.set(State::Rebalancing);
         match self.start_threads() {
             Ok(()) => Ok(()),

@@ -405,7 +405,7 @@ fn run_loop(
     core: &Rc<RefCell<ThreadCore>>,
     consumer: &BaseConsumer<StreamsConsumerContext>,
 ) -> Result<(), StreamsError> {
-    let commit_interval = core.borrow().config.commit_interval;
+    let commit_interval = core.borrow().config.effective_commit_interval();
     let mut last_commit = Instant::now();
     loop {
         if core.borrow().shared.shutdown.load(Ordering::SeqCst) {

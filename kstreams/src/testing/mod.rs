@@ -654,7 +654,7 @@ impl TestDriver {
     /// let config = StreamsConfig::new("cfg").with_commit_interval(Duration::from_secs(1));
     /// let driver = TestDriver::new(&builder.build().unwrap(), config).unwrap();
     /// assert_eq!(driver.config().application_id, "cfg");
-    /// assert_eq!(driver.config().commit_interval, Duration::from_secs(1));
+    /// assert_eq!(driver.config().commit_interval, Some(Duration::from_secs(1)));
     /// ```
     pub fn config(&self) -> StreamsConfig {
         self.state.borrow().config.clone()
