@@ -144,6 +144,16 @@ impl Instances {
     }
 }
 
+/// A failed test kills the instances it leaves running.
+impl Drop for Instances {
+    fn drop(&mut self) {
+        for child in self.running.iter_mut().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// Input record `i`: key, amount, timestamp.
 fn record(i: u64) -> (String, i64, i64) {
     (

@@ -678,3 +678,84 @@ fn start_refuses_a_commit_interval_the_transaction_timeout_would_abort() {
     }
     assert_eq!(streams.state(), State::Error);
 }
+
+/// A running application's session store answers by key and by time range; asking for a
+/// store of another kind as a session store is refused at once.
+#[test]
+fn session_stores_are_queryable_on_a_running_application() {
+    use kstreams::dsl::{Materialized, SessionWindows};
+    use kstreams::state::StoreError;
+
+    let broker = EmbeddedBroker::start().unwrap();
+    let bootstrap = broker.bootstrap_servers().to_string();
+    broker.create_topic("visits-in", 1, &[]).unwrap();
+    let builder = StreamsBuilder::new();
+    let clicks = builder.stream::<String, String>("visits-in").group_by_key();
+    clicks
+        .windowed_by_session(SessionWindows::of_inactivity_gap_with_no_grace(
+            Duration::from_millis(100),
+        ))
+        // Kept an hour: by default a session store keeps sessions for gap + grace only.
+        .count_with(Materialized::named("visits").with_retention(Duration::from_secs(3600)));
+    clicks.count_with(Materialized::named("clicks-total"));
+    let mut config = config(&bootstrap);
+    config.application_id = "sessions-e2e".into();
+    let mut streams = KafkaStreams::new(&builder.build().unwrap(), config);
+    streams.start().unwrap();
+
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    for (user, t) in [
+        ("ann", 1_000),
+        ("ann", 1_040),
+        ("bob", 1_050),
+        ("ann", 5_000),
+    ] {
+        producer
+            .send(
+                BaseRecord::to("visits-in")
+                    .key(user)
+                    .payload("/")
+                    .timestamp(t),
+            )
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ann = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no sessions; {:?}",
+            streams.error()
+        );
+        if let Ok(visits) = streams.session_store::<String, i64>("visits") {
+            let sessions: Vec<(i64, i64, i64)> = visits
+                .fetch(&"ann".to_string())
+                .unwrap()
+                .iter()
+                .map(|s| (s.start, s.end, s.value))
+                .collect();
+            if sessions.len() == 2 {
+                break sessions;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(ann, vec![(1_000, 1_040, 2), (5_000, 5_000, 1)]);
+    let visits = streams.session_store::<String, i64>("visits").unwrap();
+    let late: Vec<i64> = visits
+        .find_sessions(&"ann".to_string(), 2_000, 6_000)
+        .unwrap()
+        .iter()
+        .map(|s| s.start)
+        .collect();
+    assert_eq!(late, vec![5_000]);
+    assert!(matches!(
+        streams.session_store::<String, i64>("clicks-total"),
+        Err(StoreError::WrongKind { .. })
+    ));
+    streams.close();
+}

@@ -1173,11 +1173,34 @@ impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
     /// assert_eq!((by_end[&100], by_end[&105], by_end[&112]), (Some(1), Some(2), Some(2)));
     /// ```
     pub fn count(&self) -> KTable<Windowed<K>, i64> {
-        self.aggregate_with(
-            || 0,
-            |_, _, c| c + 1,
-            Materialized::with(self.grouped.key_serde.clone(), Serdes::i64()),
-        )
+        self.count_with(Materialized::with(
+            self.grouped.key_serde.clone(),
+            Serdes::i64(),
+        ))
+    }
+
+    /// Counts into the store `materialized` describes (a name to query it by, RocksDB,
+    /// retention).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, String>("logins")
+    ///     .group_by_key()
+    ///     .windowed_by_sliding(SlidingWindows::of_time_difference_with_no_grace(Duration::from_millis(10)))
+    ///     .count_with(Materialized::named("recent-logins"));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("s")).unwrap();
+    /// let logins = driver.create_input_topic::<String, String>("logins");
+    /// logins.pipe_input_at("ann".into(), "ok".into(), 100);
+    /// logins.pipe_input_at("ann".into(), "ok".into(), 105);
+    /// let store = driver.window_store::<String, i64>("recent-logins").unwrap();
+    /// // The window [95, 105] holds both logins.
+    /// assert_eq!(store.fetch(&"ann".to_string(), 95).unwrap(), Some(2));
+    /// ```
+    pub fn count_with(&self, materialized: Materialized<K, i64>) -> KTable<Windowed<K>, i64> {
+        self.aggregate_with(|| 0, |_, _, c| c + 1, materialized)
     }
 
     /// Combines the values of each key and window in timestamp order: the first value is
@@ -1444,8 +1467,36 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
     ///     ("0-0".to_string(), None), ("20-20".to_string(), None), ("0-20".to_string(), Some(3))]);
     /// ```
     pub fn count(&self) -> KTable<Windowed<K>, i64> {
-        let m = Materialized::with(self.grouped.key_serde.clone(), Serdes::i64());
-        self.aggregate_with(|| 0, |_, _, c| c + 1, |_, a, b| a + b, m)
+        self.count_with(Materialized::with(
+            self.grouped.key_serde.clone(),
+            Serdes::i64(),
+        ))
+    }
+
+    /// Counts into the store `materialized` describes (a name to query it by, RocksDB,
+    /// retention).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, testing::TestDriver};
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, String>("clicks")
+    ///     .group_by_key()
+    ///     .windowed_by_session(SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_millis(10)))
+    ///     .count_with(Materialized::named("visits"));
+    /// let driver = TestDriver::new(&builder.build().unwrap(), StreamsConfig::new("v")).unwrap();
+    /// let clicks = driver.create_input_topic::<String, String>("clicks");
+    /// for t in [0, 4, 30] {
+    ///     clicks.pipe_input_at("ann".into(), "/".into(), t);
+    /// }
+    /// let visits = driver.session_store::<String, i64>("visits").unwrap();
+    /// let sessions: Vec<_> = visits.fetch(&"ann".into()).unwrap().iter()
+    ///     .map(|s| (s.start, s.end, s.value)).collect();
+    /// assert_eq!(sessions, vec![(0, 4, 2), (30, 30, 1)]);
+    /// ```
+    pub fn count_with(&self, materialized: Materialized<K, i64>) -> KTable<Windowed<K>, i64> {
+        self.aggregate_with(|| 0, |_, _, c| c + 1, |_, a, b| a + b, materialized)
     }
 
     /// Combines the values of each session: a session's first value is its start,

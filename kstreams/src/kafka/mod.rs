@@ -46,7 +46,8 @@ use crate::topology::Topology;
 
 pub use metrics::MetricsSnapshot;
 pub use query::{
-    KeyQueryMetadata, ReadOnlyKeyValueStore, ReadOnlyWindowStore, TableChange, TableChanges,
+    KeyQueryMetadata, ReadOnlyKeyValueStore, ReadOnlySessionStore, ReadOnlyWindowStore,
+    TableChange, TableChanges,
 };
 
 /// The lifecycle of a [`KafkaStreams`] application (Kafka Streams' `KafkaStreams.State`):
@@ -714,6 +715,34 @@ impl KafkaStreams {
         name: &str,
     ) -> Result<ReadOnlyWindowStore<K, V>, crate::state::StoreError> {
         ReadOnlyWindowStore::new(name, self.shared.clone(), self.query()?.clone())
+    }
+
+    /// A read-only view of a session store across the tasks of this instance: sessions by
+    /// key, or those overlapping a time range. A store of another kind is refused
+    /// ([`StoreError::WrongKind`](crate::state::StoreError::WrongKind)).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use kstreams::{config::StreamsConfig, dsl::*, kafka::KafkaStreams};
+    /// let windows = SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_secs(1800));
+    /// let builder = StreamsBuilder::new();
+    /// builder
+    ///     .stream::<String, String>("clicks")
+    ///     .group_by_key()
+    ///     .windowed_by_session(windows)
+    ///     .count_with(Materialized::named("visits"));
+    /// let mut streams = KafkaStreams::new(&builder.build().unwrap(), StreamsConfig::new("web"));
+    /// streams.start().unwrap();
+    /// let visits = streams.session_store::<String, i64>("visits").unwrap();
+    /// for session in visits.fetch(&"ann".to_string()).unwrap() {
+    ///     println!("[{}, {}]: {} clicks", session.start, session.end, session.value);
+    /// }
+    /// ```
+    pub fn session_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<ReadOnlySessionStore<K, V>, crate::state::StoreError> {
+        ReadOnlySessionStore::new(name, self.shared.clone(), self.query()?.clone())
     }
 
     /// Which partition, and which instance of the application, holds `key` in a store:

@@ -647,6 +647,126 @@ impl<K: 'static, V: 'static> ReadOnlyWindowStore<K, V> {
     }
 }
 
+/// A read-only view of a session store across the tasks of this instance (Kafka Streams'
+/// `ReadOnlySessionStore`), from
+/// [`KafkaStreams::session_store`](super::KafkaStreams::session_store).
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use kstreams::{config::StreamsConfig, dsl::*, kafka::KafkaStreams};
+/// let windows = SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_secs(1800));
+/// let builder = StreamsBuilder::new();
+/// builder
+///     .stream::<String, String>("clicks")
+///     .group_by_key()
+///     .windowed_by_session(windows)
+///     .count_with(Materialized::named("visits"));
+/// let mut streams = KafkaStreams::new(&builder.build().unwrap(), StreamsConfig::new("web"));
+/// streams.start().unwrap();
+/// let visits = streams.session_store::<String, i64>("visits").unwrap();
+/// for session in visits.fetch(&"ann".to_string()).unwrap() {
+///     println!("ann: {} clicks from {} to {}", session.value, session.start, session.end);
+/// }
+/// ```
+pub struct ReadOnlySessionStore<K, V> {
+    name: String,
+    shared: Arc<Shared>,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> Clone for ReadOnlySessionStore<K, V> {
+    fn clone(&self) -> Self {
+        ReadOnlySessionStore {
+            name: self.name.clone(),
+            shared: self.shared.clone(),
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<K: 'static, V: 'static> ReadOnlySessionStore<K, V> {
+    pub(crate) fn new(
+        name: &str,
+        shared: Arc<Shared>,
+        query: Arc<QueryContext>,
+    ) -> Result<Self, StoreError> {
+        check_types::<K, V>(&query.topology, name)?;
+        let store = ReadOnlySessionStore {
+            name: name.to_string(),
+            shared,
+            _types: PhantomData,
+        };
+        // A key-value or window store of that name is refused now, not at the first read.
+        store.each(|_| Ok(()))?;
+        Ok(store)
+    }
+
+    fn each<T>(
+        &self,
+        mut f: impl FnMut(&crate::state::SessionStore<K, V>) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.shared
+            .stores_named(&self.name)
+            .into_iter()
+            .map(|(_, entry)| {
+                let registry = registry_with(entry);
+                f(&registry.session_store::<K, V>(&self.name)?)
+            })
+            .collect()
+    }
+
+    /// Every session of a key, by start (Kafka Streams' `fetch(key)`).
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use kstreams::{config::StreamsConfig, dsl::*, kafka::KafkaStreams};
+    /// # let windows = SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_secs(1800));
+    /// # let builder = StreamsBuilder::new();
+    /// # builder.stream::<String, String>("clicks").group_by_key().windowed_by_session(windows)
+    /// #     .count_with(Materialized::named("visits"));
+    /// # let mut streams = KafkaStreams::new(&builder.build().unwrap(), StreamsConfig::new("web"));
+    /// streams.start().unwrap();
+    /// let visits = streams.session_store::<String, i64>("visits").unwrap();
+    /// let total: i64 = visits.fetch(&"ann".to_string()).unwrap().iter().map(|s| s.value).sum();
+    /// println!("ann clicked {total} times");
+    /// ```
+    pub fn fetch(&self, key: &K) -> Result<Vec<crate::state::Session<K, V>>, StoreError> {
+        self.find_sessions(key, i64::MIN, i64::MAX)
+    }
+
+    /// Sessions of a key that end at or after `earliest_end` and start at or before
+    /// `latest_start`, by start (Kafka Streams' `findSessions`).
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use kstreams::{config::StreamsConfig, dsl::*, kafka::KafkaStreams};
+    /// # let windows = SessionWindows::of_inactivity_gap_with_no_grace(Duration::from_secs(1800));
+    /// # let builder = StreamsBuilder::new();
+    /// # builder.stream::<String, String>("clicks").group_by_key().windowed_by_session(windows)
+    /// #     .count_with(Materialized::named("visits"));
+    /// # let mut streams = KafkaStreams::new(&builder.build().unwrap(), StreamsConfig::new("web"));
+    /// streams.start().unwrap();
+    /// let visits = streams.session_store::<String, i64>("visits").unwrap();
+    /// let (from, to) = (1_700_000_000_000, 1_700_086_400_000);
+    /// let that_day = visits.find_sessions(&"ann".to_string(), from, to).unwrap();
+    /// println!("ann had {} sessions that day", that_day.len());
+    /// ```
+    pub fn find_sessions(
+        &self,
+        key: &K,
+        earliest_end: i64,
+        latest_start: i64,
+    ) -> Result<Vec<crate::state::Session<K, V>>, StoreError> {
+        let mut all: Vec<crate::state::Session<K, V>> = self
+            .each(|s| s.find_sessions(key, earliest_end, latest_start))?
+            .into_iter()
+            .flatten()
+            .collect();
+        all.sort_by_key(|s| (s.start, s.end));
+        Ok(all)
+    }
+}
+
 /// One change of a store: the key, the window (window stores), the new value or `None` when
 /// deleted, and the event time of the write (timestamped stores: tables and aggregations).
 ///
