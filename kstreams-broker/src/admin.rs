@@ -422,6 +422,28 @@ pub(crate) fn describe_configs(
     response
 }
 
+/// Changes a topic's configs with `change`; the error code and message for the response.
+fn alter_topic(
+    shared: &Shared,
+    resource_type: i8,
+    name: &str,
+    validate_only: bool,
+    change: impl FnOnce(&mut BTreeMap<String, String>),
+) -> (i16, Option<StrBytes>) {
+    let outcome = if resource_type != RESOURCE_TOPIC {
+        Err((
+            ResponseError::InvalidRequest,
+            "only topic configs can be changed".to_string(),
+        ))
+    } else {
+        shared.topics.alter_configs(name, validate_only, change)
+    };
+    match outcome {
+        Ok(()) => (0, None),
+        Err((error, message)) => (error.code(), Some(s(message))),
+    }
+}
+
 /// AlterConfigs: a topic's configs become exactly the ones given.
 pub(crate) fn alter_configs(
     shared: &Shared,
@@ -434,30 +456,69 @@ pub(crate) fn alter_configs(
         let mut r = AlterConfigsResourceResponse::default();
         r.resource_type = resource.resource_type;
         r.resource_name = resource.resource_name.clone();
-        let outcome = if resource.resource_type != RESOURCE_TOPIC {
-            Err((
-                ResponseError::InvalidRequest,
-                "only topic configs can be changed".to_string(),
-            ))
-        } else {
-            shared
-                .topics
-                .alter_configs(&resource.resource_name, req.validate_only, |configs| {
-                    configs.clear();
-                    for c in &resource.configs {
-                        if let Some(value) = &c.value {
-                            configs.insert(c.name.to_string(), value.to_string());
-                        }
+        (r.error_code, r.error_message) = alter_topic(
+            shared,
+            resource.resource_type,
+            &resource.resource_name,
+            req.validate_only,
+            |configs| {
+                configs.clear();
+                for c in &resource.configs {
+                    if let Some(value) = &c.value {
+                        configs.insert(c.name.to_string(), value.to_string());
                     }
-                })
-        };
-        if let Err((error, message)) = outcome {
-            r.error_code = error.code();
-            r.error_message = Some(s(message));
-        }
+                }
+            },
+        );
         response.responses.push(r);
     }
     response
+}
+
+/// IncrementalAlterConfigs' operations: set, delete, append to a list, subtract from a list.
+const OPERATIONS: std::ops::RangeInclusive<i8> = 0..=3;
+
+/// One IncrementalAlterConfigs operation (one of [`OPERATIONS`]) on a topic's configs.
+fn apply_operation(
+    configs: &mut BTreeMap<String, String>,
+    operation: i8,
+    name: String,
+    value: String,
+) {
+    let items = |list: &str| -> Vec<String> {
+        list.split(',')
+            .filter(|i| !i.is_empty())
+            .map(String::from)
+            .collect()
+    };
+    match operation {
+        0 => {
+            configs.insert(name, value);
+        }
+        1 => {
+            configs.remove(&name);
+        }
+        2 => {
+            let entry = configs.entry(name).or_default();
+            let mut list = items(entry);
+            for item in items(&value) {
+                if !list.contains(&item) {
+                    list.push(item);
+                }
+            }
+            *entry = list.join(",");
+        }
+        _ => {
+            if let Some(entry) = configs.get_mut(&name) {
+                let remove = items(&value);
+                let kept: Vec<String> = items(entry)
+                    .into_iter()
+                    .filter(|i| !remove.contains(i))
+                    .collect();
+                *entry = kept.join(",");
+            }
+        }
+    }
 }
 
 /// IncrementalAlterConfigs: set, delete, append to or subtract from topic configs.
@@ -472,56 +533,31 @@ pub(crate) fn incremental_alter_configs(
         let mut r = AlterConfigsResourceResponse::default();
         r.resource_type = resource.resource_type;
         r.resource_name = resource.resource_name.clone();
-        let outcome = if resource.resource_type != RESOURCE_TOPIC {
-            Err((
-                ResponseError::InvalidRequest,
-                "only topic configs can be changed".to_string(),
-            ))
+        // Checked before anything changes: an unknown operation refuses the resource.
+        let refused = resource
+            .configs
+            .iter()
+            .find(|c| !OPERATIONS.contains(&c.config_operation));
+        if let Some(c) = refused {
+            r.error_code = ResponseError::InvalidConfig.code();
+            r.error_message = Some(s(format!(
+                "unknown config operation {} for '{}'",
+                c.config_operation,
+                c.name.as_str()
+            )));
         } else {
-            shared
-                .topics
-                .alter_configs(&resource.resource_name, req.validate_only, |configs| {
+            (r.error_code, r.error_message) = alter_topic(
+                shared,
+                resource.resource_type,
+                &resource.resource_name,
+                req.validate_only,
+                |configs| {
                     for c in &resource.configs {
-                        let name = c.name.to_string();
                         let value = c.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
-                        match c.config_operation {
-                            0 => {
-                                configs.insert(name, value);
-                            }
-                            1 => {
-                                configs.remove(&name);
-                            }
-                            2 => {
-                                let entry = configs.entry(name).or_default();
-                                let mut items: Vec<String> = entry
-                                    .split(',')
-                                    .filter(|i| !i.is_empty())
-                                    .map(String::from)
-                                    .collect();
-                                for item in value.split(',').filter(|i| !i.is_empty()) {
-                                    if !items.iter().any(|i| i == item) {
-                                        items.push(item.to_string());
-                                    }
-                                }
-                                *entry = items.join(",");
-                            }
-                            _ => {
-                                if let Some(entry) = configs.get_mut(&name) {
-                                    let remove: Vec<&str> = value.split(',').collect();
-                                    *entry = entry
-                                        .split(',')
-                                        .filter(|i| !remove.contains(i))
-                                        .collect::<Vec<_>>()
-                                        .join(",");
-                                }
-                            }
-                        }
+                        apply_operation(configs, c.config_operation, c.name.to_string(), value);
                     }
-                })
-        };
-        if let Err((error, message)) = outcome {
-            r.error_code = error.code();
-            r.error_message = Some(s(message));
+                },
+            );
         }
         response.responses.push(r);
     }

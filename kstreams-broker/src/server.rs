@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable};
@@ -155,7 +155,14 @@ impl Broker {
         &self.data_dir
     }
 
-    /// Runs `future` on the broker's runtime (for admin calls from synchronous code).
+    /// Runs `future` on the broker's runtime (for admin calls from synchronous code; not
+    /// from inside another Tokio runtime).
+    ///
+    /// ```no_run
+    /// let broker = kstreams_broker::Broker::start(kstreams_broker::BrokerConfig::new("d")).unwrap();
+    /// let answer = broker.block_on(async { 40 + 2 });
+    /// assert_eq!(answer, 42);
+    /// ```
     pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
         self.runtime
             .as_ref()
@@ -328,7 +335,6 @@ async fn handle(
             <$t>::decode(&mut buf, version)?
         };
     }
-    let _ = buf.remaining();
     match key {
         ApiKey::ApiVersions => answer!(api_versions(0)),
         ApiKey::Produce => {

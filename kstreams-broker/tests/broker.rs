@@ -212,6 +212,29 @@ fn topic_configs_are_kept_and_described() {
         .fetch_metadata(Some("compacted"), Duration::from_secs(5))
         .unwrap();
     assert_eq!(metadata.topics()[0].partitions().len(), 3);
+    // AlterConfigs replaces the topic's configs with the ones given.
+    let altered = futures_block(
+        admin.alter_configs(
+            &[
+                rdkafka::admin::AlterConfig::new(ResourceSpecifier::Topic("compacted"))
+                    .set("retention.ms", "1000"),
+            ],
+            &AdminOptions::new(),
+        ),
+    )
+    .unwrap();
+    assert!(altered[0].is_ok(), "{altered:?}");
+    let described = futures_block(admin.describe_configs(
+        &[ResourceSpecifier::Topic("compacted")],
+        &AdminOptions::new(),
+    ))
+    .unwrap();
+    let resource = described[0].as_ref().unwrap();
+    assert_eq!(
+        resource.get("retention.ms").unwrap().value.as_deref(),
+        Some("1000")
+    );
+    assert!(resource.get("cleanup.policy").unwrap().is_default);
 }
 
 #[test]

@@ -282,6 +282,21 @@ fn registry_with(entry: crate::state::StoreEntry) -> StoreRegistry {
     registry
 }
 
+/// Runs `f` on the store `name` of every local task that holds it, opened by `open` (which
+/// checks the store's kind).
+fn across_tasks<S, T>(
+    shared: &Shared,
+    name: &str,
+    open: impl Fn(&StoreRegistry) -> Result<S, StoreError>,
+    mut f: impl FnMut(&S) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    shared
+        .stores_named(name)
+        .into_iter()
+        .map(|(_, entry)| f(&open(&registry_with(entry))?))
+        .collect()
+}
+
 /// A read-only key-value store spanning this instance's tasks (Kafka Streams'
 /// `ReadOnlyKeyValueStore` from `store(...)`). Cheap to clone; every call reads the tasks
 /// running at that moment. Made by [`KafkaStreams::store`](super::KafkaStreams::store), which
@@ -355,16 +370,14 @@ impl<K: 'static, V: 'static> ReadOnlyKeyValueStore<K, V> {
 
     fn each<T>(
         &self,
-        mut f: impl FnMut(&crate::state::KeyValueStore<K, V>) -> Result<T, StoreError>,
+        f: impl FnMut(&crate::state::KeyValueStore<K, V>) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
-        self.shared
-            .stores_named(&self.name)
-            .into_iter()
-            .map(|(_, entry)| {
-                let registry = registry_with(entry);
-                f(&registry.key_value_store::<K, V>(&self.name)?)
-            })
-            .collect()
+        across_tasks(
+            &self.shared,
+            &self.name,
+            |r| r.key_value_store::<K, V>(&self.name),
+            f,
+        )
     }
 
     /// The value of a key, from whichever local task holds it.
@@ -540,16 +553,14 @@ impl<K: 'static, V: 'static> ReadOnlyWindowStore<K, V> {
 
     fn each<T>(
         &self,
-        mut f: impl FnMut(&crate::state::WindowStore<K, V>) -> Result<T, StoreError>,
+        f: impl FnMut(&crate::state::WindowStore<K, V>) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
-        self.shared
-            .stores_named(&self.name)
-            .into_iter()
-            .map(|(_, entry)| {
-                let registry = registry_with(entry);
-                f(&registry.window_store::<K, V>(&self.name)?)
-            })
-            .collect()
+        across_tasks(
+            &self.shared,
+            &self.name,
+            |r| r.window_store::<K, V>(&self.name),
+            f,
+        )
     }
 
     /// Windows of one key starting in `[from, to]`, as `(window start, value)`, by start.
@@ -703,16 +714,14 @@ impl<K: 'static, V: 'static> ReadOnlySessionStore<K, V> {
 
     fn each<T>(
         &self,
-        mut f: impl FnMut(&crate::state::SessionStore<K, V>) -> Result<T, StoreError>,
+        f: impl FnMut(&crate::state::SessionStore<K, V>) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
-        self.shared
-            .stores_named(&self.name)
-            .into_iter()
-            .map(|(_, entry)| {
-                let registry = registry_with(entry);
-                f(&registry.session_store::<K, V>(&self.name)?)
-            })
-            .collect()
+        across_tasks(
+            &self.shared,
+            &self.name,
+            |r| r.session_store::<K, V>(&self.name),
+            f,
+        )
     }
 
     /// Every session of a key, by start (Kafka Streams' `fetch(key)`).
