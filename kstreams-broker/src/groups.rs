@@ -832,15 +832,11 @@ impl GroupCoordinator {
                     } else {
                         -1
                     };
-                    let to_commit = error.map_or_else(
-                        || {
-                            offset_to_commit(
-                                partition.committed_offset,
-                                partition.committed_metadata,
-                                leader_epoch,
-                            )
-                        },
-                        Err,
+                    let to_commit = offset_to_commit(
+                        error,
+                        partition.committed_offset,
+                        partition.committed_metadata,
+                        leader_epoch,
                     );
                     let error = match to_commit {
                         Ok(offset) => {
@@ -1048,15 +1044,11 @@ impl GroupCoordinator {
                         } else {
                             -1
                         };
-                        let to_commit = error.map_or_else(
-                            || {
-                                offset_to_commit(
-                                    partition.committed_offset,
-                                    partition.committed_metadata,
-                                    leader_epoch,
-                                )
-                            },
-                            Err,
+                        let to_commit = offset_to_commit(
+                            error,
+                            partition.committed_offset,
+                            partition.committed_metadata,
+                            leader_epoch,
                         );
                         let error = match to_commit {
                             Ok(offset) => {
@@ -1179,12 +1171,17 @@ fn offset_record(group: &str, topic: &str, partition: i32, offset: &CommittedOff
     }
 }
 
-/// The offset an OffsetCommit or TxnOffsetCommit stores, unless its metadata is too long.
+/// The offset an OffsetCommit or TxnOffsetCommit stores, unless the request failed as a whole
+/// (`request_error`) or the metadata is too long.
 fn offset_to_commit(
+    request_error: Option<ResponseError>,
     offset: i64,
     metadata: Option<StrBytes>,
     leader_epoch: i32,
 ) -> Result<CommittedOffset, ResponseError> {
+    if let Some(error) = request_error {
+        return Err(error);
+    }
     match metadata {
         Some(metadata) if metadata.len() > MAX_OFFSET_METADATA_BYTES => {
             Err(ResponseError::OffsetMetadataTooLarge)

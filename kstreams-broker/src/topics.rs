@@ -40,6 +40,19 @@ pub(crate) fn valid_topic_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
+/// The error for a topic that does not exist.
+fn unknown(name: &str) -> (ResponseError, String) {
+    (
+        ResponseError::UnknownTopicOrPartition,
+        format!("no topic '{name}'"),
+    )
+}
+
+/// The error for a failure of the broker's own storage.
+fn internal(e: BrokerError) -> (ResponseError, String) {
+    (ResponseError::UnknownServerError, e.to_string())
+}
+
 impl Topics {
     /// Opens the logs of the topics `state` lists.
     pub fn open(
@@ -156,7 +169,6 @@ impl Topics {
                 partitions: Vec::new(),
             }));
         }
-        let internal = |e: BrokerError| (ResponseError::UnknownServerError, e.to_string());
         let mut logs = Vec::new();
         for partition in 0..partitions {
             // A leftover directory of a deleted topic of the same name must not come back.
@@ -166,19 +178,34 @@ impl Topics {
             }
             logs.push(self.open_partition(name, partition, 0).map_err(internal)?);
         }
+        self.publish(
+            &mut topics,
+            name,
+            Topic {
+                id,
+                configs,
+                partitions: logs,
+            },
+        )
+    }
+
+    /// Records `topic` as the current state of `name` in the meta log, then makes it the one
+    /// requests see (creation, more partitions, new configs).
+    fn publish(
+        &self,
+        topics: &mut BTreeMap<String, Arc<Topic>>,
+        name: &str,
+        topic: Topic,
+    ) -> Result<Arc<Topic>, (ResponseError, String)> {
         self.meta
             .append(&[MetaRecord::Topic {
                 name: name.into(),
-                id: id.to_string(),
-                partitions,
-                configs: configs.clone(),
+                id: topic.id.to_string(),
+                partitions: topic.partitions.len() as i32,
+                configs: topic.configs.clone(),
             }])
             .map_err(internal)?;
-        let topic = Arc::new(Topic {
-            id,
-            configs,
-            partitions: logs,
-        });
+        let topic = Arc::new(topic);
         topics.insert(name.into(), topic.clone());
         Ok(topic)
     }
@@ -187,14 +214,11 @@ impl Topics {
     pub fn delete(&self, name: &str) -> Result<(), (ResponseError, String)> {
         let removed = self.topics.write().expect("topics lock").remove(name);
         let Some(topic) = removed else {
-            return Err((
-                ResponseError::UnknownTopicOrPartition,
-                format!("no topic '{name}'"),
-            ));
+            return Err(unknown(name));
         };
         self.meta
             .append(&[MetaRecord::TopicDeleted { name: name.into() }])
-            .map_err(|e| (ResponseError::UnknownServerError, e.to_string()))?;
+            .map_err(internal)?;
         for partition in 0..topic.partitions.len() {
             let dir = self.partition_dir(name, partition as i32);
             let _ = std::fs::remove_dir_all(dir);
@@ -211,10 +235,7 @@ impl Topics {
     ) -> Result<(), (ResponseError, String)> {
         let mut topics = self.topics.write().expect("topics lock");
         let Some(topic) = topics.get(name).cloned() else {
-            return Err((
-                ResponseError::UnknownTopicOrPartition,
-                format!("no topic '{name}'"),
-            ));
+            return Err(unknown(name));
         };
         let current = topic.partitions.len() as i32;
         if count <= current {
@@ -226,28 +247,16 @@ impl Topics {
         if validate_only {
             return Ok(());
         }
-        let internal = |e: BrokerError| (ResponseError::UnknownServerError, e.to_string());
         let mut partitions = topic.partitions.clone();
         for partition in current..count {
             partitions.push(self.open_partition(name, partition, 0).map_err(internal)?);
         }
-        self.meta
-            .append(&[MetaRecord::Topic {
-                name: name.into(),
-                id: topic.id.to_string(),
-                partitions: count,
-                configs: topic.configs.clone(),
-            }])
-            .map_err(internal)?;
-        topics.insert(
-            name.into(),
-            Arc::new(Topic {
-                id: topic.id,
-                configs: topic.configs.clone(),
-                partitions,
-            }),
-        );
-        Ok(())
+        let topic = Topic {
+            id: topic.id,
+            configs: topic.configs.clone(),
+            partitions,
+        };
+        self.publish(&mut topics, name, topic).map(drop)
     }
 
     /// Replaces a topic's configs with `change(configs)`.
@@ -259,33 +268,19 @@ impl Topics {
     ) -> Result<(), (ResponseError, String)> {
         let mut topics = self.topics.write().expect("topics lock");
         let Some(topic) = topics.get(name).cloned() else {
-            return Err((
-                ResponseError::UnknownTopicOrPartition,
-                format!("no topic '{name}'"),
-            ));
+            return Err(unknown(name));
         };
         let mut configs = topic.configs.clone();
         change(&mut configs);
         if validate_only {
             return Ok(());
         }
-        self.meta
-            .append(&[MetaRecord::Topic {
-                name: name.into(),
-                id: topic.id.to_string(),
-                partitions: topic.partitions.len() as i32,
-                configs: configs.clone(),
-            }])
-            .map_err(|e| (ResponseError::UnknownServerError, e.to_string()))?;
-        topics.insert(
-            name.into(),
-            Arc::new(Topic {
-                id: topic.id,
-                configs,
-                partitions: topic.partitions.clone(),
-            }),
-        );
-        Ok(())
+        let topic = Topic {
+            id: topic.id,
+            configs,
+            partitions: topic.partitions.clone(),
+        };
+        self.publish(&mut topics, name, topic).map(drop)
     }
 
     /// Records a new log start of a partition (DeleteRecords).
