@@ -369,6 +369,7 @@ impl Shop {
             tasks.push(spawn_consumer(
                 &client,
                 &producer,
+                &db,
                 chaos.faults(Service::Order),
                 order::GROUP,
                 &[topics::INVENTORY, topics::PAYMENTS, topics::SHIPPING],
@@ -396,6 +397,7 @@ impl Shop {
             tasks.push(spawn_consumer(
                 &client,
                 &producer,
+                &db,
                 chaos.faults(Service::Payment),
                 payment::GROUP,
                 &[topics::PAYMENTS],
@@ -404,10 +406,11 @@ impl Shop {
             tasks.push(spawn_consumer(
                 &client,
                 &producer,
+                &db,
                 chaos.faults(Service::Payment),
                 payment_holds::GROUP,
                 &[topics::NOTIFICATIONS],
-                HoldRecorder::new(db.clone()),
+                HoldRecorder,
             ));
         }
 
@@ -417,6 +420,7 @@ impl Shop {
             tasks.push(spawn_consumer(
                 &client,
                 &producer,
+                &db,
                 chaos.faults(Service::Shipping),
                 shipping::GROUP,
                 &[topics::ORDERS],
@@ -426,11 +430,12 @@ impl Shop {
 
         if config.runs(Service::Notification) {
             for channel in [Channel::Email, Channel::Sms] {
-                let notifications = NotificationService::new(db.clone(), channel, cipher.clone());
+                let notifications = NotificationService::new(channel, cipher.clone());
                 let group = notifications.group();
                 tasks.push(spawn_consumer(
                     &client,
                     &producer,
+                    &db,
                     chaos.faults(Service::Notification),
                     group,
                     &[topics::USERS, topics::ORDERS, topics::NOTIFICATIONS],
@@ -448,10 +453,11 @@ impl Shop {
             tasks.push(spawn_consumer(
                 &client,
                 &producer,
+                &db,
                 chaos.faults(Service::Audit),
                 audit::GROUP,
                 &all,
-                AuditService::new(db.clone(), cipher.clone()),
+                AuditService::new(cipher.clone()),
             ));
         }
 
@@ -463,6 +469,7 @@ impl Shop {
             tasks.push(spawn_consumer(
                 &client,
                 &producer,
+                &db,
                 chaos.faults(Service::Inventory),
                 inventory::GROUP,
                 &[topics::ORDERS],
@@ -506,10 +513,11 @@ impl Shop {
             tasks.push(spawn_consumer(
                 &client,
                 &producer,
+                &db,
                 chaos.faults(Service::Analytics),
                 analytics::SINK_GROUP,
                 &[analytics::ENRICHED_TOPIC, analytics::SALES_TOPIC],
-                AnalyticsSink::new(db.clone()),
+                AnalyticsSink,
             ));
         }
         if config.runs(Service::InventoryMonitor) {
@@ -674,17 +682,20 @@ async fn start_app(
 fn spawn_consumer<H: Handler>(
     client: &ClientConfig,
     producer: &FutureProducer,
+    db: &Database,
     faults: Arc<Faults>,
     group: &'static str,
     topics: &[&'static str],
     handler: H,
 ) -> JoinHandle<()> {
-    let (client, producer, topics) = (client.clone(), producer.clone(), topics.to_vec());
+    let (client, producer, db, topics) = (
+        client.clone(),
+        producer.clone(),
+        db.clone(),
+        topics.to_vec(),
+    );
     tokio::spawn(async move {
-        consumer::run(client, group, &topics, producer, faults, |record| {
-            handler.handle(record)
-        })
-        .await
+        consumer::run(client, group, &topics, db, producer, faults, handler).await
     })
 }
 

@@ -168,6 +168,7 @@ pub enum DbError {
 #[derive(Clone, Debug)]
 pub struct Database {
     pool: AnyPool,
+    reader: AnyPool,
     postgres: bool,
 }
 
@@ -218,12 +219,35 @@ impl Database {
         migrate_outbox(&pool, postgres)
             .await
             .map_err(connect_error)?;
-        Ok(Database { pool, postgres })
+        // Reads that need no transaction go to readers of their own: on SQLite, read-only
+        // connections that WAL lets run beside the one writer, so the APIs' reads and the
+        // services' lookups never queue behind writes.
+        let reader = if postgres || url.contains(":memory:") {
+            pool.clone()
+        } else {
+            let read_only = url_with_mode.replace("mode=rwc", "mode=ro");
+            AnyPoolOptions::new()
+                .max_connections(4)
+                .connect(&read_only)
+                .await
+                .map_err(connect_error)?
+        };
+        Ok(Database {
+            pool,
+            reader,
+            postgres,
+        })
     }
 
-    /// The pool.
+    /// The pool, for writes and transactions (on SQLite one connection: one writer).
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// A pool for reads outside transactions (the same pool on PostgreSQL; read-only
+    /// connections beside the writer on SQLite). It sees what is committed.
+    pub fn reader(&self) -> &AnyPool {
+        &self.reader
     }
 
     /// Whether this is PostgreSQL.
@@ -307,6 +331,66 @@ pub async fn first_time(
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// `($1, $2, ...), (...)`: the placeholders of a multi-row `VALUES` of `rows` rows with
+/// `columns` values each (the same text for SQLite and PostgreSQL).
+///
+/// ```
+/// assert_eq!(demo_app::db::placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
+/// ```
+pub fn placeholders(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|row| {
+            let values: Vec<String> = (1..=columns)
+                .map(|column| format!("${}", row * columns + column))
+                .collect();
+            format!("({})", values.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `$start, $start+1, ...`: `n` placeholders for an `IN (...)` list.
+///
+/// ```
+/// assert_eq!(demo_app::db::list(2, 3), "$2, $3, $4");
+/// ```
+pub fn list(start: usize, n: usize) -> String {
+    (start..start + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Records in `tx` that `consumer` processed each of `event_ids`, in one statement; returns
+/// the ids it had not processed before (the others are redeliveries to skip).
+pub async fn first_times(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    consumer: &str,
+    event_ids: &[&str],
+) -> sqlx::Result<std::collections::HashSet<String>> {
+    if event_ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let mut unique: Vec<&str> = event_ids.to_vec();
+    unique.sort_unstable();
+    unique.dedup();
+    let sql = format!(
+        "INSERT INTO processed_events (consumer, event_id) VALUES {} \
+         ON CONFLICT DO NOTHING RETURNING event_id",
+        placeholders(unique.len(), 2)
+    );
+    let mut query = sqlx::query(&sql);
+    for id in unique {
+        query = query.bind(consumer).bind(id);
+    }
+    Ok(query
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|row| text(row, "event_id"))
+        .collect())
 }
 
 /// `row[column]` as a String.

@@ -23,6 +23,9 @@ struct Cli {
     /// in-process cache.
     #[arg(long, env = "SHOP_REDIS_URL")]
     redis_url: Option<String>,
+    /// Prefix of the shop's keys in the cache (several shops can share one Redis).
+    #[arg(long, env = "SHOP_CACHE_PREFIX", default_value = "shop:")]
+    cache_prefix: String,
     /// Run only this service (repeat for several); without, every service runs here.
     #[arg(long = "role", value_enum)]
     roles: Vec<Service>,
@@ -80,6 +83,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serves the embedded development broker alone (data in `<data-dir>/broker`, as the
+    /// all-in-one shop keeps it), so that `--role` processes started with
+    /// `--bootstrap-servers` share it. A single node without replication; see
+    /// `kstreams-broker`'s documentation.
+    Broker {
+        /// The address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        listen: SocketAddr,
+    },
     /// Prints a JWT for a user, to call the APIs with `Authorization: Bearer <token>`.
     Token {
         /// The user id (`sub`).
@@ -257,6 +269,62 @@ fn print_summary(cli: &Cli, shop: &Shop) {
     println!("  a token      cargo run -p demo-app -- token <user> [--role admin]");
 }
 
+/// `shop broker`: the development broker alone, until Ctrl-C or SIGTERM.
+async fn serve_broker(data_dir: &std::path::Path, listen: SocketAddr) -> std::process::ExitCode {
+    let config = kstreams_broker::BrokerConfig::new(data_dir.join("broker")).with_listener(listen);
+    let broker =
+        match tokio::task::spawn_blocking(move || kstreams_broker::Broker::start(config)).await {
+            Ok(Ok(broker)) => broker,
+            Ok(Err(e)) => {
+                eprintln!("the broker cannot start: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+            Err(e) => {
+                eprintln!("the broker cannot start: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+    println!(
+        "kstreams development broker on {} with data in {}",
+        broker.bootstrap_servers(),
+        broker.data_dir().display()
+    );
+    println!(
+        "  start services with: shop --bootstrap-servers {} --role <service>",
+        broker.bootstrap_servers()
+    );
+    shutdown_signal().await;
+    println!("stopping");
+    // The broker's runtime must be dropped outside this one.
+    let _ = tokio::task::spawn_blocking(move || drop(broker)).await;
+    std::process::ExitCode::SUCCESS
+}
+
+/// Ctrl-C, or SIGTERM (what `docker stop` and process managers send): either stops the
+/// process cleanly, so its consumers leave their groups at once instead of after the
+/// session timeout.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
 fn key_value(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
@@ -287,6 +355,9 @@ async fn main() -> std::process::ExitCode {
             keys.issue(user, role, Duration::from_secs(hours * 3600))
         );
         return std::process::ExitCode::SUCCESS;
+    }
+    if let Some(Command::Broker { listen }) = &cli.command {
+        return serve_broker(&cli.data_dir, *listen).await;
     }
     if let Some(Command::DlqReplay) = &cli.command {
         let bootstrap = cli
@@ -421,6 +492,7 @@ async fn main() -> std::process::ExitCode {
     config.bootstrap_servers = cli.bootstrap_servers.clone();
     config.database_url = cli.database_url.clone();
     config.redis_url = cli.redis_url.clone();
+    config.cache_prefix = cli.cache_prefix.clone();
     config.jwt_secret = cli.jwt_secret.clone();
     config.encryption_key = cli.encryption_key.clone();
     config.order_api_addr = cli.order_api;
@@ -455,7 +527,7 @@ async fn main() -> std::process::ExitCode {
         }
     };
     print_summary(&cli, &shop);
-    let _ = tokio::signal::ctrl_c().await;
+    shutdown_signal().await;
     println!("stopping");
     shop.stop().await;
     std::process::ExitCode::SUCCESS

@@ -41,6 +41,58 @@ pub async fn enqueue<E: Event>(
     enqueue_with_headers(tx, source, topic, key, event, &[]).await
 }
 
+/// An event to enqueue with [`enqueue_rows`].
+#[derive(Debug, Clone)]
+pub struct Pending {
+    event_id: String,
+    topic: &'static str,
+    key: String,
+    payload: String,
+}
+
+impl Pending {
+    /// `event` for `topic` under `key`.
+    pub fn new<E: Event>(topic: &'static str, key: &str, event: &Envelope<E>) -> Pending {
+        Pending {
+            event_id: event.event_id.to_string(),
+            topic,
+            key: key.to_owned(),
+            payload: String::from_utf8(event.to_bytes()).expect("JSON is UTF-8"),
+        }
+    }
+}
+
+/// Adds `rows` to the outbox in one statement, inside `tx`, in order, as written by
+/// `source`.
+pub async fn enqueue_rows(
+    tx: &mut Transaction<'_, Any>,
+    source: Service,
+    rows: &[Pending],
+) -> sqlx::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO outbox (event_id, source, topic, record_key, payload, headers, created_at) \
+         VALUES {}",
+        crate::db::placeholders(rows.len(), 7)
+    );
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut insert = sqlx::query(&sql);
+    for row in rows {
+        insert = insert
+            .bind(&row.event_id)
+            .bind(source.name())
+            .bind(row.topic)
+            .bind(&row.key)
+            .bind(&row.payload)
+            .bind(None::<String>)
+            .bind(now);
+    }
+    insert.execute(&mut **tx).await?;
+    Ok(())
+}
+
 /// [`enqueue`] with record headers.
 pub async fn enqueue_with_headers<E: Event>(
     tx: &mut Transaction<'_, Any>,

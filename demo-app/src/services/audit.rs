@@ -6,10 +6,12 @@
 //! audit-verify`) recomputes the chain and names the first row that does not match. A
 //! redelivered record (same topic, partition and offset) is not appended twice.
 
+use std::collections::HashSet;
+
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use crate::consumer::{HandleError, Handler, Incoming};
+use crate::consumer::{HandleError, Handler, Incoming, Tx};
 use crate::crypto::FieldCipher;
 use crate::db::{text, Database};
 use crate::events::topics;
@@ -55,71 +57,116 @@ impl Entry<'_> {
 /// The audit service's state.
 #[derive(Clone)]
 pub struct AuditService {
-    db: Database,
     cipher: FieldCipher,
 }
 
 impl AuditService {
-    /// The service over `db`; customers' email and phone are stored encrypted with
-    /// `cipher`.
-    pub fn new(db: Database, cipher: FieldCipher) -> Self {
-        AuditService { db, cipher }
+    /// The service (appending to the consumer's database); customers' email and phone are
+    /// stored encrypted with `cipher`.
+    pub fn new(cipher: FieldCipher) -> Self {
+        AuditService { cipher }
     }
 
-    /// Appends one record of any topic. Unlike the other services it reads no event type,
-    /// so nothing is poison here: bytes that are not UTF-8 are stored lossily.
-    pub async fn handle(&self, record: Incoming) -> Result<(), HandleError> {
-        let key = String::from_utf8_lossy(record.key.as_deref().unwrap_or_default()).into_owned();
-        let mut payload = String::from_utf8_lossy(&record.payload).into_owned();
-        if record.topic == topics::USERS {
-            payload = self.cipher.seal_json_fields(&payload, &["email", "phone"]);
+    /// Appends `records` (in order) in `tx`: one query finds those recorded before (a
+    /// redelivery), one reads the chain's end, one inserts the rest. It reads no event
+    /// type, so nothing is poison here: bytes that are not UTF-8 are stored lossily.
+    async fn append(&self, tx: &mut Tx<'_>, records: &[&Incoming]) -> Result<(), HandleError> {
+        if records.is_empty() {
+            return Ok(());
         }
-        let mut tx = self.db.pool().begin().await?;
-        let exists = sqlx::query(
-            "SELECT 1 AS one FROM audit_log WHERE topic = $1 AND kafka_partition = $2
-             AND kafka_offset = $3",
-        )
-        .bind(&record.topic)
-        .bind(record.partition)
-        .bind(record.offset)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if exists.is_some() {
+        let condition = (0..records.len())
+            .map(|i| {
+                format!(
+                    "(topic = ${} AND kafka_partition = ${} AND kafka_offset = ${})",
+                    3 * i + 1,
+                    3 * i + 2,
+                    3 * i + 3
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let sql =
+            format!("SELECT topic, kafka_partition, kafka_offset FROM audit_log WHERE {condition}");
+        let mut query = sqlx::query(&sql);
+        for record in records {
+            query = query
+                .bind(&record.topic)
+                .bind(record.partition)
+                .bind(record.offset);
+        }
+        let recorded: HashSet<(String, i32, i64)> = query
+            .fetch_all(&mut **tx)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok((
+                    text(row, "topic"),
+                    row.try_get::<i32, _>("kafka_partition")?,
+                    row.try_get::<i64, _>("kafka_offset")?,
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()?;
+        let mut seen = HashSet::new();
+        let new: Vec<&Incoming> = records
+            .iter()
+            .copied()
+            .filter(|r| {
+                let source = (r.topic.clone(), r.partition, r.offset);
+                !recorded.contains(&source) && seen.insert(source)
+            })
+            .collect();
+        if new.is_empty() {
             return Ok(());
         }
         let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut **tx)
             .await?;
-        let (seq, prev_hash) = match &last {
+        let (mut seq, mut prev_hash) = match &last {
             Some(row) => (row.try_get::<i64, _>("seq")? + 1, text(row, "hash")),
             None => (1, GENESIS.to_owned()),
         };
-        let entry = Entry {
-            seq,
-            topic: &record.topic,
-            partition: record.partition,
-            offset: record.offset,
-            key: &key,
-            payload: &payload,
-            prev_hash: &prev_hash,
-        };
-        sqlx::query(
-            "INSERT INTO audit_log (seq, topic, kafka_partition, kafka_offset, record_key,
-                                    payload, prev_hash, hash, recorded_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(seq)
-        .bind(&record.topic)
-        .bind(record.partition)
-        .bind(record.offset)
-        .bind(&key)
-        .bind(&payload)
-        .bind(&prev_hash)
-        .bind(entry.hash())
-        .bind(chrono::Utc::now().timestamp_millis())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        let now = chrono::Utc::now().timestamp_millis();
+        let mut rows = Vec::with_capacity(new.len());
+        for record in new {
+            let key =
+                String::from_utf8_lossy(record.key.as_deref().unwrap_or_default()).into_owned();
+            let mut payload = String::from_utf8_lossy(&record.payload).into_owned();
+            if record.topic == topics::USERS {
+                payload = self.cipher.seal_json_fields(&payload, &["email", "phone"]);
+            }
+            let hash = Entry {
+                seq,
+                topic: &record.topic,
+                partition: record.partition,
+                offset: record.offset,
+                key: &key,
+                payload: &payload,
+                prev_hash: &prev_hash,
+            }
+            .hash();
+            rows.push((seq, record, key, payload, prev_hash, hash.clone()));
+            seq += 1;
+            prev_hash = hash;
+        }
+        let sql = format!(
+            "INSERT INTO audit_log (seq, topic, kafka_partition, kafka_offset, record_key, \
+             payload, prev_hash, hash, recorded_at) VALUES {}",
+            crate::db::placeholders(rows.len(), 9)
+        );
+        let mut insert = sqlx::query(&sql);
+        for (seq, record, key, payload, prev_hash, hash) in rows {
+            insert = insert
+                .bind(seq)
+                .bind(&record.topic)
+                .bind(record.partition)
+                .bind(record.offset)
+                .bind(key)
+                .bind(payload)
+                .bind(prev_hash)
+                .bind(hash)
+                .bind(now);
+        }
+        insert.execute(&mut **tx).await?;
         Ok(())
     }
 }
@@ -189,11 +236,25 @@ pub async fn verify(db: &Database) -> sqlx::Result<Verification> {
 }
 
 impl Handler for AuditService {
-    fn handle(
+    const RECORDS_PER_TRANSACTION: usize = 200;
+
+    type Prepared = ();
+
+    async fn prepare(&self, _: &Incoming) -> Result<(), HandleError> {
+        Ok(())
+    }
+
+    async fn apply(&self, tx: &mut Tx<'_>, record: &Incoming, _: ()) -> Result<(), HandleError> {
+        self.append(tx, &[record]).await
+    }
+
+    async fn apply_all(
         &self,
-        record: Incoming,
-    ) -> impl std::future::Future<Output = Result<(), HandleError>> + Send {
-        AuditService::handle(self, record)
+        tx: &mut Tx<'_>,
+        records: &[(&Incoming, ())],
+    ) -> Result<(), HandleError> {
+        let records: Vec<&Incoming> = records.iter().map(|(record, _)| *record).collect();
+        self.append(tx, &records).await
     }
 }
 

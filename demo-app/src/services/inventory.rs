@@ -20,7 +20,7 @@ use sqlx::{Any, Row, Transaction};
 
 use crate::app::Service;
 use crate::auth::{Authenticated, HasJwtKeys, JwtKeys};
-use crate::consumer::{HandleError, Handler, Incoming};
+use crate::consumer::{HandleError, Handler, Incoming, Tx};
 use crate::db::{first_time, text, Database};
 use crate::events::{topics, Envelope, InventoryEvent, OrderEvent, OrderStatus};
 use crate::http::{ApiError, JsonBody};
@@ -84,11 +84,18 @@ impl InventoryService {
             .with_state(self)
     }
 
-    /// Handles one `order-events` record.
-    pub async fn handle(&self, record: Incoming) -> Result<(), HandleError> {
+    /// Applies one `order-events` record in `tx`.
+    async fn apply_event(&self, tx: &mut Tx<'_>, record: &Incoming) -> Result<(), HandleError> {
         let envelope = Envelope::<OrderEvent>::from_bytes(&record.payload)?;
-        let mut tx = self.db.pool().begin().await?;
-        if !first_time(&mut tx, GROUP, &envelope.event_id.to_string()).await? {
+        // Only these change stock; the rest are skipped without a statement.
+        let relevant = match &envelope.event {
+            OrderEvent::OrderCreated { .. } => true,
+            OrderEvent::OrderStatusChanged { to, .. } => matches!(
+                to,
+                OrderStatus::Cancelled | OrderStatus::Rejected | OrderStatus::Shipped
+            ),
+        };
+        if !relevant || !first_time(tx, GROUP, &envelope.event_id.to_string()).await? {
             return Ok(());
         }
         match &envelope.event {
@@ -97,7 +104,7 @@ impl InventoryService {
                 customer_id,
                 items,
                 ..
-            } => reserve(&mut tx, order_id, customer_id, items).await?,
+            } => reserve(tx, order_id, customer_id, items).await?,
             OrderEvent::OrderStatusChanged {
                 order_id,
                 customer_id,
@@ -105,16 +112,14 @@ impl InventoryService {
                 ..
             } => match to {
                 OrderStatus::Cancelled | OrderStatus::Rejected => {
-                    release(&mut tx, order_id, customer_id).await?
+                    release(tx, order_id, customer_id).await?
                 }
                 OrderStatus::Shipped => {
-                    settle(&mut tx, order_id).await?;
+                    settle(tx, order_id).await?;
                 }
                 _ => {}
             },
         }
-        tx.commit().await?;
-        self.relay.notify();
         Ok(())
     }
 }
@@ -292,7 +297,7 @@ async fn list_products(
         "SELECT product_id, name, unit_price, available, reserved, threshold FROM products
          ORDER BY product_id",
     )
-    .fetch_all(service.db.pool())
+    .fetch_all(service.db.reader())
     .await
     .map_err(|e| ApiError::internal("reading stock", e))?;
     Ok(Json(rows.iter().map(stock_view).collect()))
@@ -308,7 +313,7 @@ async fn get_product(
          WHERE product_id = $1",
     )
     .bind(&product_id)
-    .fetch_optional(service.db.pool())
+    .fetch_optional(service.db.reader())
     .await
     .map_err(|e| ApiError::internal("reading stock", e))?
     .ok_or_else(|| ApiError::not_found(format!("no product {product_id}")))?;
@@ -347,10 +352,17 @@ async fn restock(
 }
 
 impl Handler for InventoryService {
-    fn handle(
-        &self,
-        record: Incoming,
-    ) -> impl std::future::Future<Output = Result<(), HandleError>> + Send {
-        InventoryService::handle(self, record)
+    type Prepared = ();
+
+    async fn prepare(&self, _: &Incoming) -> Result<(), HandleError> {
+        Ok(())
+    }
+
+    async fn apply(&self, tx: &mut Tx<'_>, record: &Incoming, _: ()) -> Result<(), HandleError> {
+        self.apply_event(tx, record).await
+    }
+
+    fn committed(&self) {
+        self.relay.notify();
     }
 }

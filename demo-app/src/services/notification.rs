@@ -11,11 +11,13 @@
 //! channel. Customers never registered get email only. A message's key is (channel, event
 //! id), so a redelivered event sends nothing twice.
 
+use std::collections::{HashMap, HashSet};
+
 use sqlx::Row;
 
-use crate::consumer::{HandleError, Handler, Incoming};
+use crate::consumer::{HandleError, Handler, Incoming, Tx};
 use crate::crypto::FieldCipher;
-use crate::db::{text, Database};
+use crate::db::{placeholders, text};
 use crate::events::{
     topics, Channel, Envelope, NotificationEvent, OrderEvent, Preferences, UserEvent,
 };
@@ -23,19 +25,15 @@ use crate::events::{
 /// The notification service for one channel.
 #[derive(Clone)]
 pub struct NotificationService {
-    db: Database,
     channel: Channel,
     cipher: FieldCipher,
 }
 
 impl NotificationService {
-    /// The service sending on `channel`; contacts are stored encrypted with `cipher`.
-    pub fn new(db: Database, channel: Channel, cipher: FieldCipher) -> Self {
-        NotificationService {
-            db,
-            channel,
-            cipher,
-        }
+    /// The service sending on `channel` (into the consumer's database); contacts are stored
+    /// encrypted with `cipher`.
+    pub fn new(channel: Channel, cipher: FieldCipher) -> Self {
+        NotificationService { channel, cipher }
     }
 
     /// The consumer group of this channel.
@@ -53,10 +51,38 @@ impl NotificationService {
         }
     }
 
-    /// Handles one record of `user-events`, `order-events` or `notification-events`.
-    pub async fn handle(&self, record: Incoming) -> Result<(), HandleError> {
-        match record.topic.as_str() {
-            topics::USERS => self.preferences(&record.payload).await,
+    /// What `record` asks of this channel: nothing, a change of a customer's preferences, or
+    /// a message.
+    fn action(record: &Incoming) -> Result<Option<Action>, HandleError> {
+        Ok(match record.topic.as_str() {
+            topics::USERS => {
+                let envelope = Envelope::<UserEvent>::from_bytes(&record.payload)?;
+                Some(match envelope.event {
+                    UserEvent::UserRegistered {
+                        user_id,
+                        email,
+                        phone,
+                        preferences,
+                        ..
+                    } => Action::Preferences {
+                        customer_id: user_id,
+                        email: Some(email),
+                        phone: Some(phone),
+                        preferences: Some(preferences),
+                    },
+                    UserEvent::UserUpdated {
+                        user_id,
+                        email,
+                        phone,
+                        preferences,
+                    } => Action::Preferences {
+                        customer_id: user_id,
+                        email,
+                        phone,
+                        preferences,
+                    },
+                })
+            }
             topics::ORDERS => {
                 let envelope = Envelope::<OrderEvent>::from_bytes(&record.payload)?;
                 let OrderEvent::OrderStatusChanged {
@@ -65,21 +91,20 @@ impl NotificationService {
                     to,
                     reason,
                     ..
-                } = &envelope.event
+                } = envelope.event
                 else {
-                    return Ok(());
+                    return Ok(None);
                 };
                 let body = match reason {
                     Some(reason) => format!("Order {order_id} is now {}: {reason}", to.as_str()),
                     None => format!("Order {order_id} is now {}", to.as_str()),
                 };
-                self.send(
-                    &envelope.event_id.to_string(),
+                Some(Action::Send {
+                    event_id: envelope.event_id.to_string(),
                     customer_id,
-                    &format!("Your order is {}", to.as_str().to_lowercase()),
-                    &body,
-                )
-                .await
+                    subject: format!("Your order is {}", to.as_str().to_lowercase()),
+                    body,
+                })
             }
             topics::NOTIFICATIONS => {
                 let envelope = Envelope::<NotificationEvent>::from_bytes(&record.payload)?;
@@ -88,69 +113,124 @@ impl NotificationService {
                     subject,
                     body,
                     ..
-                } = &envelope.event
+                } = envelope.event
                 else {
-                    return Ok(());
+                    return Ok(None);
                 };
-                self.send(&envelope.event_id.to_string(), customer_id, subject, body)
-                    .await
+                Some(Action::Send {
+                    event_id: envelope.event_id.to_string(),
+                    customer_id,
+                    subject,
+                    body,
+                })
             }
-            _ => Ok(()),
-        }
+            _ => None,
+        })
     }
 
-    async fn preferences(&self, payload: &[u8]) -> Result<(), HandleError> {
-        let envelope = Envelope::<UserEvent>::from_bytes(payload)?;
-        let (user_id, contact, preferences) = match &envelope.event {
-            UserEvent::UserRegistered {
-                user_id,
-                email,
-                phone,
-                preferences,
-                ..
-            } => (
-                user_id,
-                Some(match self.channel {
-                    Channel::Email => email.clone(),
-                    Channel::Sms => phone.clone(),
-                }),
-                Some(preferences.clone()),
-            ),
-            UserEvent::UserUpdated {
-                user_id,
-                email,
-                phone,
-                preferences,
-            } => (
-                user_id,
-                match self.channel {
-                    Channel::Email => email.clone(),
-                    Channel::Sms => phone.clone(),
-                },
-                preferences.clone(),
-            ),
-        };
-        let current = self.lookup(user_id).await?;
-        let enabled = match (&preferences, &current) {
-            (Some(p), _) => self.wants(p),
-            (None, Some((enabled, _))) => *enabled,
-            (None, None) => self.wants(&Preferences::default()),
-        };
-        let contact = contact
-            .or_else(|| current.map(|(_, contact)| contact))
-            .unwrap_or_default();
-        sqlx::query(
-            "INSERT INTO notification_preferences (channel, customer_id, enabled, contact)
-             VALUES ($1, $2, $3, $4)
-             ON CONFLICT (channel, customer_id) DO UPDATE
-             SET enabled = excluded.enabled, contact = excluded.contact",
-        )
-        .bind(self.channel_name())
-        .bind(user_id)
-        .bind(i64::from(enabled))
-        .bind(self.cipher.encrypt(&contact))
-        .execute(self.db.pool())
-        .await?;
+    /// Applies `records` in order in `tx`: one query reads the preferences of every
+    /// customer they name, one upserts the changed preferences, one inserts the messages.
+    async fn apply_records(
+        &self,
+        tx: &mut Tx<'_>,
+        records: &[&Incoming],
+    ) -> Result<(), HandleError> {
+        let mut actions = Vec::with_capacity(records.len());
+        for record in records {
+            if let Some(action) = Self::action(record)? {
+                actions.push(action);
+            }
+        }
+        if actions.is_empty() {
+            return Ok(());
+        }
+        let mut customers: Vec<&str> = actions.iter().map(Action::customer_id).collect();
+        customers.sort_unstable();
+        customers.dedup();
+        let mut known = self.lookup(tx, &customers).await?;
+        let mut changed: HashMap<String, (bool, String)> = HashMap::new();
+        let mut messages: Vec<(String, String, String, String, String)> = Vec::new();
+        let mut event_ids = HashSet::new();
+        for action in actions {
+            match action {
+                Action::Preferences {
+                    customer_id,
+                    email,
+                    phone,
+                    preferences,
+                } => {
+                    let contact = match self.channel {
+                        Channel::Email => email,
+                        Channel::Sms => phone,
+                    };
+                    let current = known.get(&customer_id);
+                    let enabled = match (&preferences, current) {
+                        (Some(p), _) => self.wants(p),
+                        (None, Some((enabled, _))) => *enabled,
+                        (None, None) => self.wants(&Preferences::default()),
+                    };
+                    let contact = contact
+                        .or_else(|| current.map(|(_, contact)| contact.clone()))
+                        .unwrap_or_default();
+                    known.insert(customer_id.clone(), (enabled, contact.clone()));
+                    changed.insert(customer_id, (enabled, contact));
+                }
+                Action::Send {
+                    event_id,
+                    customer_id,
+                    subject,
+                    body,
+                } => {
+                    let (enabled, contact) = match known.get(&customer_id) {
+                        Some(found) => found.clone(),
+                        None => (
+                            self.wants(&Preferences::default()),
+                            format!("{customer_id} (not registered)"),
+                        ),
+                    };
+                    if enabled && event_ids.insert(event_id.clone()) {
+                        messages.push((event_id, customer_id, contact, subject, body));
+                    }
+                }
+            }
+        }
+        if !changed.is_empty() {
+            let sql = format!(
+                "INSERT INTO notification_preferences (channel, customer_id, enabled, contact) \
+                 VALUES {} ON CONFLICT (channel, customer_id) DO UPDATE \
+                 SET enabled = excluded.enabled, contact = excluded.contact",
+                placeholders(changed.len(), 4)
+            );
+            let mut upsert = sqlx::query(&sql);
+            for (customer_id, (enabled, contact)) in changed {
+                upsert = upsert
+                    .bind(self.channel_name())
+                    .bind(customer_id)
+                    .bind(i64::from(enabled))
+                    .bind(self.cipher.encrypt(&contact));
+            }
+            upsert.execute(&mut **tx).await?;
+        }
+        if !messages.is_empty() {
+            let sql = format!(
+                "INSERT INTO sent_notifications (channel, event_id, customer_id, contact, \
+                 subject, body, sent_at) VALUES {} ON CONFLICT DO NOTHING",
+                placeholders(messages.len(), 7)
+            );
+            let now = chrono::Utc::now().timestamp_millis();
+            let mut insert = sqlx::query(&sql);
+            for (event_id, customer_id, contact, subject, body) in messages {
+                insert = insert
+                    .bind(self.channel_name())
+                    .bind(event_id)
+                    .bind(customer_id)
+                    .bind(self.cipher.encrypt(&contact))
+                    .bind(subject)
+                    .bind(body)
+                    .bind(now);
+            }
+            insert.execute(&mut **tx).await?;
+        }
         Ok(())
     }
 
@@ -161,68 +241,80 @@ impl NotificationService {
         }
     }
 
-    async fn lookup(&self, customer_id: &str) -> sqlx::Result<Option<(bool, String)>> {
-        let row = sqlx::query(
-            "SELECT enabled, contact FROM notification_preferences
-             WHERE channel = $1 AND customer_id = $2",
-        )
-        .bind(self.channel_name())
-        .bind(customer_id)
-        .fetch_optional(self.db.pool())
-        .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let contact = self
-            .cipher
-            .decrypt(&text(&row, "contact"))
-            .map_err(|e| sqlx::Error::Decode(format!("contact of {customer_id}: {e}").into()))?;
-        Ok(Some((
-            row.try_get::<i64, _>("enabled").unwrap_or(0) != 0,
-            contact,
-        )))
-    }
-
-    async fn send(
+    /// The stored preferences (enabled, contact) of `customers` on this channel.
+    async fn lookup(
         &self,
-        event_id: &str,
-        customer_id: &str,
-        subject: &str,
-        body: &str,
-    ) -> Result<(), HandleError> {
-        let (enabled, contact) = match self.lookup(customer_id).await? {
-            Some(found) => found,
-            None => (
-                self.wants(&Preferences::default()),
-                format!("{customer_id} (not registered)"),
-            ),
-        };
-        if !enabled {
-            return Ok(());
+        tx: &mut Tx<'_>,
+        customers: &[&str],
+    ) -> sqlx::Result<HashMap<String, (bool, String)>> {
+        let list: Vec<String> = (2..customers.len() + 2).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT customer_id, enabled, contact FROM notification_preferences \
+             WHERE channel = $1 AND customer_id IN ({})",
+            list.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(self.channel_name());
+        for customer in customers {
+            query = query.bind(*customer);
         }
-        sqlx::query(
-            "INSERT INTO sent_notifications (channel, event_id, customer_id, contact, subject,
-                                             body, sent_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-        )
-        .bind(self.channel_name())
-        .bind(event_id)
-        .bind(customer_id)
-        .bind(self.cipher.encrypt(&contact))
-        .bind(subject)
-        .bind(body)
-        .bind(chrono::Utc::now().timestamp_millis())
-        .execute(self.db.pool())
-        .await?;
-        Ok(())
+        let mut found = HashMap::new();
+        for row in query.fetch_all(&mut **tx).await? {
+            let customer_id = text(&row, "customer_id");
+            let contact = self.cipher.decrypt(&text(&row, "contact")).map_err(|e| {
+                sqlx::Error::Decode(format!("contact of {customer_id}: {e}").into())
+            })?;
+            let enabled = row.try_get::<i64, _>("enabled").unwrap_or(0) != 0;
+            found.insert(customer_id, (enabled, contact));
+        }
+        Ok(found)
+    }
+}
+
+/// What a record asks of a channel.
+enum Action {
+    Preferences {
+        customer_id: String,
+        email: Option<String>,
+        phone: Option<String>,
+        preferences: Option<Preferences>,
+    },
+    Send {
+        event_id: String,
+        customer_id: String,
+        subject: String,
+        body: String,
+    },
+}
+
+impl Action {
+    fn customer_id(&self) -> &str {
+        match self {
+            Action::Preferences { customer_id, .. } | Action::Send { customer_id, .. } => {
+                customer_id
+            }
+        }
     }
 }
 
 impl Handler for NotificationService {
-    fn handle(
+    const RECORDS_PER_TRANSACTION: usize = 200;
+
+    type Prepared = ();
+
+    async fn prepare(&self, _: &Incoming) -> Result<(), HandleError> {
+        Ok(())
+    }
+
+    async fn apply(&self, tx: &mut Tx<'_>, record: &Incoming, _: ()) -> Result<(), HandleError> {
+        self.apply_records(tx, &[record]).await
+    }
+
+    async fn apply_all(
         &self,
-        record: Incoming,
-    ) -> impl std::future::Future<Output = Result<(), HandleError>> + Send {
-        NotificationService::handle(self, record)
+        tx: &mut Tx<'_>,
+        records: &[(&Incoming, ())],
+    ) -> Result<(), HandleError> {
+        let records: Vec<&Incoming> = records.iter().map(|(record, _)| *record).collect();
+        self.apply_records(tx, &records).await
     }
 }

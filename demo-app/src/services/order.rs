@@ -13,7 +13,7 @@
 //! transition updates the row only from the expected state and emits `OrderStatusChanged`;
 //! a reservation also emits `PaymentRequested`. Redelivered events change nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Path, Query, State};
@@ -27,8 +27,8 @@ use sqlx::Row;
 
 use crate::app::Service;
 use crate::auth::{Authenticated, HasJwtKeys, JwtKeys};
-use crate::consumer::{HandleError, Handler, Incoming};
-use crate::db::first_time;
+use crate::consumer::{HandleError, Handler, Incoming, Tx};
+use crate::db::{first_times, list};
 use crate::db::{text, Database};
 use crate::events::{
     topics, Address, Envelope, InventoryEvent, OrderEvent, OrderItem, OrderStatus, PaymentEvent,
@@ -149,139 +149,203 @@ impl OrderService {
             .with_state(self)
     }
 
-    /// Handles one record of `inventory-events`, `payment-events` or `shipping-events`.
-    pub async fn handle(&self, record: Incoming) -> Result<(), HandleError> {
-        let (event_id, order_id, next, reason) = match record.topic.as_str() {
+    /// The transition a record of `inventory-events`, `payment-events` or `shipping-events`
+    /// asks for: (event id, order id, next status, reason).
+    fn transition_of(record: &Incoming) -> Result<Option<Transition>, HandleError> {
+        let transition = |id: uuid::Uuid, order_id, next, reason| {
+            Some(Transition {
+                event_id: id.to_string(),
+                order_id,
+                next,
+                reason,
+            })
+        };
+        Ok(match record.topic.as_str() {
             topics::INVENTORY => {
                 let envelope = Envelope::<InventoryEvent>::from_bytes(&record.payload)?;
-                let id = envelope.event_id;
                 match envelope.event {
                     InventoryEvent::InventoryReserved { order_id, .. } => {
-                        (id, order_id, OrderStatus::Reserved, None)
+                        transition(envelope.event_id, order_id, OrderStatus::Reserved, None)
                     }
                     InventoryEvent::ReservationFailed {
                         order_id, reason, ..
-                    } => (id, order_id, OrderStatus::Cancelled, Some(reason)),
-                    _ => return Ok(()),
+                    } => transition(
+                        envelope.event_id,
+                        order_id,
+                        OrderStatus::Cancelled,
+                        Some(reason),
+                    ),
+                    _ => None,
                 }
             }
             topics::PAYMENTS => {
                 let envelope = Envelope::<PaymentEvent>::from_bytes(&record.payload)?;
-                let id = envelope.event_id;
                 match envelope.event {
                     PaymentEvent::PaymentAuthorized { order_id, .. } => {
-                        (id, order_id, OrderStatus::Paid, None)
+                        transition(envelope.event_id, order_id, OrderStatus::Paid, None)
                     }
                     PaymentEvent::PaymentFailed {
                         order_id, reason, ..
-                    } => (
-                        id,
+                    } => transition(
+                        envelope.event_id,
                         order_id,
                         OrderStatus::Cancelled,
                         Some(format!("payment failed: {reason}")),
                     ),
-                    PaymentEvent::PaymentRequested { .. } => return Ok(()),
+                    PaymentEvent::PaymentRequested { .. } => None,
                 }
             }
             topics::SHIPPING => {
                 let envelope = Envelope::<ShippingEvent>::from_bytes(&record.payload)?;
-                let id = envelope.event_id;
                 match envelope.event {
                     ShippingEvent::ShipmentCreated { order_id, .. } => {
-                        (id, order_id, OrderStatus::Shipped, None)
+                        transition(envelope.event_id, order_id, OrderStatus::Shipped, None)
                     }
                     ShippingEvent::ShipmentDelivered { order_id, .. } => {
-                        (id, order_id, OrderStatus::Delivered, None)
+                        transition(envelope.event_id, order_id, OrderStatus::Delivered, None)
                     }
                 }
             }
-            _ => return Ok(()),
-        };
-        self.transition(&event_id.to_string(), &order_id, next, reason)
-            .await
+            _ => None,
+        })
     }
 
-    /// Moves `order_id` to `next` if the state machine allows it from its current state.
-    async fn transition(
+    /// Applies the transitions `records` ask for, in order, in `tx`: each moves its order
+    /// only where the state machine allows it from the order's state at that point, and
+    /// enqueues `OrderStatusChanged` (and `PaymentRequested` on reservation). A chunk costs
+    /// a handful of statements whatever its size: one marks the events processed (and says
+    /// which were new), one reads the orders, one updates them, one fills the outbox.
+    async fn apply_transitions(
         &self,
-        event_id: &str,
-        order_id: &str,
-        next: OrderStatus,
-        reason: Option<String>,
+        tx: &mut Tx<'_>,
+        records: &[&Incoming],
     ) -> Result<(), HandleError> {
-        let mut tx = self.db.pool().begin().await?;
-        if !first_time(&mut tx, GROUP, event_id).await? {
+        let mut transitions = Vec::new();
+        for record in records {
+            if let Some(transition) = Self::transition_of(record)? {
+                transitions.push(transition);
+            }
+        }
+        let ids: Vec<&str> = transitions.iter().map(|t| t.event_id.as_str()).collect();
+        let new = first_times(tx, GROUP, &ids).await?;
+        transitions.retain(|t| new.contains(&t.event_id));
+        if transitions.is_empty() {
             return Ok(());
         }
-        let Some(row) = sqlx::query(
-            "SELECT customer_id, status, total, currency FROM orders WHERE order_id = $1",
-        )
-        .bind(order_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        else {
-            tracing::warn!(order_id, "event for an unknown order");
-            tx.commit().await?;
-            return Ok(());
-        };
-        let customer_id = text(&row, "customer_id");
-        let Some(current) = OrderStatus::parse(&text(&row, "status")) else {
-            return Err(HandleError::Transient(format!(
-                "order {order_id} has a bad status"
-            )));
-        };
-        if !current.can_become(next) {
-            tracing::debug!(order_id, ?current, ?next, "transition not allowed; ignored");
-            tx.commit().await?;
-            return Ok(());
+        let mut order_ids: Vec<&str> = transitions.iter().map(|t| t.order_id.as_str()).collect();
+        order_ids.sort_unstable();
+        order_ids.dedup();
+        let sql = format!(
+            "SELECT order_id, customer_id, status, total, currency FROM orders \
+             WHERE order_id IN ({})",
+            list(1, order_ids.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for id in &order_ids {
+            query = query.bind(*id);
         }
-        sqlx::query(
-            "UPDATE orders SET status = $1, reason = $2, updated_at = $3
-             WHERE order_id = $4 AND status = $5",
-        )
-        .bind(next.as_str())
-        .bind(reason.clone())
-        .bind(now_ms())
-        .bind(order_id)
-        .bind(current.as_str())
-        .execute(&mut *tx)
-        .await?;
-        let changed = Envelope::new(OrderEvent::OrderStatusChanged {
-            order_id: order_id.to_owned(),
-            customer_id: customer_id.clone(),
-            from: current,
-            to: next,
-            reason,
-        });
-        outbox::enqueue(
-            &mut tx,
-            Service::Order,
-            topics::ORDERS,
-            &customer_id,
-            &changed,
-        )
-        .await?;
-        if next == OrderStatus::Reserved {
-            let amount: Decimal = text(&row, "total")
-                .parse()
-                .map_err(|e| HandleError::Transient(format!("order {order_id} total: {e}")))?;
-            let request = Envelope::new(PaymentEvent::PaymentRequested {
-                order_id: order_id.to_owned(),
-                customer_id: customer_id.clone(),
-                amount,
-                currency: text(&row, "currency"),
-            });
-            outbox::enqueue(
-                &mut tx,
-                Service::Order,
-                topics::PAYMENTS,
+        let mut orders: HashMap<String, OrderState> = HashMap::new();
+        for row in query.fetch_all(&mut **tx).await? {
+            let order_id = text(&row, "order_id");
+            let Some(status) = OrderStatus::parse(&text(&row, "status")) else {
+                return Err(HandleError::Unprocessable(format!(
+                    "order {order_id} has a bad status"
+                )));
+            };
+            orders.insert(
                 order_id,
-                &request,
-            )
-            .await?;
+                OrderState {
+                    customer_id: text(&row, "customer_id"),
+                    stored: status,
+                    status,
+                    reason: None,
+                    total: text(&row, "total"),
+                    currency: text(&row, "currency"),
+                },
+            );
         }
-        tx.commit().await?;
-        self.relay.notify();
+        let mut outbox_rows = Vec::new();
+        for Transition {
+            order_id,
+            next,
+            reason,
+            ..
+        } in transitions
+        {
+            let Some(order) = orders.get_mut(&order_id) else {
+                tracing::warn!(order_id, "event for an unknown order");
+                continue;
+            };
+            if !order.status.can_become(next) {
+                tracing::debug!(order_id, current = ?order.status, ?next, "transition not allowed; ignored");
+                continue;
+            }
+            let changed = Envelope::new(OrderEvent::OrderStatusChanged {
+                order_id: order_id.clone(),
+                customer_id: order.customer_id.clone(),
+                from: order.status,
+                to: next,
+                reason: reason.clone(),
+            });
+            outbox_rows.push(outbox::Pending::new(
+                topics::ORDERS,
+                &order.customer_id,
+                &changed,
+            ));
+            if next == OrderStatus::Reserved {
+                let amount: Decimal = order.total.parse().map_err(|e| {
+                    HandleError::Unprocessable(format!("order {order_id} total: {e}"))
+                })?;
+                let request = Envelope::new(PaymentEvent::PaymentRequested {
+                    order_id: order_id.clone(),
+                    customer_id: order.customer_id.clone(),
+                    amount,
+                    currency: order.currency.clone(),
+                });
+                outbox_rows.push(outbox::Pending::new(topics::PAYMENTS, &order_id, &request));
+            }
+            order.status = next;
+            order.reason = reason;
+        }
+        let moved: Vec<(&String, &OrderState)> = orders
+            .iter()
+            .filter(|(_, order)| order.status != order.stored)
+            .collect();
+        if !moved.is_empty() {
+            // One statement: each moved order to its new state, only from the state read.
+            let n = moved.len();
+            let mut status_case = String::new();
+            let mut reason_case = String::new();
+            let mut guard = Vec::with_capacity(n);
+            for i in 0..n {
+                let (id, status, reason, stored) = (4 * i + 2, 4 * i + 3, 4 * i + 4, 4 * i + 5);
+                status_case.push_str(&format!(" WHEN ${id} THEN ${status}"));
+                reason_case.push_str(&format!(" WHEN ${id} THEN ${reason}"));
+                guard.push(format!("(order_id = ${id} AND status = ${stored})"));
+            }
+            let sql = format!(
+                "UPDATE orders SET status = CASE order_id{status_case} END, \
+                 reason = CASE order_id{reason_case} END, updated_at = $1 WHERE {}",
+                guard.join(" OR ")
+            );
+            let mut update = sqlx::query(&sql).bind(now_ms());
+            for (order_id, order) in &moved {
+                update = update
+                    .bind(order_id.as_str())
+                    .bind(order.status.as_str())
+                    .bind(order.reason.clone())
+                    .bind(order.stored.as_str());
+            }
+            let updated = update.execute(&mut **tx).await?.rows_affected();
+            if updated != n as u64 {
+                // Another writer moved one of them since it was read: start over.
+                return Err(HandleError::Transient(format!(
+                    "{} of {n} orders changed while their events were applied",
+                    n as u64 - updated
+                )));
+            }
+        }
+        outbox::enqueue_rows(tx, Service::Order, &outbox_rows).await?;
         Ok(())
     }
 
@@ -291,7 +355,7 @@ impl OrderService {
              FROM orders WHERE order_id = $1",
         )
         .bind(order_id)
-        .fetch_optional(self.db.pool())
+        .fetch_optional(self.db.reader())
         .await
         .map_err(|e| ApiError::internal("reading the order", e))?;
         row.map(|row| view(&row)).transpose()
@@ -384,7 +448,7 @@ async fn place_order(
     for (product_id, quantity) in &wanted {
         let row = sqlx::query("SELECT unit_price FROM products WHERE product_id = $1")
             .bind(product_id)
-            .fetch_optional(service.db.pool())
+            .fetch_optional(service.db.reader())
             .await
             .map_err(|e| ApiError::internal("reading the catalog", e))?
             .ok_or_else(|| {
@@ -506,7 +570,7 @@ async fn replay(
     )
     .bind(customer_id)
     .bind(key)
-    .fetch_optional(service.db.pool())
+    .fetch_optional(service.db.reader())
     .await
     .map_err(|e| ApiError::internal("reading idempotency keys", e))?;
     let Some(row) = row else { return Ok(None) };
@@ -550,24 +614,161 @@ async fn list_orders(
          FROM orders WHERE customer_id = $1 ORDER BY created_at DESC LIMIT 100",
     )
     .bind(&user)
-    .fetch_all(service.db.pool())
+    .fetch_all(service.db.reader())
     .await
     .map_err(|e| ApiError::internal("reading orders", e))?;
     rows.iter().map(view).collect::<Result<_, _>>().map(Json)
 }
 
 impl Handler for OrderService {
-    fn handle(
-        &self,
-        record: Incoming,
-    ) -> impl std::future::Future<Output = Result<(), HandleError>> + Send {
-        OrderService::handle(self, record)
+    const RECORDS_PER_TRANSACTION: usize = 200;
+
+    type Prepared = ();
+
+    async fn prepare(&self, _: &Incoming) -> Result<(), HandleError> {
+        Ok(())
     }
+
+    async fn apply(&self, tx: &mut Tx<'_>, record: &Incoming, _: ()) -> Result<(), HandleError> {
+        self.apply_transitions(tx, &[record]).await
+    }
+
+    async fn apply_all(
+        &self,
+        tx: &mut Tx<'_>,
+        records: &[(&Incoming, ())],
+    ) -> Result<(), HandleError> {
+        let records: Vec<&Incoming> = records.iter().map(|(record, _)| *record).collect();
+        self.apply_transitions(tx, &records).await
+    }
+
+    fn committed(&self) {
+        self.relay.notify();
+    }
+}
+
+/// A status change an event asks for.
+struct Transition {
+    event_id: String,
+    order_id: String,
+    next: OrderStatus,
+    reason: Option<String>,
+}
+
+/// An order while a chunk of transitions is applied to it.
+struct OrderState {
+    customer_id: String,
+    /// Its status in the database.
+    stored: OrderStatus,
+    /// Its status after the transitions so far.
+    status: OrderStatus,
+    reason: Option<String>,
+    total: String,
+    currency: String,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A chunk of transitions: several for one order apply in order, a redelivered event
+    /// and a transition the state machine refuses change nothing, an unknown order is
+    /// skipped, and the outbox gets each change once.
+    #[tokio::test]
+    async fn a_chunk_of_events_moves_each_order_through_the_state_machine_in_order() {
+        let db = Database::connect("sqlite::memory:").await.unwrap();
+        for (id, status) in [("o-1", "CREATED"), ("o-2", "PAID")] {
+            sqlx::query(
+                "INSERT INTO orders (order_id, customer_id, status, total, currency, variant, \
+                 items, reason, created_at, updated_at) \
+                 VALUES ($1, 'c-1', $2, '10.00', 'EUR', 'A', '[]', NULL, 0, 0)",
+            )
+            .bind(id)
+            .bind(status)
+            .execute(db.pool())
+            .await
+            .unwrap();
+        }
+        let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:1")
+            .create()
+            .unwrap();
+        let relay = OutboxRelay::new(db.clone(), producer, "test", [Service::Order]);
+        let service = OrderService::new(db.clone(), JwtKeys::new(b"k"), relay);
+        let reserved = Envelope::new(InventoryEvent::InventoryReserved {
+            order_id: "o-1".into(),
+            customer_id: "c-1".into(),
+            items: Vec::new(),
+        });
+        let paid = |order: &str| {
+            Envelope::new(PaymentEvent::PaymentAuthorized {
+                order_id: order.into(),
+                customer_id: "c-1".into(),
+                amount: Decimal::TEN,
+                attempts: 1,
+            })
+        };
+        let record = |topic: &str, payload: Vec<u8>| Incoming {
+            topic: topic.into(),
+            payload,
+            ..Incoming::default()
+        };
+        let records = [
+            record(topics::INVENTORY, reserved.to_bytes()),
+            record(topics::INVENTORY, reserved.to_bytes()), // redelivered
+            record(topics::PAYMENTS, paid("o-1").to_bytes()),
+            record(topics::PAYMENTS, paid("o-2").to_bytes()), // PAID cannot become PAID
+            record(topics::PAYMENTS, paid("o-unknown").to_bytes()),
+        ];
+        let refs: Vec<&Incoming> = records.iter().collect();
+        let mut tx = db.pool().begin().await.unwrap();
+        service.apply_transitions(&mut tx, &refs).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let status = |id: &'static str| {
+            let db = db.clone();
+            async move {
+                sqlx::query("SELECT status FROM orders WHERE order_id = $1")
+                    .bind(id)
+                    .fetch_one(db.pool())
+                    .await
+                    .unwrap()
+                    .get::<String, _>("status")
+            }
+        };
+        assert_eq!(status("o-1").await, "PAID");
+        assert_eq!(status("o-2").await, "PAID");
+        let outbox: Vec<(String, String)> =
+            sqlx::query("SELECT topic, payload FROM outbox ORDER BY rowid")
+                .fetch_all(db.pool())
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| (row.get("topic"), row.get("payload")))
+                .collect();
+        let kinds: Vec<(&str, bool)> = outbox
+            .iter()
+            .map(|(topic, payload)| (topic.as_str(), payload.contains("\"to\":\"PAID\"")))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (topics::ORDERS, false),   // CREATED -> RESERVED
+                (topics::PAYMENTS, false), // its PaymentRequested
+                (topics::ORDERS, true),    // RESERVED -> PAID
+            ]
+        );
+        // Applying the same chunk again changes nothing.
+        let mut tx = db.pool().begin().await.unwrap();
+        service.apply_transitions(&mut tx, &refs).await.unwrap();
+        tx.commit().await.unwrap();
+        let rows: i64 = sqlx::query("SELECT COUNT(*) AS n FROM outbox")
+            .fetch_one(db.pool())
+            .await
+            .unwrap()
+            .get("n");
+        assert_eq!(rows, 3);
+    }
 
     #[test]
     fn variant_b_pays_five_percent_less_to_the_cent() {

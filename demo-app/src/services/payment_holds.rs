@@ -19,7 +19,7 @@ use sqlx::{Any, Row, Transaction};
 
 use crate::app::Service;
 use crate::auth::{Authenticated, HasJwtKeys, JwtKeys};
-use crate::consumer::{HandleError, Handler, Incoming};
+use crate::consumer::{HandleError, Handler, Incoming, Tx};
 use crate::db::{first_time, text, Database};
 use crate::events::{topics, Envelope, NotificationEvent, PaymentEvent};
 use crate::http::ApiError;
@@ -50,28 +50,25 @@ fn now_ms() -> i64 {
 /// alert is recorded while a request waits out its screening time.
 pub const GROUP: &str = "payment-fraud-holds";
 
-/// Records holds from `notification-events` (group [`GROUP`]).
-#[derive(Clone)]
-pub struct HoldRecorder {
-    db: Database,
-}
-
-impl HoldRecorder {
-    /// A recorder into `db`.
-    pub fn new(db: Database) -> Self {
-        HoldRecorder { db }
-    }
-}
+/// Records holds from `notification-events` (group [`GROUP`]) in the consumer's database.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HoldRecorder;
 
 impl Handler for HoldRecorder {
-    async fn handle(&self, record: Incoming) -> Result<(), HandleError> {
-        record_alert(&self.db, GROUP, &record).await
+    type Prepared = ();
+
+    async fn prepare(&self, _: &Incoming) -> Result<(), HandleError> {
+        Ok(())
+    }
+
+    async fn apply(&self, tx: &mut Tx<'_>, record: &Incoming, _: ()) -> Result<(), HandleError> {
+        record_alert(tx, GROUP, record).await
     }
 }
 
 /// Records the hold of a `FraudAlert` (other notifications are not the payment service's).
 pub async fn record_alert(
-    db: &Database,
+    tx: &mut Tx<'_>,
     group: &str,
     record: &Incoming,
 ) -> Result<(), HandleError> {
@@ -85,13 +82,12 @@ pub async fn record_alert(
     else {
         return Ok(());
     };
-    let mut tx = db.pool().begin().await?;
-    if !first_time(&mut tx, group, &envelope.event_id.to_string()).await? {
+    if !first_time(tx, group, &envelope.event_id.to_string()).await? {
         return Ok(());
     }
     let charged = sqlx::query("SELECT status FROM payments WHERE order_id = $1")
         .bind(order_id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await?
         .is_some();
     sqlx::query(
@@ -104,9 +100,8 @@ pub async fn record_alert(
     .bind(serde_json::to_string(reasons).expect("strings serialize"))
     .bind(if charged { "LATE" } else { "FLAGGED" })
     .bind(now_ms())
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
-    tx.commit().await?;
     Ok(())
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 
 use crate::app::Service;
-use crate::consumer::{HandleError, Handler, Incoming};
+use crate::consumer::{HandleError, Handler, Incoming, Tx};
 use crate::db::{first_time, text, Database};
 use crate::events::{topics, Envelope, OrderEvent, OrderStatus, ShippingEvent};
 use crate::outbox::{self, OutboxRelay};
@@ -48,10 +48,18 @@ impl ShippingService {
 
     /// Handles one `order-events` record: `OrderCreated` quotes the shipment (the service
     /// keeps what it needs of the order itself), `PAID` ships it.
-    pub async fn handle(&self, record: Incoming) -> Result<(), HandleError> {
+    async fn apply_event(&self, tx: &mut Tx<'_>, record: &Incoming) -> Result<(), HandleError> {
         let envelope = Envelope::<OrderEvent>::from_bytes(&record.payload)?;
-        let mut tx = self.db.pool().begin().await?;
-        if !first_time(&mut tx, GROUP, &envelope.event_id.to_string()).await? {
+        // Only these concern shipping; the rest are skipped without a statement.
+        let relevant = matches!(
+            &envelope.event,
+            OrderEvent::OrderCreated { .. }
+                | OrderEvent::OrderStatusChanged {
+                    to: OrderStatus::Paid,
+                    ..
+                }
+        );
+        if !relevant || !first_time(tx, GROUP, &envelope.event_id.to_string()).await? {
             return Ok(());
         }
         match &envelope.event {
@@ -71,7 +79,7 @@ impl ShippingService {
                 .bind(customer_id)
                 .bind(carrier)
                 .bind(cost.to_string())
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
             }
             OrderEvent::OrderStatusChanged {
@@ -84,11 +92,10 @@ impl ShippingService {
                     "SELECT carrier, cost FROM shipments WHERE order_id = $1 AND status = 'QUOTED'",
                 )
                 .bind(order_id)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut **tx)
                 .await?
                 else {
                     tracing::warn!(order_id, "paid order without a quote; not shipped");
-                    tx.commit().await?;
                     return Ok(());
                 };
                 let tracking = format!("TRK{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
@@ -101,7 +108,7 @@ impl ShippingService {
                 .bind(&tracking)
                 .bind(deliver_at)
                 .bind(order_id)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
                 let event = Envelope::new(ShippingEvent::ShipmentCreated {
                     order_id: order_id.clone(),
@@ -110,19 +117,10 @@ impl ShippingService {
                     cost: text(&row, "cost").parse().unwrap_or_default(),
                     tracking,
                 });
-                outbox::enqueue(
-                    &mut tx,
-                    Service::Shipping,
-                    topics::SHIPPING,
-                    order_id,
-                    &event,
-                )
-                .await?;
+                outbox::enqueue(tx, Service::Shipping, topics::SHIPPING, order_id, &event).await?;
             }
             _ => {}
         }
-        tx.commit().await?;
-        self.relay.notify();
         Ok(())
     }
 
@@ -140,7 +138,7 @@ impl ShippingService {
         let now = chrono::Utc::now().timestamp_millis();
         let due = sqlx::query(
             "SELECT order_id, customer_id FROM shipments
-             WHERE status = 'SHIPPED' AND deliver_at <= $1 LIMIT 200",
+             WHERE status = 'SHIPPED' AND deliver_at <= $1 LIMIT 1000",
         )
         .bind(now)
         .fetch_all(self.db.pool())
@@ -179,11 +177,18 @@ impl ShippingService {
 }
 
 impl Handler for ShippingService {
-    fn handle(
-        &self,
-        record: Incoming,
-    ) -> impl std::future::Future<Output = Result<(), HandleError>> + Send {
-        ShippingService::handle(self, record)
+    type Prepared = ();
+
+    async fn prepare(&self, _: &Incoming) -> Result<(), HandleError> {
+        Ok(())
+    }
+
+    async fn apply(&self, tx: &mut Tx<'_>, record: &Incoming, _: ()) -> Result<(), HandleError> {
+        self.apply_event(tx, record).await
+    }
+
+    fn committed(&self) {
+        self.relay.notify();
     }
 }
 

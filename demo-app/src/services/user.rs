@@ -164,7 +164,7 @@ async fn notifications(
          ORDER BY sent_at DESC LIMIT 200",
     )
     .bind(&user)
-    .fetch_all(service.db.pool())
+    .fetch_all(service.db.reader())
     .await
     .map_err(|e| ApiError::internal("reading notifications", e))?;
     let mut sent = Vec::with_capacity(rows.len());

@@ -29,8 +29,7 @@ use kstreams::TopologyError;
 use serde::{Deserialize, Serialize};
 
 use super::{amount, cents, event_time, events};
-use crate::consumer::{HandleError, Handler, Incoming};
-use crate::db::Database;
+use crate::consumer::{HandleError, Handler, Incoming, Tx};
 use crate::events::{topics, OrderEvent, OrderStatus, UserEvent};
 
 /// The application id (consumer group, prefix of its internal topics).
@@ -403,24 +402,21 @@ pub fn topology() -> Result<Topology, TopologyError> {
 /// Writes the analytics outputs into the database: `analytics_orders` (one row per order)
 /// and `analytics_sales` (one row per granularity, dimension and window). Upserts keyed by
 /// the natural key make a redelivered record harmless.
-#[derive(Clone)]
-pub struct AnalyticsSink {
-    db: Database,
-}
-
-impl AnalyticsSink {
-    /// A sink into `db`.
-    pub fn new(db: Database) -> Self {
-        AnalyticsSink { db }
-    }
-}
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AnalyticsSink;
 
 fn malformed(e: serde_json::Error) -> HandleError {
     HandleError::Poison(crate::events::EventError::Malformed(e))
 }
 
 impl Handler for AnalyticsSink {
-    async fn handle(&self, record: Incoming) -> Result<(), HandleError> {
+    type Prepared = ();
+
+    async fn prepare(&self, _: &Incoming) -> Result<(), HandleError> {
+        Ok(())
+    }
+
+    async fn apply(&self, tx: &mut Tx<'_>, record: &Incoming, _: ()) -> Result<(), HandleError> {
         match record.topic.as_str() {
             ENRICHED_TOPIC => {
                 let row: EnrichedOrder =
@@ -441,7 +437,7 @@ impl Handler for AnalyticsSink {
                 .bind(&row.order.currency)
                 .bind(row.order.lines.len() as i64)
                 .bind(row.order.placed_at)
-                .execute(self.db.pool())
+                .execute(&mut **tx)
                 .await?;
             }
             SALES_TOPIC => {
@@ -459,11 +455,11 @@ impl Handler for AnalyticsSink {
                 .bind(row.sales.orders)
                 .bind(row.sales.units)
                 .bind(amount(row.sales.revenue_cents).to_string())
-                .execute(self.db.pool())
+                .execute(&mut **tx)
                 .await?;
             }
             other => {
-                return Err(HandleError::Transient(format!(
+                return Err(HandleError::Unprocessable(format!(
                     "analytics sink subscribed to an unexpected topic {other}"
                 )))
             }

@@ -167,20 +167,32 @@ pub fn end_offsets(bootstrap: &str, topic: &str, partitions: i32) -> Vec<i64> {
         .collect()
 }
 
-/// The offsets a group committed for a topic's partitions (-1 where none).
+/// The offsets a group committed for a topic's partitions (-1 where none, or all -1 when
+/// the broker did not answer in time: callers poll until they see what they wait for).
+///
+/// It reads as `read_uncommitted`: a `read_committed` reader asks for stable offsets, which
+/// the broker refuses (and librdkafka retries until its timeout) while a transaction holds
+/// offsets of the group, as one does for up to its timeout after its producer was killed.
+/// Offsets of an open transaction are not applied until it commits, so what comes back is
+/// the committed state either way.
 pub fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
+        .set("isolation.level", "read_uncommitted")
         .create()
         .unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition(topic, p);
     }
-    let committed = consumer
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .unwrap();
+    let committed = match consumer.committed_offsets(tpl, Duration::from_secs(10)) {
+        Ok(committed) => committed,
+        Err(e) => {
+            eprintln!("reading {group}'s committed offsets: {e} (polling again)");
+            return vec![-1; partitions as usize];
+        }
+    };
     (0..partitions)
         .map(
             |p| match committed.find_partition(topic, p).map(|e| e.offset()) {
