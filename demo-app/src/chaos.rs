@@ -64,6 +64,13 @@ impl Faults {
         state.stopped_until.is_some_and(|t| t > Instant::now())
     }
 
+    /// Whether latency or drops are injected now (consumers then take one record at a
+    /// time, so the added latency shows as slower progress, not a long stall per batch).
+    pub fn is_degraded(&self) -> bool {
+        let state = self.state.lock().expect("faults");
+        state.degraded_until.is_some_and(|t| t > Instant::now())
+    }
+
     /// The faults in effect, for display.
     pub fn describe(&self) -> Option<String> {
         let state = self.state.lock().expect("faults").clone();

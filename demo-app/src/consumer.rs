@@ -7,7 +7,8 @@
 //!
 //! Work is done per poll, not per record:
 //!
-//! 1. The loop takes every record the consumer has fetched (up to [`MAX_BATCH`]).
+//! 1. The loop takes every record the consumer has fetched (up to [`MAX_BATCH`]; one at a
+//!    time while chaos degrades the service, see [`crate::chaos`]).
 //! 2. [`Handler::prepare`] runs for all of them at once: the waits and calls that are not
 //!    database work (a payment gateway, fraud screening) overlap instead of queueing.
 //! 3. [`Handler::apply_all`] applies them in order, in one database transaction per
@@ -231,7 +232,8 @@ pub async fn run<H: Handler>(
                 continue;
             }
         };
-        while batch.len() < MAX_BATCH {
+        let limit = if faults.is_degraded() { 1 } else { MAX_BATCH };
+        while batch.len() < limit {
             match consumer.recv().now_or_never() {
                 Some(Ok(message)) => batch.push(Incoming::from_message(&message)),
                 Some(Err(e)) => {

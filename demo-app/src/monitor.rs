@@ -205,17 +205,26 @@ fn sample(
         .admin
         .fetch_metadata(None, TIMEOUT)
         .map_err(|e| format!("metadata: {e}"))?;
+    // Every partition's first and next offsets in two ListOffsets requests (one per
+    // broker), not two per partition.
+    let all: Vec<(&str, i32)> = metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(move |p| (t.name(), p.id())))
+        .collect();
+    let lows = offsets_at(&state.admin, &all, Offset::Beginning)?;
+    let highs = offsets_at(&state.admin, &all, Offset::End)?;
     let mut topics = Vec::new();
     let mut high_of = HashMap::new();
     for topic in metadata.topics() {
         let name = topic.name().to_owned();
         let mut partitions = Vec::new();
         for partition in topic.partitions() {
-            let (low, high) = state
-                .admin
-                .fetch_watermarks(&name, partition.id(), TIMEOUT)
-                .map_err(|e| format!("offsets of {name}/{}: {e}", partition.id()))?;
-            high_of.insert((name.clone(), partition.id()), high);
+            let at = (name.clone(), partition.id());
+            let (Some(&low), Some(&high)) = (lows.get(&at), highs.get(&at)) else {
+                return Err(format!("no offsets for {name}/{}", partition.id()));
+            };
+            high_of.insert(at, high);
             partitions.push(PartitionView {
                 partition: partition.id(),
                 low,
@@ -542,6 +551,42 @@ pub fn latest_messages(
     }
     out.sort_by(|a, b| b.timestamp.cmp(&a.timestamp).then(b.offset.cmp(&a.offset)));
     Ok(out)
+}
+
+/// The offset at `position` (`Offset::Beginning` or `Offset::End`) of each of `partitions`,
+/// asked in one ListOffsets request per broker.
+fn offsets_at(
+    client: &BaseConsumer,
+    partitions: &[(&str, i32)],
+    position: Offset,
+) -> Result<HashMap<(String, i32), i64>, String> {
+    let mut tpl = TopicPartitionList::new();
+    for (topic, partition) in partitions {
+        tpl.add_partition_offset(topic, *partition, position)
+            .map_err(|e| e.to_string())?;
+    }
+    let answered = client
+        .offsets_for_times(tpl, TIMEOUT)
+        .map_err(|e| format!("offsets: {e}"))?;
+    let mut offsets = HashMap::new();
+    for element in answered.elements() {
+        if let Some(e) = element.error().err() {
+            return Err(format!(
+                "offsets of {}/{}: {e}",
+                element.topic(),
+                element.partition()
+            ));
+        }
+        let Offset::Offset(offset) = element.offset() else {
+            return Err(format!(
+                "offsets of {}/{}: none",
+                element.topic(),
+                element.partition()
+            ));
+        };
+        offsets.insert((element.topic().to_owned(), element.partition()), offset);
+    }
+    Ok(offsets)
 }
 
 #[cfg(test)]

@@ -129,6 +129,9 @@ pub async fn enqueue_with_headers<E: Event>(
     Ok(())
 }
 
+/// How often an idle relay looks for rows its services' other processes wrote.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
 /// How long a relay's lease lasts unless renewed; a stand-by relay takes over after it.
 pub const LEASE: Duration = Duration::from_secs(15);
 
@@ -221,8 +224,9 @@ impl OutboxRelay {
             }
             match self.publish_batch(&led).await {
                 Ok(0) => {
-                    let _ = tokio::time::timeout(Duration::from_millis(200), self.wake.notified())
-                        .await;
+                    // Woken at once by this process's services; rows another process wrote
+                    // for a service whose lease this one holds wait up to IDLE_POLL.
+                    let _ = tokio::time::timeout(IDLE_POLL, self.wake.notified()).await;
                 }
                 Ok(_) => {}
                 Err(e) => {

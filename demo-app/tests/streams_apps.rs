@@ -305,11 +305,29 @@ async fn streams_apps_dashboard_and_chaos_end_to_end() {
         (has_group && c["sampled_at"].as_i64() > Some(0)).then_some(c)
     })
     .await;
-    assert!(cluster["topics"]
+    let orders_topic = cluster["topics"]
         .as_array()
         .unwrap()
         .iter()
-        .any(|t| t["name"] == "order-events" && t["partitions"].as_array().unwrap().len() == 4));
+        .find(|t| t["name"] == "order-events")
+        .expect("order-events in the topic view")
+        .clone();
+    assert_eq!(orders_topic["partitions"].as_array().unwrap().len(), 4);
+    let ends: i64 = orders_topic["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["high"].as_i64().unwrap())
+        .sum();
+    assert!(
+        ends > 0,
+        "the placed orders' events are counted: {orders_topic}"
+    );
+    assert_eq!(
+        orders_topic["messages"].as_i64(),
+        Some(ends),
+        "nothing deleted yet"
+    );
     let page = http
         .get(format!("{view}/topics/order-events?limit=50"))
         .send()
