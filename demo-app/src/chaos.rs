@@ -7,7 +7,6 @@
 //! and `shop chaos` switch faults on through [`Chaos`]; every fault ends by itself.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,7 +18,6 @@ use crate::app::Service;
 #[derive(Debug, Default)]
 pub struct Faults {
     state: Mutex<FaultState>,
-    rolls: AtomicU64,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -126,15 +124,7 @@ impl Faults {
     }
 
     fn roll(&self) -> f64 {
-        // A Weyl sequence through splitmix64: cheap, lock-free, good enough for faults.
-        let mut z = self
-            .rolls
-            .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
-            .wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
+        rand::random()
     }
 }
 

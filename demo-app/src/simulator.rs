@@ -6,6 +6,8 @@
 //! test card that is declined, one in twenty-five a fraudster, some wanting SMS), one to
 //! three lines per order from the catalog, an `Idempotency-Key` on every order.
 
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng};
 use std::time::Duration;
 
 use serde_json::json;
@@ -34,21 +36,8 @@ impl Default for SimulatorConfig {
     }
 }
 
-/// A small deterministic generator (xorshift64*), so runs are reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+/// The simulator's random numbers: seeded, so runs are reproducible.
+type Rng = StdRng;
 
 /// The id of simulated customer `i`: every twentieth has a declined test card, and every
 /// twenty-fifth behaves like a fraudster (bursts of expensive orders from ever new devices
@@ -67,7 +56,7 @@ pub fn customer_id(i: usize) -> String {
 fn order_body(id: &str, i: usize, rng: &mut Rng) -> serde_json::Value {
     let city = ["Amsterdam", "Berlin", "Paris", "Boston"][i % 4];
     if id.starts_with("risky-") {
-        let n = rng.next();
+        let n: u64 = rng.random();
         return json!({
             "items": [{"product_id": "SKU-CHAIR", "quantity": 3}, {"product_id": "SKU-MONITOR", "quantity": 2}],
             "device_id": format!("device-{n:x}"),
@@ -75,15 +64,15 @@ fn order_body(id: &str, i: usize, rng: &mut Rng) -> serde_json::Value {
                                  "postal_code": format!("{:05}", n % 100_000), "country": "NG"},
         });
     }
-    let lines = 1 + rng.below(3);
+    let lines = 1 + rng.random_range(0..3);
     let items: Vec<_> = (0..lines)
         .map(|_| {
-            let (product, ..) = PRODUCTS[rng.below(PRODUCTS.len())];
-            json!({"product_id": product, "quantity": 1 + rng.below(2)})
+            let (product, ..) = PRODUCTS[rng.random_range(0..PRODUCTS.len())];
+            json!({"product_id": product, "quantity": 1 + rng.random_range(0..2)})
         })
         .collect();
     // Customers mostly order from their own phone; now and then from another device.
-    let device = if rng.below(30) == 0 {
+    let device = if rng.random_range(0..30) == 0 {
         format!("{id}-laptop")
     } else {
         format!("{id}-phone")
@@ -129,20 +118,23 @@ pub async fn run(config: SimulatorConfig, base: String, keys: JwtKeys) {
             tracing::warn!("simulator: registering {id}: {e}");
         }
     }
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::seed_from_u64(0x9e37_79b9_7f4a_7c15);
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / config.orders_per_second));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut placed: u64 = 0;
     loop {
         ticker.tick().await;
-        let i = rng.below(tokens.len());
+        let i = rng.random_range(0..tokens.len());
         let (id, token) = &tokens[i];
         let body = order_body(id, i, &mut rng);
         placed += 1;
         let request = http
             .post(format!("{base}/orders"))
             .bearer_auth(token)
-            .header("Idempotency-Key", format!("sim-{placed}-{}", rng.next()))
+            .header(
+                "Idempotency-Key",
+                format!("sim-{placed}-{}", rng.random::<u64>()),
+            )
             .json(&body);
         match request.send().await {
             Ok(response) if response.status().is_success() => {}
@@ -160,7 +152,7 @@ mod tests {
 
     #[test]
     fn ordinary_customers_keep_their_device_and_address_and_fraudsters_do_not() {
-        let mut rng = Rng(7);
+        let mut rng = Rng::seed_from_u64(7);
         let a = order_body("sim-0001", 1, &mut rng);
         let b = order_body("sim-0001", 1, &mut rng);
         assert_eq!(a["shipping_address"], b["shipping_address"]);

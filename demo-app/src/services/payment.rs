@@ -17,6 +17,9 @@
 //!   and value and get `dlq.*` headers with the reason.
 
 use std::sync::{Arc, Mutex};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -72,7 +75,7 @@ pub enum Charge {
 #[derive(Debug)]
 pub struct Gateway {
     config: Mutex<GatewayConfig>,
-    rng: Mutex<u64>,
+    rng: Mutex<StdRng>,
 }
 
 impl Gateway {
@@ -80,7 +83,8 @@ impl Gateway {
     pub fn new(config: GatewayConfig) -> Self {
         Gateway {
             config: Mutex::new(config),
-            rng: Mutex::new(0x2545_f491_4f6c_dd1d),
+            // Seeded: a run's failures are reproducible.
+            rng: Mutex::new(StdRng::seed_from_u64(0x2545_f491_4f6c_dd1d)),
         }
     }
 
@@ -90,12 +94,7 @@ impl Gateway {
     }
 
     fn roll(&self) -> f64 {
-        let mut state = self.rng.lock().expect("gateway rng");
-        // xorshift64*
-        *state ^= *state >> 12;
-        *state ^= *state << 25;
-        *state ^= *state >> 27;
-        (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+        self.rng.lock().expect("gateway rng").random()
     }
 
     /// Charges `customer_id`.
