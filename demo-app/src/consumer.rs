@@ -18,6 +18,9 @@
 //!    in a transaction of its own, so one bad record never holds back its neighbours.
 //! 4. The offsets of the batch are committed.
 //!
+//! Services with nothing to prepare implement [`Writer`] (every `Writer` is a `Handler`);
+//! the payment service implements [`Handler`] for its screening wait and gateway call.
+//!
 //! What a failure does depends on its kind ([`HandleError`]): a record that is not a
 //! readable event is dead-lettered at once; one that a constraint or bad data refuses is
 //! retried [`MAX_ATTEMPTS`] times, then dead-lettered; a failure of the database or the
@@ -146,6 +149,52 @@ pub trait Handler: Send + Sync + 'static {
 
     /// Called after a transaction with applied records committed (to wake the outbox relay).
     fn committed(&self) {}
+}
+
+/// A [`Handler`] with nothing to prepare: it only writes records to the database. Every
+/// `Writer` is a `Handler`.
+pub trait Writer: Send + Sync + 'static {
+    /// As [`Handler::RECORDS_PER_TRANSACTION`]: writers that write a chunk with a few
+    /// multi-row statements take more.
+    const RECORDS_PER_TRANSACTION: usize = MAX_TRANSACTION;
+
+    /// Writes `records` in order in `tx`: a chunk, or a single record when a failed chunk
+    /// is retried record by record.
+    fn write(
+        &self,
+        tx: &mut Tx<'_>,
+        records: &[&Incoming],
+    ) -> impl Future<Output = Result<(), HandleError>> + Send;
+
+    /// As [`Handler::committed`].
+    fn committed(&self) {}
+}
+
+impl<W: Writer> Handler for W {
+    const RECORDS_PER_TRANSACTION: usize = <W as Writer>::RECORDS_PER_TRANSACTION;
+
+    type Prepared = ();
+
+    async fn prepare(&self, _: &Incoming) -> Result<(), HandleError> {
+        Ok(())
+    }
+
+    async fn apply(&self, tx: &mut Tx<'_>, record: &Incoming, _: ()) -> Result<(), HandleError> {
+        self.write(tx, &[record]).await
+    }
+
+    async fn apply_all(
+        &self,
+        tx: &mut Tx<'_>,
+        records: &[(&Incoming, ())],
+    ) -> Result<(), HandleError> {
+        let records: Vec<&Incoming> = records.iter().map(|(record, _)| *record).collect();
+        self.write(tx, &records).await
+    }
+
+    fn committed(&self) {
+        Writer::committed(self);
+    }
 }
 
 /// A record as handlers see it (owned, so a handler's future borrows nothing).

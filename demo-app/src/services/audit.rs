@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use crate::consumer::{HandleError, Handler, Incoming, Tx};
+use crate::consumer::{HandleError, Incoming, Tx, Writer};
 use crate::crypto::FieldCipher;
 use crate::db::{text, Database};
 use crate::events::topics;
@@ -235,26 +235,11 @@ pub async fn verify(db: &Database) -> sqlx::Result<Verification> {
     Ok(Verification::Intact(rows.len() as u64))
 }
 
-impl Handler for AuditService {
+impl Writer for AuditService {
     const RECORDS_PER_TRANSACTION: usize = 200;
 
-    type Prepared = ();
-
-    async fn prepare(&self, _: &Incoming) -> Result<(), HandleError> {
-        Ok(())
-    }
-
-    async fn apply(&self, tx: &mut Tx<'_>, record: &Incoming, _: ()) -> Result<(), HandleError> {
-        self.append(tx, &[record]).await
-    }
-
-    async fn apply_all(
-        &self,
-        tx: &mut Tx<'_>,
-        records: &[(&Incoming, ())],
-    ) -> Result<(), HandleError> {
-        let records: Vec<&Incoming> = records.iter().map(|(record, _)| *record).collect();
-        self.append(tx, &records).await
+    async fn write(&self, tx: &mut Tx<'_>, records: &[&Incoming]) -> Result<(), HandleError> {
+        self.append(tx, records).await
     }
 }
 

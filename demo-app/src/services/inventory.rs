@@ -20,7 +20,7 @@ use sqlx::{Any, Row, Transaction};
 
 use crate::app::Service;
 use crate::auth::{Authenticated, HasJwtKeys, JwtKeys};
-use crate::consumer::{HandleError, Handler, Incoming, Tx};
+use crate::consumer::{HandleError, Incoming, Tx, Writer};
 use crate::db::{first_time, text, Database};
 use crate::events::{topics, Envelope, InventoryEvent, OrderEvent, OrderStatus};
 use crate::http::{ApiError, JsonBody};
@@ -351,15 +351,12 @@ async fn restock(
     get_product(State(service), caller, Path(product_id)).await
 }
 
-impl Handler for InventoryService {
-    type Prepared = ();
-
-    async fn prepare(&self, _: &Incoming) -> Result<(), HandleError> {
+impl Writer for InventoryService {
+    async fn write(&self, tx: &mut Tx<'_>, records: &[&Incoming]) -> Result<(), HandleError> {
+        for record in records {
+            self.apply_event(tx, record).await?;
+        }
         Ok(())
-    }
-
-    async fn apply(&self, tx: &mut Tx<'_>, record: &Incoming, _: ()) -> Result<(), HandleError> {
-        self.apply_event(tx, record).await
     }
 
     fn committed(&self) {

@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::Row;
 
-use crate::consumer::{HandleError, Handler, Incoming, Tx};
+use crate::consumer::{HandleError, Incoming, Tx, Writer};
 use crate::crypto::FieldCipher;
 use crate::db::{placeholders, text};
 use crate::events::{
@@ -296,25 +296,10 @@ impl Action {
     }
 }
 
-impl Handler for NotificationService {
+impl Writer for NotificationService {
     const RECORDS_PER_TRANSACTION: usize = 200;
 
-    type Prepared = ();
-
-    async fn prepare(&self, _: &Incoming) -> Result<(), HandleError> {
-        Ok(())
-    }
-
-    async fn apply(&self, tx: &mut Tx<'_>, record: &Incoming, _: ()) -> Result<(), HandleError> {
-        self.apply_records(tx, &[record]).await
-    }
-
-    async fn apply_all(
-        &self,
-        tx: &mut Tx<'_>,
-        records: &[(&Incoming, ())],
-    ) -> Result<(), HandleError> {
-        let records: Vec<&Incoming> = records.iter().map(|(record, _)| *record).collect();
-        self.apply_records(tx, &records).await
+    async fn write(&self, tx: &mut Tx<'_>, records: &[&Incoming]) -> Result<(), HandleError> {
+        self.apply_records(tx, records).await
     }
 }

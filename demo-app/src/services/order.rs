@@ -27,7 +27,7 @@ use sqlx::Row;
 
 use crate::app::Service;
 use crate::auth::{Authenticated, HasJwtKeys, JwtKeys};
-use crate::consumer::{HandleError, Handler, Incoming, Tx};
+use crate::consumer::{HandleError, Incoming, Tx, Writer};
 use crate::db::{first_times, list};
 use crate::db::{text, Database};
 use crate::events::{
@@ -620,26 +620,11 @@ async fn list_orders(
     rows.iter().map(view).collect::<Result<_, _>>().map(Json)
 }
 
-impl Handler for OrderService {
+impl Writer for OrderService {
     const RECORDS_PER_TRANSACTION: usize = 200;
 
-    type Prepared = ();
-
-    async fn prepare(&self, _: &Incoming) -> Result<(), HandleError> {
-        Ok(())
-    }
-
-    async fn apply(&self, tx: &mut Tx<'_>, record: &Incoming, _: ()) -> Result<(), HandleError> {
-        self.apply_transitions(tx, &[record]).await
-    }
-
-    async fn apply_all(
-        &self,
-        tx: &mut Tx<'_>,
-        records: &[(&Incoming, ())],
-    ) -> Result<(), HandleError> {
-        let records: Vec<&Incoming> = records.iter().map(|(record, _)| *record).collect();
-        self.apply_transitions(tx, &records).await
+    async fn write(&self, tx: &mut Tx<'_>, records: &[&Incoming]) -> Result<(), HandleError> {
+        self.apply_transitions(tx, records).await
     }
 
     fn committed(&self) {

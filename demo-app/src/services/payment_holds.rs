@@ -19,7 +19,7 @@ use sqlx::{Any, Row, Transaction};
 
 use crate::app::Service;
 use crate::auth::{Authenticated, HasJwtKeys, JwtKeys};
-use crate::consumer::{HandleError, Handler, Incoming, Tx};
+use crate::consumer::{HandleError, Incoming, Tx, Writer};
 use crate::db::{first_time, text, Database};
 use crate::events::{topics, Envelope, NotificationEvent, PaymentEvent};
 use crate::http::ApiError;
@@ -54,15 +54,12 @@ pub const GROUP: &str = "payment-fraud-holds";
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HoldRecorder;
 
-impl Handler for HoldRecorder {
-    type Prepared = ();
-
-    async fn prepare(&self, _: &Incoming) -> Result<(), HandleError> {
+impl Writer for HoldRecorder {
+    async fn write(&self, tx: &mut Tx<'_>, records: &[&Incoming]) -> Result<(), HandleError> {
+        for record in records {
+            record_alert(tx, GROUP, record).await?;
+        }
         Ok(())
-    }
-
-    async fn apply(&self, tx: &mut Tx<'_>, record: &Incoming, _: ()) -> Result<(), HandleError> {
-        record_alert(tx, GROUP, record).await
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 
 use crate::app::Service;
-use crate::consumer::{HandleError, Handler, Incoming, Tx};
+use crate::consumer::{HandleError, Incoming, Tx, Writer};
 use crate::db::{first_time, text, Database};
 use crate::events::{topics, Envelope, OrderEvent, OrderStatus, ShippingEvent};
 use crate::outbox::{self, OutboxRelay};
@@ -176,15 +176,12 @@ impl ShippingService {
     }
 }
 
-impl Handler for ShippingService {
-    type Prepared = ();
-
-    async fn prepare(&self, _: &Incoming) -> Result<(), HandleError> {
+impl Writer for ShippingService {
+    async fn write(&self, tx: &mut Tx<'_>, records: &[&Incoming]) -> Result<(), HandleError> {
+        for record in records {
+            self.apply_event(tx, record).await?;
+        }
         Ok(())
-    }
-
-    async fn apply(&self, tx: &mut Tx<'_>, record: &Incoming, _: ()) -> Result<(), HandleError> {
-        self.apply_event(tx, record).await
     }
 
     fn committed(&self) {

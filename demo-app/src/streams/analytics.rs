@@ -29,7 +29,7 @@ use kstreams::TopologyError;
 use serde::{Deserialize, Serialize};
 
 use super::{amount, cents, event_time, events};
-use crate::consumer::{HandleError, Handler, Incoming, Tx};
+use crate::consumer::{HandleError, Incoming, Tx, Writer};
 use crate::events::{topics, OrderEvent, OrderStatus, UserEvent};
 
 /// The application id (consumer group, prefix of its internal topics).
@@ -409,14 +409,18 @@ fn malformed(e: serde_json::Error) -> HandleError {
     HandleError::Poison(crate::events::EventError::Malformed(e))
 }
 
-impl Handler for AnalyticsSink {
-    type Prepared = ();
-
-    async fn prepare(&self, _: &Incoming) -> Result<(), HandleError> {
+impl Writer for AnalyticsSink {
+    async fn write(&self, tx: &mut Tx<'_>, records: &[&Incoming]) -> Result<(), HandleError> {
+        for record in records {
+            Self::upsert(tx, record).await?;
+        }
         Ok(())
     }
+}
 
-    async fn apply(&self, tx: &mut Tx<'_>, record: &Incoming, _: ()) -> Result<(), HandleError> {
+impl AnalyticsSink {
+    /// Upserts the row `record` carries.
+    async fn upsert(tx: &mut Tx<'_>, record: &Incoming) -> Result<(), HandleError> {
         match record.topic.as_str() {
             ENRICHED_TOPIC => {
                 let row: EnrichedOrder =
