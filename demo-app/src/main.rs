@@ -272,18 +272,17 @@ fn print_summary(cli: &Cli, shop: &Shop) {
 /// `shop broker`: the development broker alone, until Ctrl-C or SIGTERM.
 async fn serve_broker(data_dir: &std::path::Path, listen: SocketAddr) -> std::process::ExitCode {
     let config = kstreams_broker::BrokerConfig::new(data_dir.join("broker")).with_listener(listen);
-    let broker =
-        match tokio::task::spawn_blocking(move || kstreams_broker::Broker::start(config)).await {
-            Ok(Ok(broker)) => broker,
-            Ok(Err(e)) => {
-                eprintln!("the broker cannot start: {e}");
-                return std::process::ExitCode::FAILURE;
-            }
-            Err(e) => {
-                eprintln!("the broker cannot start: {e}");
-                return std::process::ExitCode::FAILURE;
-            }
-        };
+    let started = tokio::task::spawn_blocking(move || kstreams_broker::Broker::start(config))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|started| started.map_err(|e| e.to_string()));
+    let broker = match started {
+        Ok(broker) => broker,
+        Err(e) => {
+            eprintln!("the broker cannot start: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     println!(
         "kstreams development broker on {} with data in {}",
         broker.bootstrap_servers(),

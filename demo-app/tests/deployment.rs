@@ -230,8 +230,9 @@ async fn survivors_finish_the_work_of_killed_payment_and_streams_processes() {
     streams_b.wait_for("services");
 
     let keys = JwtKeys::new(JWT_SECRET.as_bytes());
+    let order_api = format!("http://{order_api}");
     let config = |seconds| LoadConfig {
-        order_api: format!("http://{order_api}"),
+        order_api: order_api.clone(),
         inventory_api: Some(format!("http://{inventory_api}")),
         rate: 10.0,
         duration: Duration::from_secs(seconds),
@@ -242,14 +243,9 @@ async fn survivors_finish_the_work_of_killed_payment_and_streams_processes() {
     // Both payment processes and both streams processes get partitions and work.
     let first = load::run(&config(8), &keys).await.unwrap();
     assert!(first.accepted > 0, "{first}");
-    let check = load::check(
-        &config(8).order_api,
-        &keys,
-        &first,
-        Duration::from_secs(120),
-    )
-    .await
-    .unwrap();
+    let check = load::check(&order_api, &keys, &first, Duration::from_secs(120))
+        .await
+        .unwrap();
     assert!(check.ok(), "before the kills: {check}");
     let paid_by_a = metric(
         &payment_a_metrics,
@@ -280,14 +276,9 @@ async fn survivors_finish_the_work_of_killed_payment_and_streams_processes() {
     payment_a.kill();
     streams_a.kill();
     let second = second_run.await.unwrap().unwrap();
-    let check = load::check(
-        &config(12).order_api,
-        &keys,
-        &second,
-        Duration::from_secs(180),
-    )
-    .await
-    .unwrap();
+    let check = load::check(&order_api, &keys, &second, Duration::from_secs(180))
+        .await
+        .unwrap();
     assert!(check.ok(), "after the kills: {check}");
 
     // Analytics saw every order exactly once: the enriched orders and the hourly totals

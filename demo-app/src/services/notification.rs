@@ -17,7 +17,7 @@ use sqlx::Row;
 
 use crate::consumer::{HandleError, Incoming, Tx, Writer};
 use crate::crypto::FieldCipher;
-use crate::db::{placeholders, text};
+use crate::db::{list, placeholders, text};
 use crate::events::{
     topics, Channel, Envelope, NotificationEvent, OrderEvent, Preferences, UserEvent,
 };
@@ -247,11 +247,10 @@ impl NotificationService {
         tx: &mut Tx<'_>,
         customers: &[&str],
     ) -> sqlx::Result<HashMap<String, (bool, String)>> {
-        let list: Vec<String> = (2..customers.len() + 2).map(|i| format!("${i}")).collect();
         let sql = format!(
             "SELECT customer_id, enabled, contact FROM notification_preferences \
              WHERE channel = $1 AND customer_id IN ({})",
-            list.join(", ")
+            list(2, customers.len())
         );
         let mut query = sqlx::query(&sql).bind(self.channel_name());
         for customer in customers {

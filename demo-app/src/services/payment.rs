@@ -197,12 +197,6 @@ impl PaymentService {
         &self.gateway
     }
 
-    /// Reads the request of `record`, when it is one.
-    fn request(record: &Incoming) -> Result<Option<Envelope<PaymentEvent>>, HandleError> {
-        let envelope = Envelope::<PaymentEvent>::from_bytes(&record.payload)?;
-        Ok(matches!(envelope.event, PaymentEvent::PaymentRequested { .. }).then_some(envelope))
-    }
-
     /// Charges `customer_id`, up to [`MAX_ATTEMPTS`] times while the gateway is unavailable,
     /// waiting while the circuit breaker is open; the last answer and the attempts made.
     async fn charge(&self, customer_id: &str) -> (Charge, u32) {
@@ -231,9 +225,7 @@ impl PaymentService {
     /// whether it was decided before (a redelivery) or its order is held, and the charge.
     /// Runs for a whole batch of requests at once, so their waits overlap.
     async fn prepare_request(&self, record: &Incoming) -> Result<Preparation, HandleError> {
-        let Some(envelope) = Self::request(record)? else {
-            return Ok(Preparation::Skip);
-        };
+        let envelope = Envelope::<PaymentEvent>::from_bytes(&record.payload)?;
         let PaymentEvent::PaymentRequested {
             order_id,
             customer_id,
@@ -259,17 +251,8 @@ impl PaymentService {
         if decided {
             return Ok(Preparation::Skip);
         }
-        let held = sqlx::query("SELECT status FROM payment_holds WHERE order_id = $1")
-            .bind(order_id)
-            .fetch_optional(self.db.reader())
-            .await?
-            .is_some_and(|row| {
-                matches!(
-                    crate::db::text(&row, "status").as_str(),
-                    "FLAGGED" | "HELD" | "REJECTED"
-                )
-            });
-        if held {
+        let hold = super::payment_holds::hold_status(self.db.reader(), order_id).await?;
+        if super::payment_holds::stops_charge(hold.as_deref()) {
             return Ok(Preparation::Held);
         }
         let (outcome, attempts) = self.charge(customer_id).await;
@@ -283,9 +266,10 @@ impl PaymentService {
         record: &Incoming,
         prepared: Preparation,
     ) -> Result<(), HandleError> {
-        let Some(envelope) = Self::request(record)? else {
+        if let Preparation::Skip = prepared {
             return Ok(());
-        };
+        }
+        let envelope = Envelope::<PaymentEvent>::from_bytes(&record.payload)?;
         let PaymentEvent::PaymentRequested {
             order_id,
             customer_id,

@@ -112,17 +112,33 @@ pub enum Decision {
     Rejected,
 }
 
+/// The status of `order_id`'s hold (`FLAGGED`, `HELD`, `RELEASED`, ...), if it has one.
+pub async fn hold_status<'e, E>(executor: E, order_id: &str) -> sqlx::Result<Option<String>>
+where
+    E: sqlx::Executor<'e, Database = Any>,
+{
+    Ok(
+        sqlx::query("SELECT status FROM payment_holds WHERE order_id = $1")
+            .bind(order_id)
+            .fetch_optional(executor)
+            .await?
+            .map(|row| text(&row, "status")),
+    )
+}
+
+/// Whether a hold in `status` keeps its order from being charged: flagged and waiting, held,
+/// or rejected (what [`decide`] does not answer with [`Decision::Charge`]).
+pub fn stops_charge(status: Option<&str>) -> bool {
+    matches!(status, Some("FLAGGED" | "HELD" | "REJECTED"))
+}
+
 /// Looks up the hold of `order_id`, parking `request` (its JSON) when the order is flagged.
 pub async fn decide(
     tx: &mut Transaction<'_, Any>,
     order_id: &str,
     request: &str,
 ) -> sqlx::Result<Decision> {
-    let status = sqlx::query("SELECT status FROM payment_holds WHERE order_id = $1")
-        .bind(order_id)
-        .fetch_optional(&mut **tx)
-        .await?
-        .map(|row| text(&row, "status"));
+    let status = hold_status(&mut **tx, order_id).await?;
     Ok(match status.as_deref() {
         Some("FLAGGED") | Some("HELD") => {
             sqlx::query(
