@@ -11,9 +11,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::producer::Producer;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::producer::FutureProducer;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 use tokio::task::JoinHandle;
@@ -335,12 +335,13 @@ impl Shop {
 
         // Keys are hashed as Kafka's Java clients and kstreams hash them (murmur2), so the
         // streams apps' repartition topics are co-partitioned with the services' topics.
-        let producer: FutureProducer = client
-            .clone()
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "5")
-            .set("partitioner", "murmur2_random")
-            .create()?;
+        let producer = Producer::new(
+            client
+                .clone()
+                .set("enable.idempotence", "true")
+                .set("linger.ms", "5")
+                .set("partitioner", "murmur2_random"),
+        )?;
         // The relay publishes the outbox rows of the services running here.
         let relay = OutboxRelay::new(
             db.clone(),
@@ -681,7 +682,7 @@ async fn start_app(
 /// chaos faults of `faults`.
 fn spawn_consumer<H: Handler>(
     client: &ClientConfig,
-    producer: &FutureProducer,
+    producer: &Producer,
     db: &Database,
     faults: Arc<Faults>,
     group: &'static str,

@@ -35,13 +35,14 @@ use std::time::Duration;
 use futures::FutureExt;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
 use crate::chaos::{Delivery, Faults};
 use crate::db::Database;
 use crate::events::EventError;
 use crate::metrics::labels;
+use crate::producer::Producer;
 
 /// The dead-letter topic of records no service could read.
 pub const DEAD_LETTERS: &str = "shop-dead-letters";
@@ -243,7 +244,7 @@ pub async fn run<H: Handler>(
     group: &str,
     topics: &[&str],
     db: Database,
-    dead_letters: FutureProducer,
+    dead_letters: Producer,
     faults: Arc<Faults>,
     handler: H,
 ) {
@@ -335,7 +336,7 @@ struct Batches<'g, H> {
     db: Database,
     handler: H,
     group: &'g str,
-    dead_letters: FutureProducer,
+    dead_letters: Producer,
 }
 
 impl<H: Handler> Batches<'_, H> {
@@ -576,7 +577,7 @@ impl Backoff {
 
 /// Copies `record` to [`DEAD_LETTERS`] with its source and the rejection in headers.
 async fn dead_letter(
-    producer: &FutureProducer,
+    producer: &Producer,
     group: &str,
     record: &Incoming,
     rejection: &Rejection,
@@ -770,10 +771,8 @@ mod tests {
             .unwrap()
             .unwrap();
         let bootstrap = broker.bootstrap_servers().to_owned();
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .create()
-            .unwrap();
+        let producer =
+            Producer::new(ClientConfig::new().set("bootstrap.servers", &bootstrap)).unwrap();
         let db = Database::connect("sqlite::memory:").await.unwrap();
         let recorder = Arc::new(Recorder {
             refused: [7].into(),

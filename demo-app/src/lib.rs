@@ -19,6 +19,7 @@ pub mod load;
 pub mod metrics;
 pub mod monitor;
 pub mod outbox;
+pub mod producer;
 pub mod services;
 pub mod simulator;
 pub mod streams;

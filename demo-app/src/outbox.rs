@@ -21,13 +21,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use sqlx::{Any, Row, Transaction};
 use tokio::sync::Notify;
 
 use crate::app::Service;
 use crate::db::{text, Database};
 use crate::events::{Envelope, Event};
+use crate::producer::Producer;
 
 /// Adds `event` for `topic` under `key` to the outbox, inside `tx`, as written by `source`
 /// (whose relay publishes it).
@@ -146,7 +147,7 @@ const BATCH: i64 = 500;
 #[derive(Clone)]
 pub struct OutboxRelay {
     db: Database,
-    producer: FutureProducer,
+    producer: Producer,
     wake: Arc<Notify>,
     holder: Arc<str>,
     sources: Arc<[Service]>,
@@ -157,7 +158,7 @@ impl OutboxRelay {
     /// leasing as `holder` (the process's identity: relays of one identity share leases).
     pub fn new(
         db: Database,
-        producer: FutureProducer,
+        producer: Producer,
         holder: impl Into<String>,
         sources: impl IntoIterator<Item = Service>,
     ) -> Self {

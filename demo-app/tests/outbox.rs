@@ -13,19 +13,20 @@ use demo_app::app::Service;
 use demo_app::db::Database;
 use demo_app::events::{Envelope, UserEvent};
 use demo_app::outbox::{self, OutboxRelay};
+use demo_app::producer::Producer;
 use kstreams_testkit::MockKafka;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::FutureProducer;
 use rdkafka::{ClientConfig, Message};
 
 const TOPIC: &str = "relay-test";
 
 fn relay(db: &Database, kafka: &MockKafka, holder: &str, source: Service) -> OutboxRelay {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", kafka.bootstrap_servers())
-        .set("enable.idempotence", "true")
-        .create()
-        .unwrap();
+    let producer = Producer::new(
+        ClientConfig::new()
+            .set("bootstrap.servers", kafka.bootstrap_servers())
+            .set("enable.idempotence", "true"),
+    )
+    .unwrap();
     OutboxRelay::new(db.clone(), producer, holder, [source])
 }
 

@@ -674,10 +674,10 @@ mod tests {
             .await
             .unwrap();
         }
-        let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", "127.0.0.1:1")
-            .create()
-            .unwrap();
+        let producer = crate::producer::Producer::new(
+            rdkafka::ClientConfig::new().set("bootstrap.servers", "127.0.0.1:1"),
+        )
+        .unwrap();
         let relay = OutboxRelay::new(db.clone(), producer, "test", [Service::Order]);
         let service = OrderService::new(db.clone(), JwtKeys::new(b"k"), relay);
         let reserved = Envelope::new(InventoryEvent::InventoryReserved {

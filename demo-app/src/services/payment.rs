@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use rdkafka::{ClientConfig, Message};
 
 use super::payment_holds::Decision;
@@ -33,6 +33,7 @@ use crate::consumer::{HandleError, Handler, Incoming, Tx};
 use crate::db::{first_time, Database};
 use crate::events::{topics, Envelope, PaymentEvent};
 use crate::outbox::{self, OutboxRelay};
+use crate::producer::Producer;
 
 /// The consumer group (and dedup name) of the service.
 pub const GROUP: &str = "payment-service";
@@ -421,10 +422,7 @@ pub async fn replay_dead_letters(client: &ClientConfig) -> Result<usize, String>
         .set("auto.offset.reset", "earliest")
         .create()
         .map_err(|e| e.to_string())?;
-    let producer: FutureProducer = client
-        .clone()
-        .set("enable.idempotence", "true")
-        .create()
+    let producer = Producer::new(client.clone().set("enable.idempotence", "true"))
         .map_err(|e| e.to_string())?;
     let (low, high) = consumer
         .fetch_watermarks(topics::PAYMENTS_DLQ, 0, Duration::from_secs(10))

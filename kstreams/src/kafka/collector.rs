@@ -16,7 +16,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{DeliveryResult, Header, Headers as _, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, TopicPartitionList};
 
@@ -25,6 +25,7 @@ use crate::processor::Headers;
 use crate::runtime::task::ProducerRecord;
 
 use super::kafka;
+use super::served_producer::ServedProducer;
 
 /// Delivery opaque of changelog records, whose offsets are tracked.
 const CHANGELOG: usize = 1;
@@ -195,7 +196,7 @@ fn producer_config(
 
 /// A stream thread's producer.
 pub(crate) struct RecordCollector {
-    producer: ThreadedProducer<CollectorContext>,
+    producer: ServedProducer<CollectorContext>,
     deliveries: Arc<Deliveries>,
     transactional: bool,
     in_transaction: bool,
@@ -212,11 +213,13 @@ impl RecordCollector {
     ) -> Result<Self, StreamsError> {
         let deliveries = Arc::new(Deliveries::default());
         let config = producer_config(client, transactional_id, transaction_timeout);
-        let producer: ThreadedProducer<CollectorContext> = config
-            .create_with_context(CollectorContext {
+        let producer = ServedProducer::new(
+            &config,
+            CollectorContext {
                 deliveries: deliveries.clone(),
-            })
-            .map_err(kafka)?;
+            },
+        )
+        .map_err(kafka)?;
         let timeout = Duration::from_secs(60);
         if transactional_id.is_some() {
             producer.init_transactions(timeout).map_err(kafka)?;
@@ -283,7 +286,8 @@ impl RecordCollector {
                 Err((e, returned))
                     if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) =>
                 {
-                    self.producer.poll(Duration::from_millis(1));
+                    // Delivery reports free the queue; they are served on another thread.
+                    std::thread::sleep(Duration::from_millis(1));
                     base = returned;
                 }
                 Err((e, _)) => {

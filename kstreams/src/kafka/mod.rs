@@ -27,6 +27,7 @@ mod global;
 mod metrics;
 mod query;
 mod restore;
+mod served_producer;
 mod thread;
 mod topics;
 
@@ -49,6 +50,7 @@ pub use query::{
     KeyQueryMetadata, ReadOnlyKeyValueStore, ReadOnlySessionStore, ReadOnlyWindowStore,
     TableChange, TableChanges,
 };
+pub use served_producer::ServedProducer;
 
 /// The lifecycle of a [`KafkaStreams`] application (Kafka Streams' `KafkaStreams.State`):
 /// `Created → Rebalancing ⇄ Running → PendingShutdown → NotRunning`, or `Error` when a thread
