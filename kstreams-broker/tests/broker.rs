@@ -324,3 +324,98 @@ fn data_survives_a_restart() {
     let records = read(&bootstrap, "kept", 1, 11, false);
     assert_eq!(records[10].1, 10);
 }
+
+/// A producer that dies inside a transaction (never ends it, never comes back with its
+/// transactional id) must not hold `read_committed` readers back for ever: the broker aborts
+/// the transaction once it outlives its `transaction.timeout.ms`. (tansu 0.6 stored the
+/// timeout but never acted on it, so an instance SIGKILLed mid-transaction pinned the last
+/// stable offset of its partitions until the same transactional id returned.)
+#[test]
+fn an_abandoned_transaction_is_aborted_after_its_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path());
+    let bootstrap = broker.bootstrap_servers().to_string();
+    create_topic(&bootstrap, "abandoned", 1, &[]);
+    let dead = producer(
+        &bootstrap,
+        &[
+            ("transactional.id", "dead"),
+            ("transaction.timeout.ms", "2000"),
+        ],
+    );
+    dead.init_transactions(Duration::from_secs(10)).unwrap();
+    dead.begin_transaction().unwrap();
+    dead.send(BaseRecord::to("abandoned").key("k").payload("x"))
+        .unwrap();
+    dead.flush(Duration::from_secs(10)).unwrap();
+    // Gone without a word: no EndTxn, no close (dropping would run librdkafka's shutdown).
+    std::mem::forget(dead);
+
+    let alive = producer(&bootstrap, &[("transactional.id", "alive")]);
+    alive.init_transactions(Duration::from_secs(10)).unwrap();
+    alive.begin_transaction().unwrap();
+    alive
+        .send(BaseRecord::to("abandoned").key("k").payload("y"))
+        .unwrap();
+    alive.commit_transaction(Duration::from_secs(10)).unwrap();
+
+    // `read` waits up to 30 s for "y", which lies behind the open transaction, and then
+    // checks that nothing else (the abandoned "x") arrives.
+    let committed: Vec<String> = read(&bootstrap, "abandoned", 1, 1, true)
+        .into_iter()
+        .map(|(_, _, v)| v)
+        .collect();
+    assert_eq!(committed, ["y"]);
+}
+
+/// A batch larger than the fetch's byte budget is still returned when it is the first of
+/// the response (Kafka's KIP-74), so a partition never stalls on a large record. (tansu 0.6
+/// returned nothing for a partition whose next record did not fit what was left of the
+/// budget.)
+#[test]
+fn a_record_larger_than_the_fetch_budget_is_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path());
+    let bootstrap = broker.bootstrap_servers().to_string();
+    create_topic(&bootstrap, "large", 3, &[]);
+    let producer = producer(&bootstrap, &[("compression.type", "none")]);
+    let big = "b".repeat(50_000);
+    for i in 0..15 {
+        producer
+            .send(
+                BaseRecord::to("large")
+                    .partition(i % 3)
+                    .key("k")
+                    .payload(&format!("{i}:{big}")),
+            )
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+
+    let consumer: BaseConsumer = client(&bootstrap)
+        .set("group.id", "large-reader")
+        .set("enable.auto.commit", "false")
+        .set("message.max.bytes", "1000")
+        .set("fetch.max.bytes", "1000")
+        .set("max.partition.fetch.bytes", "1000")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..3 {
+        assignment
+            .add_partition_offset("large", p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut read = Vec::new();
+    while read.len() < 15 && Instant::now() < deadline {
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            let message = message.unwrap();
+            let value = std::str::from_utf8(message.payload().unwrap()).unwrap();
+            read.push(value.split(':').next().unwrap().parse::<i32>().unwrap());
+        }
+    }
+    read.sort();
+    assert_eq!(read, (0..15).collect::<Vec<_>>());
+}
