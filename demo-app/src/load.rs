@@ -415,3 +415,89 @@ impl std::fmt::Display for CheckReport {
         )
     }
 }
+
+/// The largest lag in time each consumer group showed while [`LagSampler`] ran.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LagReport {
+    /// Samples read.
+    pub samples: u64,
+    /// Group → the largest `lag_seconds` the monitor reported for it.
+    pub max_lag_seconds: BTreeMap<String, f64>,
+    /// Why sampling failed, the last time it did.
+    pub error: Option<String>,
+}
+
+/// Reads the topic view's `/api/cluster` (the monitor's last sample, taken every 2 s) once a
+/// second and keeps each consumer group's largest lag in time, until stopped.
+pub struct LagSampler {
+    report: Arc<Mutex<LagReport>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LagSampler {
+    /// Starts sampling `topic_view` (`http://127.0.0.1:8080`).
+    pub fn start(topic_view: &str) -> Self {
+        let report = Arc::new(Mutex::new(LagReport::default()));
+        let url = format!("{}/api/cluster", topic_view.trim_end_matches('/'));
+        let shared = report.clone();
+        let task = tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let sample = async {
+                    let view: serde_json::Value = http
+                        .get(&url)
+                        .timeout(Duration::from_secs(5))
+                        .send()
+                        .await?
+                        .error_for_status()?
+                        .json()
+                        .await?;
+                    Ok::<_, reqwest::Error>(view)
+                }
+                .await;
+                let mut report = shared.lock().expect("lag report");
+                match sample {
+                    Ok(view) => {
+                        report.samples += 1;
+                        for group in view["groups"].as_array().into_iter().flatten() {
+                            let (Some(name), Some(lag)) =
+                                (group["group"].as_str(), group["lag_seconds"].as_f64())
+                            else {
+                                continue;
+                            };
+                            let max = report.max_lag_seconds.entry(name.to_owned()).or_default();
+                            *max = max.max(lag);
+                        }
+                    }
+                    Err(e) => report.error = Some(format!("{url}: {e}")),
+                }
+            }
+        });
+        LagSampler { report, task }
+    }
+
+    /// Stops sampling; what it saw.
+    pub fn stop(self) -> LagReport {
+        self.task.abort();
+        self.report.lock().expect("lag report").clone()
+    }
+}
+
+impl std::fmt::Display for LagReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "largest consumer lag in seconds ({} samples):",
+            self.samples
+        )?;
+        for (group, lag) in &self.max_lag_seconds {
+            write!(f, "\n  {group:40} {lag:7.1}")?;
+        }
+        if let Some(e) = &self.error {
+            write!(f, "\n  (last sampling error: {e})")?;
+        }
+        Ok(())
+    }
+}

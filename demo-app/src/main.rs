@@ -112,7 +112,9 @@ enum Command {
     AuditVerify,
     /// Places orders at a fixed rate for a fixed time against a running shop (127.0.0.1
     /// by default), reports throughput and latency percentiles, then checks that every
-    /// accepted order reached a final state exactly once (exit code 1 otherwise).
+    /// accepted order reached a final state exactly once (exit code 1 otherwise). Through
+    /// the run and the check it reads the topic view's `/api/cluster` every second and
+    /// reports each consumer group's largest lag in seconds.
     Load {
         /// Orders per second.
         #[arg(long, default_value_t = 100.0)]
@@ -181,7 +183,10 @@ async fn load_and_check(
     config: &demo_app::load::LoadConfig,
     keys: &JwtKeys,
     check_timeout: Duration,
+    topic_view: Option<&str>,
 ) -> std::process::ExitCode {
+    // Lag in time per consumer group, through the run and its check.
+    let lag = topic_view.map(demo_app::load::LagSampler::start);
     let report = match demo_app::load::run(config, keys).await {
         Ok(report) => report,
         Err(e) => {
@@ -190,7 +195,11 @@ async fn load_and_check(
         }
     };
     println!("{report}");
-    match demo_app::load::check(&config.order_api, keys, &report, check_timeout).await {
+    let check = demo_app::load::check(&config.order_api, keys, &report, check_timeout).await;
+    if let Some(lag) = lag {
+        println!("{}", lag.stop());
+    }
+    match check {
         Ok(check) => {
             println!("{check}");
             if check.ok() {
@@ -419,7 +428,14 @@ async fn main() -> std::process::ExitCode {
             ..Default::default()
         };
         let keys = JwtKeys::new(cli.jwt_secret.as_bytes());
-        return load_and_check(&config, &keys, Duration::from_secs(*check_timeout)).await;
+        let topic_view = format!("http://{}", cli.topic_view);
+        return load_and_check(
+            &config,
+            &keys,
+            Duration::from_secs(*check_timeout),
+            Some(&topic_view),
+        )
+        .await;
     }
     if let Some(Command::Chaos {
         scenario,
@@ -483,7 +499,9 @@ async fn main() -> std::process::ExitCode {
                 progress: true,
                 ..Default::default()
             };
-            return load_and_check(&config, &keys, Duration::from_secs(180)).await;
+            let topic_view = format!("http://{}", cli.topic_view);
+            return load_and_check(&config, &keys, Duration::from_secs(180), Some(&topic_view))
+                .await;
         }
         return std::process::ExitCode::SUCCESS;
     }

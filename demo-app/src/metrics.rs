@@ -39,6 +39,8 @@ pub struct ShopMetrics {
     pub revenue_cents: Family<Labels, Counter>,
     /// Consumer lag by group (sampled).
     pub consumer_lag: Family<Labels, Gauge>,
+    /// Consumer lag in time by group: the age of its oldest uncommitted record (sampled).
+    pub consumer_lag_seconds: Family<Labels, Gauge<f64, AtomicU64>>,
     /// Records in each dead-letter topic (sampled).
     pub dead_letter_depth: Family<Labels, Gauge>,
     /// Records written per second to the shop's topics (sampled).
@@ -109,6 +111,11 @@ impl MetricsRegistry {
             "consumer_lag",
             "Records not yet consumed, by consumer group",
             m.consumer_lag,
+        );
+        shop.register(
+            "consumer_lag_seconds",
+            "Age in seconds of the oldest record a consumer group has not committed",
+            m.consumer_lag_seconds,
         );
         shop.register(
             "dead_letter_depth",

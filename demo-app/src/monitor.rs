@@ -7,7 +7,7 @@
 //! view on :8080 and the lag and dead-letter gauges of `/metrics` all read its
 //! [`ClusterView`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -46,7 +46,7 @@ pub struct TopicView {
 }
 
 /// A consumer group's position on one partition.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct GroupPartition {
     /// Topic.
     pub topic: String,
@@ -56,10 +56,14 @@ pub struct GroupPartition {
     pub committed: i64,
     /// Records behind the end.
     pub lag: i64,
+    /// How long ago the first record it has not committed was written, in seconds (`0`
+    /// when it is at the end), estimated from the watermarks the monitor saw (see
+    /// [`lag_seconds`]).
+    pub lag_seconds: f64,
 }
 
 /// A consumer group.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct GroupView {
     /// The group id.
     pub group: String,
@@ -69,6 +73,8 @@ pub struct GroupView {
     pub members: usize,
     /// Records behind, over every assigned partition.
     pub lag: i64,
+    /// The largest `lag_seconds` of its partitions.
+    pub lag_seconds: f64,
     /// Per partition.
     pub partitions: Vec<GroupPartition>,
 }
@@ -140,8 +146,16 @@ pub struct ClusterMonitor {
     rules: AlertRules,
 }
 
+/// How far back the watermark history of a partition goes.
+const HISTORY: Duration = Duration::from_secs(15 * 60);
+
+/// A partition's high watermarks as sampled: `(ms since the epoch, high)`, oldest first, one
+/// entry per change.
+type Watermarks = VecDeque<(i64, i64)>;
+
 struct SamplerState {
     admin: BaseConsumer,
+    history: HashMap<(String, i32), Watermarks>,
     group_clients: HashMap<String, BaseConsumer>,
     last_total: Option<(Instant, i64)>,
     dead_letter_history: Vec<(Instant, i64)>,
@@ -175,6 +189,7 @@ impl ClusterMonitor {
         let state = Arc::new(std::sync::Mutex::new(SamplerState {
             admin,
             group_clients: HashMap::new(),
+            history: HashMap::new(),
             last_total: None,
             dead_letter_history: Vec::new(),
             error_history: Vec::new(),
@@ -214,6 +229,17 @@ fn sample(
         .collect();
     let lows = offsets_at(&state.admin, &all, Offset::Beginning)?;
     let highs = offsets_at(&state.admin, &all, Offset::End)?;
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    for (at, &high) in &highs {
+        let history = state.history.entry(at.clone()).or_default();
+        if history.back().is_none_or(|&(_, last)| last != high) {
+            history.push_back((now_ms, high));
+        }
+        // Keep one entry older than the horizon: it dates what was written before it.
+        while history.len() > 1 && history[1].0 < now_ms - HISTORY.as_millis() as i64 {
+            history.pop_front();
+        }
+    }
     let mut topics = Vec::new();
     let mut high_of = HashMap::new();
     for topic in metadata.topics() {
@@ -296,19 +322,27 @@ fn sample(
                 .get(&(element.topic().to_owned(), element.partition()))
                 .copied()
                 .unwrap_or(0);
+            let at = (element.topic().to_owned(), element.partition());
+            let lag_seconds = state
+                .history
+                .get(&at)
+                .map_or(0.0, |h| lag_seconds(h, committed.max(0), now_ms));
             partitions.push(GroupPartition {
-                topic: element.topic().to_owned(),
-                partition: element.partition(),
+                topic: at.0,
+                partition: at.1,
                 committed,
                 lag: (high - committed.max(0)).max(0),
+                lag_seconds,
             });
         }
         let lag = partitions.iter().map(|p| p.lag).sum();
+        let lag_seconds = partitions.iter().map(|p| p.lag_seconds).fold(0.0, f64::max);
         groups.push(GroupView {
             group: name,
             state: info.state().to_owned(),
             members: info.members().len(),
             lag,
+            lag_seconds,
             partitions,
         });
     }
@@ -392,6 +426,10 @@ fn sample(
             .consumer_lag
             .get_or_create(&labels(&[("group", &group.group)]))
             .set(group.lag);
+        metrics
+            .consumer_lag_seconds
+            .get_or_create(&labels(&[("group", &group.group)]))
+            .set(group.lag_seconds);
     }
     for (topic, depth) in &dead_letters {
         metrics
@@ -402,7 +440,7 @@ fn sample(
     metrics.records_per_second.set(records_per_second);
 
     Ok(ClusterView {
-        sampled_at: chrono::Utc::now().timestamp_millis(),
+        sampled_at: now_ms,
         topics,
         groups,
         records_per_second,
@@ -410,6 +448,32 @@ fn sample(
         alerts,
         error: None,
     })
+}
+
+/// How long ago (seconds before `now_ms`) the record at offset `committed` was written, from
+/// a partition's sampled watermarks, as Burrow and kafka-lag-exporter estimate lag in time:
+/// the record was written between the last sample whose high watermark did not reach past it
+/// and the first that did, at a time interpolated linearly between the two. `0` when the
+/// consumer is at the end; when the record is older than the history, the history's age (a
+/// lower bound).
+pub fn lag_seconds(history: &Watermarks, committed: i64, now_ms: i64) -> f64 {
+    let Some(&(_, high)) = history.back() else {
+        return 0.0;
+    };
+    if committed >= high {
+        return 0.0;
+    }
+    // The first sample whose high watermark lies past `committed`.
+    let after = history.partition_point(|&(_, h)| h <= committed);
+    let written_at = match after.checked_sub(1).map(|i| history[i]) {
+        None => history[0].0 as f64,
+        // Offsets h0..h1 were written in (t0, t1], spread evenly.
+        Some((t0, h0)) => {
+            let (t1, h1) = history[after];
+            t0 as f64 + (t1 - t0) as f64 * (committed - h0 + 1) as f64 / (h1 - h0) as f64
+        }
+    };
+    ((now_ms as f64 - written_at) / 1000.0).max(0.0)
 }
 
 fn total_errors() -> f64 {
@@ -596,6 +660,25 @@ fn offsets_at(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lag_in_time_dates_the_first_uncommitted_record_from_the_watermarks() {
+        // High watermark 100 at t=0 s, 200 at t=10 s, 200 still at t=20 s (no change, no
+        // entry), 300 at t=30 s.
+        let history: Watermarks = [(0, 100), (10_000, 200), (30_000, 300)].into();
+        let now = 40_000;
+        // At the end: no lag.
+        assert_eq!(lag_seconds(&history, 300, now), 0.0);
+        // Offset 249 is the 50th of the 100 records written in (10 s, 30 s]: written at 20 s.
+        assert_eq!(lag_seconds(&history, 249, now), 20.0);
+        // Offset 299, the last written before 30 s.
+        assert_eq!(lag_seconds(&history, 299, now), 10.0);
+        // Offset 100, the first after the first sample: 0.1 s after it.
+        assert_eq!(lag_seconds(&history, 100, now), 39.9);
+        // Older than the history: at least its age.
+        assert_eq!(lag_seconds(&history, 50, now), 40.0);
+        assert_eq!(lag_seconds(&Watermarks::new(), 5, now), 0.0);
+    }
 
     #[test]
     fn consumer_protocol_assignments_are_read() {
