@@ -1,6 +1,6 @@
 //! End-to-end throughput on a broker: one in-process broker (the kstreams development
-//! broker), one generated input topic (1,000,000 order events by
-//! default), and in one run, one after the other:
+//! broker, or with `E2E_BROKER=mock` librdkafka's mock cluster), one generated input topic
+//! (1,000,000 order events by default), and in one run, one after the other:
 //!
 //! * `raw pipe` — the ceiling: an rdkafka consumer → producer loop that copies each record;
 //! * `kstreams stateless` — `stream(in).map_values(..).to(out)`, at-least-once;
@@ -20,6 +20,13 @@
 //! default). Prints records/s and the ratios the targets are set on, and writes the table into
 //! docs/BENCHMARKS.md between its `e2e-results` markers.
 //!
+//! `E2E_BROKER=mock` runs the same table on librdkafka's mock cluster, a second ceiling that
+//! no storage engine limits, and writes it between the `e2e-mock-results` markers. The mock
+//! serves neither CreateTopics nor DescribeConfigs, so every topic is created up front there
+//! (each kstreams pipeline's, internal ones included, before it starts; Quix Streams'
+//! changelog topic), and Quix Streams inspects its topics from metadata alone;
+//! [`Broker::MOCK_NOTE`], printed with the table, says what else differs.
+//!
 //! ```text
 //! cargo bench --bench e2e                  # 1,000,000 records
 //! E2E_RECORDS=50000 cargo bench --bench e2e
@@ -27,6 +34,7 @@
 //! E2E_REPORT=0    # do not write docs/BENCHMARKS.md
 //! E2E_SUM_ONLY=1  # only the two hourly sums (not written to docs/BENCHMARKS.md)
 //! E2E_CLIENT_OVERRIDES=linger.ms=5,batch.size=65536   # librdkafka settings for kstreams
+//! E2E_BROKER=mock # on librdkafka's mock cluster instead of the embedded broker
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
@@ -41,7 +49,7 @@ use kstreams::dsl::{Materialized, StreamsBuilder, Suppressed, TimeWindows};
 use kstreams::kafka::{KafkaStreams, State};
 use kstreams::state::StoreType;
 use kstreams::topology::Topology;
-use kstreams_testkit::EmbeddedBroker;
+use kstreams_testkit::{EmbeddedBroker, MockKafka};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
@@ -63,13 +71,194 @@ const SUM_LINGER: Duration = Duration::from_secs(1);
 /// The commit interval of both hourly sums: Quix Streams' default (Kafka Streams' is 30 s).
 const SUM_COMMIT: Duration = Duration::from_secs(5);
 
-fn producer(bootstrap: &str) -> ThreadedProducer<DefaultProducerContext> {
-    ClientConfig::new()
+/// The broker every pipeline runs on.
+enum Broker {
+    /// The kstreams development broker (`kstreams-broker`), in this process: the default.
+    Embedded(EmbeddedBroker),
+    /// librdkafka's mock cluster (`E2E_BROKER=mock`), one broker in this process.
+    Mock(MockKafka),
+}
+
+/// Where a run's table goes in docs/BENCHMARKS.md, and the command that writes it.
+struct Report {
+    command: &'static str,
+    begin: &'static str,
+    end: &'static str,
+}
+
+impl Broker {
+    /// What the mock cluster does differently, for the report.
+    const MOCK_NOTE: &'static str = "On librdkafka's mock cluster (one broker, in this process; a group's first rebalance without delay, as on the embedded broker): it keeps no more than the last 5 MiB (and 100,000 batches) of each partition, so the input is produced LZ4-compressed (level 9; every pipeline decompresses it, which on the embedded broker none does), outputs are counted by their high watermarks, and the changelog rows read what the RocksDB count's changelog still held. It stores no offsets committed in a transaction (TxnOffsetCommit is answered, not stored) and writes no transaction markers, so the exactly-once run ends when its output holds every record instead of when its group has committed the input; read_committed consumers see aborted records as well (the mock does not isolate them), which does not change throughput. After a member leaves, it completes the group's next join only once `session.timeout.ms` less 1 s has passed: the harness waits that out before the restore, untimed. It serves neither CreateTopics nor DescribeConfigs (librdkafka's admin client times out on both): every topic is created up front (each kstreams application's topics, Quix Streams' changelog topic), and Quix Streams, whose `app.topic()` fails otherwise (after 30 s), inspects its topics from metadata alone (partitions and replicas; retention unlimited, as the embedded broker's input has it), everything else of it unchanged.";
+
+    /// The broker `E2E_BROKER` names: `mock`, or unset (or `embedded`) for the embedded one.
+    fn from_env() -> Broker {
+        match std::env::var("E2E_BROKER").as_deref() {
+            Err(_) | Ok("" | "embedded") => {
+                Broker::Embedded(EmbeddedBroker::start().expect("broker"))
+            }
+            Ok("mock") => {
+                let mock = MockKafka::start(1).expect("mock cluster");
+                // As on the embedded broker: a group's first member is assigned at once
+                // (the mock waits 3 s by default, Kafka's `group.initial.rebalance.delay.ms`).
+                mock.group_initial_rebalance_delay(Duration::ZERO);
+                Broker::Mock(mock)
+            }
+            Ok(other) => panic!("E2E_BROKER={other}: `mock`, or unset for the embedded broker"),
+        }
+    }
+
+    fn bootstrap_servers(&self) -> String {
+        match self {
+            Broker::Embedded(broker) => broker.bootstrap_servers().to_string(),
+            Broker::Mock(mock) => mock.bootstrap_servers(),
+        }
+    }
+
+    /// Creates a topic of PARTITIONS partitions; the mock cluster ignores the configs.
+    fn create_topic(&self, name: &str, configs: &[(&str, &str)]) {
+        match self {
+            Broker::Embedded(broker) => broker.create_topic(name, PARTITIONS, configs),
+            Broker::Mock(mock) => mock.create_topic(name, PARTITIONS),
+        }
+        .unwrap_or_else(|e| panic!("topic {name}: {e}"));
+    }
+
+    /// Before a kstreams application starts: on the mock cluster, which cannot create topics
+    /// on request, every topic of its topology (internal ones included); kstreams creates its
+    /// internal topics itself on the embedded broker.
+    fn create_app_topics(&self, topology: &Topology, application_id: &str) {
+        if let Broker::Mock(mock) = self {
+            mock.create_topology_topics(topology, application_id, PARTITIONS)
+                .unwrap_or_else(|e| panic!("topics of {application_id}: {e}"));
+        }
+    }
+
+    /// Before a Quix Streams run: on the mock cluster, the changelog topic of its window
+    /// store (Quix Streams' name: `changelog__<group>--<input>--<store>`).
+    fn create_quix_topics(&self, group: &str) {
+        if let Broker::Mock(_) = self {
+            let store = format!("tumbling_window_{HOUR_MS}_sum");
+            self.create_topic(&format!("changelog__{group}--e2e-input--{store}"), &[]);
+        }
+    }
+
+    /// Python run before Quix Streams' script, which it then runs (`python -c PRELUDE
+    /// SCRIPT ARGS...`): on the mock cluster, a topic inspection from metadata alone in place
+    /// of Quix Streams' DescribeConfigs request.
+    fn quix_prelude(&self) -> Option<&'static str> {
+        match self {
+            Broker::Embedded(_) => None,
+            Broker::Mock(_) => Some(
+                r#"import runpy, sys
+from quixstreams.models.topics import TopicAdmin, TopicConfig
+
+def inspect_topics(self, topic_names, timeout=30):
+    cluster = self.list_topics(timeout=timeout)
+    return {
+        name: TopicConfig(
+            num_partitions=len(cluster[name].partitions),
+            replication_factor=len(cluster[name].partitions[0].replicas),
+            extra_config={"retention.ms": "-1", "retention.bytes": "-1"},
+        )
+        if name in cluster
+        else None
+        for name in topic_names
+    }
+
+TopicAdmin.inspect_topics = inspect_topics
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"#,
+            ),
+        }
+    }
+
+    /// The input producer's own settings. The mock cluster keeps only the last 5 MiB of a
+    /// partition, which 250,000 records (about 55 bytes each) overrun: the input goes
+    /// LZ4-compressed at level 9, about 17 bytes a record (some 1.2 million records of it
+    /// fit in 4 partitions, 1.1 million at LZ4's default level), and LZ4 costs its readers
+    /// little to decompress.
+    fn input_producer(&self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Broker::Embedded(_) => &[],
+            Broker::Mock(_) => &[("compression.type", "lz4"), ("compression.level", "9")],
+        }
+    }
+
+    /// When the exactly-once run (output `output`) is done: the mock cluster does not store
+    /// offsets committed in a transaction, but writes no transaction markers either, so its
+    /// output's watermarks count records.
+    fn exactly_once_done<'a>(&self, output: &'a str, records: i64) -> Until<'a> {
+        match self {
+            Broker::Embedded(_) => Until::Committed(records),
+            Broker::Mock(_) => Until::Output(output, records),
+        }
+    }
+
+    /// Before a group's next member joins, after its last one left at `left`: the mock
+    /// cluster ends the rebalance a leave starts only when the group's `session.timeout.ms`
+    /// less 1 s has passed, members or not, and holds a member that joins meanwhile until
+    /// then; the wait is not the restore's, so it happens here, untimed.
+    fn await_group_settled(&self, left: Instant) {
+        if let Broker::Mock(_) = self {
+            let session_ms = client_overrides()
+                .iter()
+                .find(|(key, _)| key == "session.timeout.ms")
+                .and_then(|(_, ms)| ms.parse::<u64>().ok())
+                .unwrap_or(45_000); // librdkafka's default
+            let settled = left + Duration::from_millis(session_ms.saturating_sub(1000) + 500);
+            eprintln!("e2e: waiting for the mock cluster's rebalance timer");
+            std::thread::sleep(settled.saturating_duration_since(Instant::now()));
+        }
+    }
+
+    /// The name prefix of the broker's own threads, whose CPU is not a pipeline's.
+    fn threads(&self) -> &'static str {
+        match self {
+            Broker::Embedded(_) => "kstreams-broker",
+            Broker::Mock(_) => "rdk:mock",
+        }
+    }
+
+    /// The broker, for the report's header.
+    fn describe(&self) -> &'static str {
+        match self {
+            Broker::Embedded(_) => "the embedded broker (`kstreams-broker`)",
+            Broker::Mock(_) => "librdkafka's mock cluster",
+        }
+    }
+
+    /// Where this broker's table goes, and the command that writes it.
+    fn report(&self) -> Report {
+        match self {
+            Broker::Embedded(_) => Report {
+                command: "cargo bench --workspace --all-features --bench e2e",
+                begin: "<!-- e2e-results:begin (written by benches/e2e.rs) -->",
+                end: "<!-- e2e-results:end -->",
+            },
+            Broker::Mock(_) => Report {
+                command: "E2E_BROKER=mock cargo bench --workspace --all-features --bench e2e",
+                begin: "<!-- e2e-mock-results:begin (written by benches/e2e.rs with E2E_BROKER=mock) -->",
+                end: "<!-- e2e-mock-results:end -->",
+            },
+        }
+    }
+}
+
+/// A producer with these settings besides the harness's.
+fn producer(
+    bootstrap: &str,
+    settings: &[(&str, &str)],
+) -> ThreadedProducer<DefaultProducerContext> {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "5")
-        .set("partitioner", "murmur2_random")
-        .create()
-        .expect("producer")
+        .set("partitioner", "murmur2_random");
+    for (key, value) in settings {
+        config.set(*key, *value);
+    }
+    config.create().expect("producer")
 }
 
 fn send(producer: &ThreadedProducer<DefaultProducerContext>, record: BaseRecord<'_, [u8], [u8]>) {
@@ -86,8 +275,11 @@ fn send(producer: &ThreadedProducer<DefaultProducerContext>, record: BaseRecord<
     }
 }
 
+/// Records a reader of `topic` from the beginning gets now.
 fn total_records(bootstrap: &str, topic: &str) -> i64 {
-    count_records(&watermark_reader(bootstrap), topic).expect("watermarks")
+    count_records(&watermark_reader(bootstrap), topic)
+        .expect("watermarks")
+        .retained
 }
 
 /// A client for [`count_records`]: one per wait, so polling creates no client per poll.
@@ -98,26 +290,39 @@ fn watermark_reader(bootstrap: &str) -> BaseConsumer {
         .expect("consumer")
 }
 
-/// Records in `topic` now (high − low watermark, summed over its partitions), or why the
-/// broker did not say (a busy broker may not answer in time: pollers ask again).
-fn count_records(consumer: &BaseConsumer, topic: &str) -> Result<i64, String> {
+/// A topic's records, summed over its partitions.
+struct Records {
+    /// Appended since the topic was created: the high watermarks (offsets start at 0).
+    written: i64,
+    /// Still held: high − low watermark. Less than `written` only on the mock cluster, which
+    /// drops a partition's oldest batches beyond 5 MiB.
+    retained: i64,
+}
+
+/// Records in `topic` now, or why the broker did not say (a busy broker may not answer in
+/// time: pollers ask again).
+fn count_records(consumer: &BaseConsumer, topic: &str) -> Result<Records, String> {
     // Every topic here has PARTITIONS partitions (internal topics take their source's), so
     // no metadata request is needed: polling costs four watermark requests.
-    let mut total = 0;
+    let mut records = Records {
+        written: 0,
+        retained: 0,
+    };
     for p in 0..PARTITIONS {
         let (lo, hi) = consumer
             .fetch_watermarks(topic, p, Duration::from_secs(10))
             .map_err(|e| format!("watermarks of {topic}/{p}: {e}"))?;
-        total += hi - lo;
+        records.written += hi;
+        records.retained += hi - lo;
     }
-    Ok(total)
+    Ok(records)
 }
 
-/// Whether `topic` holds at least `expected` records; a broker that did not answer is "not
-/// yet" (and said so).
+/// Whether at least `expected` records have been written to `topic`; a broker that did not
+/// answer is "not yet" (and said so).
 fn holds(consumer: &BaseConsumer, topic: &str, expected: i64) -> bool {
     match count_records(consumer, topic) {
-        Ok(n) => n >= expected,
+        Ok(n) => n.written >= expected,
         Err(e) => {
             eprintln!("polling {topic}: {e}; asking again");
             false
@@ -267,20 +472,27 @@ fn cpu_by_thread(before: &CpuReading, after: &CpuReading) -> BTreeMap<String, f6
     by_name
 }
 
-/// A pipeline's CPU seconds: every thread of this process but the broker's (`kstreams-broker`) — the
-/// pipeline's own threads, its Kafka clients, and the harness's output polling.
+/// A pipeline's CPU seconds: every thread of this process but the broker's (`kstreams-broker`,
+/// or the mock cluster's `rdk:mock`) — the pipeline's own threads, its Kafka clients, and the
+/// harness's output polling.
 struct PipelineCpu {
     seconds: f64,
     /// The seconds by thread name, largest first: `name 1.23, ...`.
     by_thread: String,
 }
 
-/// The CPU a pipeline used between two readings; prints it by thread to stderr.
-fn pipeline_cpu(what: &str, before: &CpuReading, after: &CpuReading) -> PipelineCpu {
+/// The CPU a pipeline used between two readings, the threads whose names start with
+/// `broker_threads` left out; prints it by thread to stderr.
+fn pipeline_cpu(
+    what: &str,
+    broker_threads: &str,
+    before: &CpuReading,
+    after: &CpuReading,
+) -> PipelineCpu {
     let by_thread = cpu_by_thread(before, after);
     let (broker, mut pipeline): (Vec<_>, Vec<_>) = by_thread
         .iter()
-        .partition(|(name, _)| name.starts_with("kstreams-broker"));
+        .partition(|(name, _)| name.starts_with(broker_threads));
     let sum = |threads: &[(&String, &f64)]| threads.iter().map(|(_, s)| **s).sum::<f64>();
     pipeline.sort_by(|a, b| b.1.total_cmp(a.1));
     let listed: Vec<String> = pipeline
@@ -302,7 +514,7 @@ fn pipeline_cpu(what: &str, before: &CpuReading, after: &CpuReading) -> Pipeline
 
 fn raw_pipe(bootstrap: &str, records: i64) -> Duration {
     let started = Instant::now();
-    let out = producer(bootstrap);
+    let out = producer(bootstrap, &[]);
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "e2e-raw-pipe")
@@ -390,7 +602,7 @@ enum Until<'a> {
 /// Runs a topology until `until` holds; returns the wall time and, with a meter, the CPU
 /// seconds the pipeline used until then (its shutdown not included).
 fn run(
-    bootstrap: &str,
+    broker: &Broker,
     what: &str,
     topology: &Topology,
     config: StreamsConfig,
@@ -398,9 +610,11 @@ fn run(
     meter: Option<&CpuMeter>,
 ) -> (Duration, Option<PipelineCpu>) {
     eprintln!("e2e: {what}");
+    let bootstrap = &broker.bootstrap_servers();
+    let group = config.application_id.clone();
+    broker.create_app_topics(topology, &group);
     let before = meter.map(CpuMeter::reading);
     let started = Instant::now();
-    let group = config.application_id.clone();
     let mut streams = KafkaStreams::new(topology, config);
     streams.start().expect("start");
     let elapsed = match until {
@@ -409,7 +623,7 @@ fn run(
     };
     let cpu = meter
         .zip(before)
-        .map(|(meter, before)| pipeline_cpu(what, &before, &meter.reading()));
+        .map(|(meter, before)| pipeline_cpu(what, broker.threads(), &before, &meter.reading()));
     streams.close();
     (elapsed, cpu)
 }
@@ -637,7 +851,7 @@ fn quix_python() -> Result<PathBuf, String> {
 /// wall time and the CPU seconds its process used (Python's start-up included).
 fn run_quix(
     python: &Path,
-    bootstrap: &str,
+    broker: &Broker,
     output: &str,
     group: &str,
     windows: i64,
@@ -645,8 +859,13 @@ fn run_quix(
     linger: Option<Duration>,
 ) -> Result<(Duration, Option<f64>), String> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/quix/hourly_sum.py");
+    let bootstrap = &broker.bootstrap_servers();
+    broker.create_quix_topics(group);
     let started = Instant::now();
     let mut command = Command::new(python);
+    if let Some(prelude) = broker.quix_prelude() {
+        command.arg("-c").arg(prelude);
+    }
     command
         .arg(script)
         .args([bootstrap, "e2e-input", output, group])
@@ -716,18 +935,18 @@ fn thousands(n: f64) -> String {
     out
 }
 
-/// Replaces the generated block of docs/BENCHMARKS.md with this run's table.
-fn write_report(rows: &[Row], header: &str, footer: &str) -> std::io::Result<()> {
-    const BEGIN: &str = "<!-- e2e-results:begin (written by benches/e2e.rs) -->";
-    const END: &str = "<!-- e2e-results:end -->";
+/// Replaces the broker's generated block of docs/BENCHMARKS.md with this run's table.
+fn write_report(report: &Report, rows: &[Row], header: &str, footer: &str) -> std::io::Result<()> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/BENCHMARKS.md");
     let doc = std::fs::read_to_string(&path)?;
-    let (Some(b), Some(e)) = (doc.find(BEGIN), doc.find(END)) else {
-        return Err(std::io::Error::other(
-            "BENCHMARKS.md has no e2e-results markers",
-        ));
+    let (Some(b), Some(e)) = (doc.find(report.begin), doc.find(report.end)) else {
+        return Err(std::io::Error::other(format!(
+            "BENCHMARKS.md has no {} ... {} markers",
+            report.begin, report.end
+        )));
     };
-    let mut block = format!("{BEGIN}\n{header}\n\n| Pipeline | Seconds | Records/s | Ratio | Target |\n|---|---|---|---|---|\n");
+    let begin = report.begin;
+    let mut block = format!("{begin}\n{header}\n\n| Pipeline | Seconds | Records/s | Ratio | Target |\n|---|---|---|---|---|\n");
     for r in rows {
         let ratio = r
             .ratio
@@ -762,8 +981,8 @@ fn main() {
     if let Err(e) = &quix {
         println!("Quix Streams: {e}");
     }
-    let broker = EmbeddedBroker::start().expect("broker");
-    let bootstrap = broker.bootstrap_servers().to_string();
+    let broker = Broker::from_env();
+    let bootstrap = broker.bootstrap_servers();
     let outputs = [
         "e2e-raw-output",
         "e2e-stateless-output",
@@ -773,13 +992,11 @@ fn main() {
     ];
     // Quix Streams derives its changelog topic's settings from the input topic's
     // `retention.ms`.
-    broker
-        .create_topic("e2e-input", PARTITIONS, &[("retention.ms", "-1")])
-        .expect("topic");
+    broker.create_topic("e2e-input", &[("retention.ms", "-1")]);
     for topic in outputs {
-        broker.create_topic(topic, PARTITIONS, &[]).expect("topic");
+        broker.create_topic(topic, &[]);
     }
-    let input = producer(&bootstrap);
+    let input = producer(&bootstrap, broker.input_producer());
     let load = Instant::now();
     let base = 1_700_000_000_000i64;
     let mut expected = Sums::new();
@@ -820,7 +1037,11 @@ fn main() {
     // Its polling thread would otherwise run through every pipeline (and count as theirs).
     drop(input);
     let total = records + i64::from(PARTITIONS);
-    assert_eq!(total_records(&bootstrap, "e2e-input"), total);
+    assert_eq!(
+        total_records(&bootstrap, "e2e-input"),
+        total,
+        "the broker holds the whole input (the mock cluster keeps 5 MiB per partition: about 1.2 million records of this input in all)"
+    );
     let windows = expected.len() as i64;
     let state = tempfile::tempdir().expect("state dir");
     let dir = |name: &str| state.path().join(name);
@@ -841,7 +1062,7 @@ fn main() {
         eprintln!("e2e: raw pipe");
         let raw = raw_pipe(&bootstrap, total);
         let (alos, _) = run(
-            &bootstrap,
+            &broker,
             "kstreams stateless, at-least-once",
             &stateless("e2e-stateless-output"),
             config(&bootstrap, "e2e-stateless", &dir("stateless")),
@@ -849,16 +1070,16 @@ fn main() {
             meter,
         );
         let (eos, _) = run(
-            &bootstrap,
+            &broker,
             "kstreams stateless, exactly-once",
             &stateless("e2e-eos-output"),
             config(&bootstrap, "e2e-eos", &dir("eos"))
                 .with_processing_guarantee(ProcessingGuarantee::ExactlyOnce),
-            Until::Committed(total),
+            broker.exactly_once_done("e2e-eos-output", total),
             meter,
         );
         let (window_memory, _) = run(
-            &bootstrap,
+            &broker,
             "kstreams windowed count, in memory",
             &windowed(
                 "e2e-window-memory-output",
@@ -870,7 +1091,7 @@ fn main() {
             meter,
         );
         let (window_rocks, _) = run(
-            &bootstrap,
+            &broker,
             "kstreams windowed count, RocksDB",
             &windowed(
                 "e2e-window-rocksdb-output",
@@ -881,11 +1102,13 @@ fn main() {
             Until::Committed(total),
             meter,
         );
+        let left = Instant::now();
         // Restore: the RocksDB count's changelog, read raw, then restored by a new instance
         // with an empty state directory.
         let changelog = "e2e-window-rocksdb-window-rocksdb-changelog";
         eprintln!("e2e: raw changelog read, then restore");
         let (changelog_records, raw_read_time) = raw_read(&bootstrap, changelog);
+        broker.await_group_settled(left);
         let restore_started = Instant::now();
         let mut restorer = KafkaStreams::new(
             &windowed(
@@ -981,7 +1204,7 @@ fn main() {
         let output = format!("e2e-sum-{variant}-output");
         let quix_output = format!("e2e-quix-{variant}-output");
         for topic in [&output, &quix_output] {
-            broker.create_topic(topic, PARTITIONS, &[]).expect("topic");
+            broker.create_topic(topic, &[]);
         }
         let mut sum_config = config(&bootstrap, &format!("e2e-sum-{variant}"), &dir(&output))
             .with_commit_interval(SUM_COMMIT);
@@ -990,7 +1213,7 @@ fn main() {
                 sum_config.with_client_override("linger.ms", linger.as_millis().to_string());
         }
         let (sum, sum_cpu) = run(
-            &bootstrap,
+            &broker,
             if tuned {
                 "kstreams hourly sum, linger.ms 1000"
             } else {
@@ -1007,7 +1230,7 @@ fn main() {
             eprintln!("e2e: Quix Streams hourly sum ({variant})");
             let (elapsed, cpu) = run_quix(
                 python,
-                &bootstrap,
+                &broker,
                 &quix_output,
                 &format!("e2e-quix-{variant}"),
                 windows,
@@ -1094,11 +1317,17 @@ fn main() {
             ));
         }
     }
+    if let Broker::Mock(_) = broker {
+        notes.push(Broker::MOCK_NOTE.to_string());
+    }
     let quix_note = notes.join(" ");
+    let report = broker.report();
     let header = format!(
-        "Run of {} (machine date), {} build, with `cargo bench --workspace --all-features --bench e2e` ({} input records + {PARTITIONS} end-of-input markers, {PARTITIONS} partitions; kstreams commits every 100 ms, both hourly sums every {} s):",
+        "Run of {} (machine date), {} build, on {}, with `{}` ({} input records + {PARTITIONS} end-of-input markers, {PARTITIONS} partitions; kstreams commits every 100 ms, both hourly sums every {} s):",
         chrono::Utc::now().format("%Y-%m-%d"),
         if cfg!(debug_assertions) { "**debug**" } else { "release" },
+        broker.describe(),
+        report.command,
         thousands(records as f64),
         SUM_COMMIT.as_secs()
     );
@@ -1125,7 +1354,7 @@ fn main() {
     if sum_only {
         println!("docs/BENCHMARKS.md not updated: E2E_SUM_ONLY runs only the hourly sums");
     } else if std::env::var("E2E_REPORT").as_deref() != Ok("0") {
-        match write_report(&rows, &header, &footer) {
+        match write_report(&report, &rows, &header, &footer) {
             Ok(()) => println!("written to docs/BENCHMARKS.md"),
             Err(e) => println!("docs/BENCHMARKS.md not updated: {e}"),
         }

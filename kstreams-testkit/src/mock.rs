@@ -1,13 +1,23 @@
 //! librdkafka's mock cluster, with a topology's topics created up front.
 
+use std::time::Duration;
+
+use rdkafka::bindings as rdsys;
+use rdkafka::client::Client;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaType};
 
 use kstreams::topology::Topology;
 
 use crate::TestkitError;
 
 /// An in-process mock Kafka cluster (librdkafka's), for exactly-once and fault tests.
+///
+/// It keeps at most the last 5 MiB (and 100,000 batches) of each partition: older batches
+/// are dropped, and the partition's low watermark moves on.
 ///
 /// ```
 /// use kstreams_testkit::MockKafka;
@@ -16,7 +26,9 @@ use crate::TestkitError;
 /// assert_eq!(kafka.bootstrap_servers().split(',').count(), 3);
 /// ```
 pub struct MockKafka {
-    cluster: MockCluster<'static, DefaultProducerContext>,
+    /// The client the cluster belongs to (`test.mock.num.brokers`): librdkafka destroys the
+    /// cluster with it.
+    client: Client<DefaultProducerContext>,
 }
 
 impl MockKafka {
@@ -27,9 +39,39 @@ impl MockKafka {
     /// assert!(kafka.bootstrap_servers().starts_with("127.0.0.1:"));
     /// ```
     pub fn start(brokers: i32) -> Result<Self, TestkitError> {
-        Ok(MockKafka {
-            cluster: MockCluster::new(brokers)?,
-        })
+        let mut config = ClientConfig::new();
+        config.set("test.mock.num.brokers", brokers.to_string());
+        let client = Client::new(
+            &config,
+            config.create_native_config()?,
+            RDKafkaType::RD_KAFKA_PRODUCER,
+            DefaultProducerContext,
+        )?;
+        if client.mock_cluster().is_none() {
+            return Err(TestkitError::Broker(
+                "librdkafka started no mock cluster".into(),
+            ));
+        }
+        Ok(MockKafka { client })
+    }
+
+    /// How long a group's first rebalance waits for more members (the broker's
+    /// `group.initial.rebalance.delay.ms`): 3 s unless set, the embedded broker's is zero.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let kafka = kstreams_testkit::MockKafka::start(1).unwrap();
+    /// // A group's first member gets its assignment at once.
+    /// kafka.group_initial_rebalance_delay(Duration::ZERO);
+    /// ```
+    pub fn group_initial_rebalance_delay(&self, delay: Duration) {
+        let ms = i32::try_from(delay.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: `start` checked that the client has a mock cluster, which lives as long as
+        // the client, borrowed here.
+        unsafe {
+            let cluster = rdsys::rd_kafka_handle_mock_cluster(self.client.native_ptr());
+            rdsys::rd_kafka_mock_group_initial_rebalance_delay_ms(cluster, ms);
+        }
     }
 
     /// `host:port,...` for `bootstrap.servers`.
@@ -45,15 +87,17 @@ impl MockKafka {
     /// assert_eq!(metadata.brokers().len(), 2);
     /// ```
     pub fn bootstrap_servers(&self) -> String {
-        self.cluster.bootstrap_servers()
+        self.cluster().bootstrap_servers()
     }
 
-    /// Creates a topic (the mock cluster ignores topic configs).
+    /// Creates a topic (the mock cluster ignores topic configs); an existing topic is left as
+    /// it is.
     ///
     /// ```
     /// use rdkafka::consumer::{BaseConsumer, Consumer};
     /// let kafka = kstreams_testkit::MockKafka::start(1).unwrap();
     /// kafka.create_topic("payments", 4).unwrap();
+    /// kafka.create_topic("payments", 2).unwrap(); // already there: unchanged
     /// let consumer: BaseConsumer = rdkafka::ClientConfig::new()
     ///     .set("bootstrap.servers", kafka.bootstrap_servers())
     ///     .create()
@@ -63,7 +107,10 @@ impl MockKafka {
     /// assert_eq!(metadata.topics()[0].partitions().len(), 4);
     /// ```
     pub fn create_topic(&self, name: &str, partitions: i32) -> Result<(), TestkitError> {
-        Ok(self.cluster.create_topic(name, partitions, 1)?)
+        match self.cluster().create_topic(name, partitions, 1) {
+            Err(KafkaError::MockCluster(RDKafkaErrorCode::TopicAlreadyExists)) => Ok(()),
+            result => Ok(result?),
+        }
     }
 
     /// Creates every topic a topology reads or writes, internal ones with the application-id
@@ -114,7 +161,9 @@ impl MockKafka {
     /// kafka.cluster().broker_down(1).unwrap();
     /// kafka.cluster().broker_up(1).unwrap();
     /// ```
-    pub fn cluster(&self) -> &MockCluster<'static, DefaultProducerContext> {
-        &self.cluster
+    pub fn cluster(&self) -> MockCluster<'_, DefaultProducerContext> {
+        self.client
+            .mock_cluster()
+            .expect("start checked the mock cluster")
     }
 }
