@@ -56,7 +56,9 @@ impl Producer {
     }
 
     /// Sends `record` and waits for its delivery report; while librdkafka's queue is full it
-    /// tries again for up to `queue_timeout`.
+    /// tries again for up to `queue_timeout`. The result is rdkafka's, as its
+    /// `FutureProducer::send` returns it (the refused record comes back whole).
+    #[allow(clippy::result_large_err)]
     pub async fn send<K, P>(
         &self,
         record: FutureRecord<'_, K, P>,
