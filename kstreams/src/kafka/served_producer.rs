@@ -91,8 +91,8 @@ pub struct ServedProducer<C: ProducerContext + 'static> {
     waker: *mut Thread,
 }
 
-// SAFETY: `waker` is only dereferenced by the callback and freed in `Drop`; everything else
-// is `Send + Sync` when the producer is.
+// SAFETY: `waker` is only dereferenced by the callback and freed in `Drop`; the other fields
+// are `Send + Sync` (a `ProducerContext` is `Send + Sync`, so is a `BaseProducer` of it).
 unsafe impl<C: ProducerContext + 'static> Send for ServedProducer<C> {}
 unsafe impl<C: ProducerContext + 'static> Sync for ServedProducer<C> {}
 
