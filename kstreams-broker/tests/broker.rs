@@ -59,7 +59,23 @@ fn read(
     count: usize,
     committed: bool,
 ) -> Vec<(i32, i64, String)> {
-    let consumer: BaseConsumer = client(bootstrap)
+    read_with(bootstrap, topic, partitions, count, committed, &[])
+}
+
+/// [`read`] with `extra` consumer settings.
+fn read_with(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    count: usize,
+    committed: bool,
+    extra: &[(&str, &str)],
+) -> Vec<(i32, i64, String)> {
+    let mut config = client(bootstrap);
+    for (k, v) in extra {
+        config.set(*k, *v);
+    }
+    let consumer: BaseConsumer = config
         .set("group.id", "reader")
         .set("enable.auto.commit", "false")
         .set(
@@ -392,30 +408,15 @@ fn a_record_larger_than_the_fetch_budget_is_still_read() {
     }
     producer.flush(Duration::from_secs(10)).unwrap();
 
-    let consumer: BaseConsumer = client(&bootstrap)
-        .set("group.id", "large-reader")
-        .set("enable.auto.commit", "false")
-        .set("message.max.bytes", "1000")
-        .set("fetch.max.bytes", "1000")
-        .set("max.partition.fetch.bytes", "1000")
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    for p in 0..3 {
-        assignment
-            .add_partition_offset("large", p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&assignment).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut read = Vec::new();
-    while read.len() < 15 && Instant::now() < deadline {
-        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
-            let message = message.unwrap();
-            let value = std::str::from_utf8(message.payload().unwrap()).unwrap();
-            read.push(value.split(':').next().unwrap().parse::<i32>().unwrap());
-        }
-    }
+    let budget = [
+        ("message.max.bytes", "1000"),
+        ("fetch.max.bytes", "1000"),
+        ("max.partition.fetch.bytes", "1000"),
+    ];
+    let mut read: Vec<i32> = read_with(&bootstrap, "large", 3, 15, false, &budget)
+        .into_iter()
+        .map(|(_, _, v)| v.split(':').next().unwrap().parse().unwrap())
+        .collect();
     read.sort();
     assert_eq!(read, (0..15).collect::<Vec<_>>());
 }
