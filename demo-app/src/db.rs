@@ -333,6 +333,11 @@ pub async fn first_time(
     Ok(done.rows_affected() == 1)
 }
 
+/// The most rows one multi-row statement writes: callers split longer lists, so that a
+/// statement stays within both databases' limits on bound values (SQLite 32,766,
+/// PostgreSQL 65,535) at up to 30 columns a row.
+pub const MAX_ROWS_PER_STATEMENT: usize = 1000;
+
 /// `($1, $2, ...), (...)`: the placeholders of a multi-row `VALUES` of `rows` rows with
 /// `columns` values each (the same text for SQLite and PostgreSQL).
 ///
@@ -364,7 +369,9 @@ pub fn list(start: usize, n: usize) -> String {
 }
 
 /// Records in `tx` that `consumer` processed each of `event_ids`, in one statement; returns
-/// the ids it had not processed before (the others are redeliveries to skip).
+/// the ids it had not processed before (the others are redeliveries to skip). An id given
+/// twice is returned once: callers take ids out of the set as they apply them, so that the
+/// second of two copies in one chunk is skipped too.
 pub async fn first_times(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     consumer: &str,

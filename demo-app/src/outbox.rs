@@ -35,7 +35,7 @@ use crate::producer::Producer;
 pub async fn enqueue<E: Event>(
     tx: &mut Transaction<'_, Any>,
     source: Service,
-    topic: &str,
+    topic: &'static str,
     key: &str,
     event: &Envelope<E>,
 ) -> sqlx::Result<()> {
@@ -49,6 +49,7 @@ pub struct Pending {
     topic: &'static str,
     key: String,
     payload: String,
+    headers: Option<String>,
 }
 
 impl Pending {
@@ -59,75 +60,68 @@ impl Pending {
             topic,
             key: key.to_owned(),
             payload: String::from_utf8(event.to_bytes()).expect("JSON is UTF-8"),
+            headers: None,
         }
+    }
+
+    /// A copy of `event` to `topic` (a dead-letter topic, say) with record headers, as
+    /// [`enqueue_with_headers`] writes it.
+    pub fn with_headers<E: Event>(
+        topic: &'static str,
+        key: &str,
+        event: &Envelope<E>,
+        headers: &[(String, String)],
+    ) -> Pending {
+        let mut pending = Pending::new(topic, key, event);
+        if !headers.is_empty() {
+            pending.event_id = format!("{}@{topic}", event.event_id);
+            pending.headers = Some(serde_json::to_string(headers).expect("serializable"));
+        }
+        pending
     }
 }
 
-/// Adds `rows` to the outbox in one statement, inside `tx`, in order, as written by
-/// `source`.
+/// Adds `rows` to the outbox inside `tx`, in order, as written by `source`: one statement
+/// per [`MAX_ROWS_PER_STATEMENT`](crate::db::MAX_ROWS_PER_STATEMENT) rows.
 pub async fn enqueue_rows(
     tx: &mut Transaction<'_, Any>,
     source: Service,
     rows: &[Pending],
 ) -> sqlx::Result<()> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let sql = format!(
-        "INSERT INTO outbox (event_id, source, topic, record_key, payload, headers, created_at) \
-         VALUES {}",
-        crate::db::placeholders(rows.len(), 7)
-    );
     let now = chrono::Utc::now().timestamp_millis();
-    let mut insert = sqlx::query(&sql);
-    for row in rows {
-        insert = insert
-            .bind(&row.event_id)
-            .bind(source.name())
-            .bind(row.topic)
-            .bind(&row.key)
-            .bind(&row.payload)
-            .bind(None::<String>)
-            .bind(now);
+    for rows in rows.chunks(crate::db::MAX_ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO outbox (event_id, source, topic, record_key, payload, headers, \
+             created_at) VALUES {}",
+            crate::db::placeholders(rows.len(), 7)
+        );
+        let mut insert = sqlx::query(&sql);
+        for row in rows {
+            insert = insert
+                .bind(&row.event_id)
+                .bind(source.name())
+                .bind(row.topic)
+                .bind(&row.key)
+                .bind(&row.payload)
+                .bind(row.headers.clone())
+                .bind(now);
+        }
+        insert.execute(&mut **tx).await?;
     }
-    insert.execute(&mut **tx).await?;
     Ok(())
 }
 
-/// [`enqueue`] with record headers.
+/// [`enqueue`] with record headers (the row's id is then the event's id and the topic, so a
+/// copy of an event to a dead-letter topic has a row of its own).
 pub async fn enqueue_with_headers<E: Event>(
     tx: &mut Transaction<'_, Any>,
     source: Service,
-    topic: &str,
+    topic: &'static str,
     key: &str,
     event: &Envelope<E>,
     headers: &[(String, String)],
 ) -> sqlx::Result<()> {
-    // The row id: the event's id, or (for a copy of an event to another topic, such as a
-    // dead-letter topic) the id and the topic.
-    let row_id = if headers.is_empty() {
-        event.event_id.to_string()
-    } else {
-        format!("{}@{topic}", event.event_id)
-    };
-    sqlx::query(
-        "INSERT INTO outbox (event_id, source, topic, record_key, payload, headers, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(row_id)
-    .bind(source.name())
-    .bind(topic)
-    .bind(key)
-    .bind(String::from_utf8(event.to_bytes()).expect("JSON is UTF-8"))
-    .bind(if headers.is_empty() {
-        None
-    } else {
-        Some(serde_json::to_string(headers).expect("serializable"))
-    })
-    .bind(chrono::Utc::now().timestamp_millis())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    enqueue_rows(tx, source, &[Pending::with_headers(topic, key, event, headers)]).await
 }
 
 /// How often an idle relay looks for rows its services' other processes wrote.

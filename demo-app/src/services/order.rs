@@ -2,7 +2,8 @@
 //!
 //! * `POST /orders` (JWT): prices the items from the catalog, stores the order as `CREATED`
 //!   and, in the same database transaction, puts `OrderCreated` (v2, keyed by customer id)
-//!   in the outbox. An `Idempotency-Key` header makes a repeated request return the first
+//!   in the outbox (orders placed at the same moment share a transaction:
+//!   [`order_writer`](super::order_writer)). An `Idempotency-Key` header makes a repeated request return the first
 //!   order and emit nothing; the same key with a different body is a 422.
 //! * `GET /orders/{id}` and `GET /orders?user=` (JWT; customers see only their own orders).
 //!
@@ -36,6 +37,7 @@ use crate::events::{
 };
 use crate::http::{ApiError, JsonBody};
 use crate::outbox::{self, OutboxRelay};
+use crate::services::order_writer::{NewOrder, OrderWriter, Stored};
 
 /// The most lines and units one order may have.
 const MAX_LINES: usize = 50;
@@ -50,6 +52,7 @@ pub struct OrderService {
     db: Database,
     keys: JwtKeys,
     relay: OutboxRelay,
+    writer: OrderWriter,
 }
 
 impl HasJwtKeys for OrderService {
@@ -136,8 +139,15 @@ fn now_ms() -> i64 {
 
 impl OrderService {
     /// The service over `db`, checking tokens with `keys`, publishing through `relay`.
+    /// Starts its order writer ([`OrderWriter`]), so it is called inside a Tokio runtime.
     pub fn new(db: Database, keys: JwtKeys, relay: OutboxRelay) -> Self {
-        OrderService { db, keys, relay }
+        let writer = OrderWriter::spawn(db.clone());
+        OrderService {
+            db,
+            keys,
+            relay,
+            writer,
+        }
     }
 
     /// The HTTP routes.
@@ -227,8 +237,9 @@ impl OrderService {
             }
         }
         let ids: Vec<&str> = transitions.iter().map(|t| t.event_id.as_str()).collect();
-        let new = first_times(tx, GROUP, &ids).await?;
-        transitions.retain(|t| new.contains(&t.event_id));
+        let mut new = first_times(tx, GROUP, &ids).await?;
+        // Taken on first use: an event twice in one chunk counts once.
+        transitions.retain(|t| new.remove(&t.event_id));
         if transitions.is_empty() {
             return Ok(());
         }
@@ -480,59 +491,35 @@ async fn place_order(
         shipping_address: request.shipping_address.clone(),
         device_id: request.device_id.clone(),
     });
-    let internal = |e| ApiError::internal("storing the order", e);
-    let mut tx = service.db.pool().begin().await.map_err(internal)?;
-    if let Some(key) = &idempotency_key {
-        let claimed = sqlx::query(
-            "INSERT INTO idempotency_keys (customer_id, idempotency_key, request_hash, order_id)
-             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-        )
-        .bind(&customer_id)
-        .bind(key)
-        .bind(&request_hash)
-        .bind(&order_id)
-        .execute(&mut *tx)
+    let stored = service
+        .writer
+        .store(NewOrder {
+            order_id: order_id.clone(),
+            customer_id: customer_id.clone(),
+            idempotency: idempotency_key
+                .clone()
+                .map(|key| (key, request_hash.clone())),
+            status: OrderStatus::Created.as_str(),
+            total: total.to_string(),
+            currency: "EUR".into(),
+            variant: variant.clone(),
+            items: serde_json::to_string(&items).expect("serializable"),
+            created_at: now_ms(),
+            event: outbox::Pending::new(topics::ORDERS, &customer_id, &event),
+        })
         .await
-        .map_err(internal)?;
-        if claimed.rows_affected() == 0 {
-            // A concurrent request with the same key won the race.
-            drop(tx);
-            return match replay(&service, &customer_id, key, &request_hash).await? {
-                Some(existing) => Ok((StatusCode::OK, Json(existing))),
-                None => Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "a request with this Idempotency-Key is in progress",
-                )),
-            };
-        }
+        .map_err(|e| ApiError::internal("storing the order", e))?;
+    if stored == Stored::KeyTaken {
+        // A concurrent request with the same key won the race.
+        let key = idempotency_key.as_deref().expect("only a keyed order loses its key");
+        return match replay(&service, &customer_id, key, &request_hash).await? {
+            Some(existing) => Ok((StatusCode::OK, Json(existing))),
+            None => Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "a request with this Idempotency-Key is in progress",
+            )),
+        };
     }
-    let now = now_ms();
-    sqlx::query(
-        "INSERT INTO orders (order_id, customer_id, status, total, currency, variant, items,
-                             reason, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, $8)",
-    )
-    .bind(&order_id)
-    .bind(&customer_id)
-    .bind(OrderStatus::Created.as_str())
-    .bind(total.to_string())
-    .bind("EUR")
-    .bind(&variant)
-    .bind(serde_json::to_string(&items).expect("serializable"))
-    .bind(now)
-    .execute(&mut *tx)
-    .await
-    .map_err(internal)?;
-    outbox::enqueue(
-        &mut tx,
-        Service::Order,
-        topics::ORDERS,
-        &customer_id,
-        &event,
-    )
-    .await
-    .map_err(internal)?;
-    tx.commit().await.map_err(internal)?;
     service.relay.notify();
     let metrics = crate::metrics::global();
     let by_variant = crate::metrics::labels(&[("variant", &variant)]);

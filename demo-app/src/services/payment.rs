@@ -30,7 +30,7 @@ use rdkafka::{ClientConfig, Message};
 use super::payment_holds::Decision;
 use crate::app::Service;
 use crate::consumer::{HandleError, Handler, Incoming, Tx};
-use crate::db::{first_time, Database};
+use crate::db::{first_time, first_times, placeholders, Database, MAX_ROWS_PER_STATEMENT};
 use crate::events::{topics, Envelope, PaymentEvent};
 use crate::outbox::{self, OutboxRelay};
 use crate::producer::Producer;
@@ -392,21 +392,25 @@ async fn dead_letter(
     reason: &str,
     attempts: u32,
 ) -> sqlx::Result<()> {
+    let row = dead_letter_row(order_id, request, kind, reason, attempts);
+    outbox::enqueue_rows(tx, Service::Payment, &[row]).await
+}
+
+/// `request`'s copy to `payment-events-dlq`, with the reason in its headers.
+fn dead_letter_row(
+    order_id: &str,
+    request: &Envelope<PaymentEvent>,
+    kind: &str,
+    reason: &str,
+    attempts: u32,
+) -> outbox::Pending {
     let headers = vec![
         ("dlq.source.topic".to_owned(), topics::PAYMENTS.to_owned()),
         ("dlq.error.kind".to_owned(), kind.to_owned()),
         ("dlq.error.message".to_owned(), reason.to_owned()),
         ("dlq.attempts".to_owned(), attempts.to_string()),
     ];
-    outbox::enqueue_with_headers(
-        tx,
-        Service::Payment,
-        topics::PAYMENTS_DLQ,
-        order_id,
-        request,
-        &headers,
-    )
-    .await
+    outbox::Pending::with_headers(topics::PAYMENTS_DLQ, order_id, request, &headers)
 }
 
 /// Moves every request in `payment-events-dlq` that was dead-lettered because the gateway was
@@ -503,6 +507,8 @@ pub enum Preparation {
 }
 
 impl Handler for PaymentService {
+    const RECORDS_PER_TRANSACTION: usize = 200;
+
     type Prepared = Preparation;
 
     async fn prepare(&self, record: &Incoming) -> Result<Preparation, HandleError> {
@@ -518,14 +524,260 @@ impl Handler for PaymentService {
         self.apply_request(tx, record, prepared).await
     }
 
+    /// Applies a chunk: requests charged in preparation (the common case) are recorded
+    /// with four statements for the whole chunk (the dedup rows, the outbox, the payments);
+    /// a chunk with a held order goes record by record, since a hold's decision reads and
+    /// writes its row.
+    async fn apply_all(
+        &self,
+        tx: &mut Tx<'_>,
+        records: &[(&Incoming, Preparation)],
+    ) -> Result<(), HandleError> {
+        if records
+            .iter()
+            .any(|(_, prepared)| matches!(prepared, Preparation::Held))
+        {
+            for (record, prepared) in records {
+                self.apply_request(tx, record, prepared.clone()).await?;
+            }
+            return Ok(());
+        }
+        record_charges(tx, records).await
+    }
+
     fn committed(&self) {
         self.relay.notify();
     }
 }
 
+/// Records the charges of a chunk of prepared requests (none of them held), in order.
+async fn record_charges(
+    tx: &mut Tx<'_>,
+    records: &[(&Incoming, Preparation)],
+) -> Result<(), HandleError> {
+    let mut charged = Vec::new();
+    for (record, prepared) in records {
+        let Preparation::Charged { outcome, attempts } = prepared else {
+            continue;
+        };
+        let envelope = Envelope::<PaymentEvent>::from_bytes(&record.payload)?;
+        if matches!(envelope.event, PaymentEvent::PaymentRequested { .. }) {
+            charged.push((envelope, outcome, *attempts));
+        }
+    }
+    // Decisions are recorded once; an unavailable gateway decides nothing (a replay of the
+    // request must be charged again).
+    let decided: Vec<String> = charged
+        .iter()
+        .filter(|(_, outcome, _)| !matches!(outcome, Charge::Unavailable(_)))
+        .map(|(envelope, _, _)| envelope.event_id.to_string())
+        .collect();
+    let ids: Vec<&str> = decided.iter().map(String::as_str).collect();
+    let mut new = first_times(tx, GROUP, &ids).await?;
+    let mut outbox_rows = Vec::new();
+    let mut payments: Vec<PaymentRow> = Vec::new();
+    for (envelope, outcome, attempts) in &charged {
+        let PaymentEvent::PaymentRequested {
+            order_id,
+            customer_id,
+            amount,
+            ..
+        } = &envelope.event
+        else {
+            continue;
+        };
+        // Taken on first use: a request twice in one chunk is decided once.
+        let first = new.remove(&envelope.event_id.to_string());
+        let (event, status) = match outcome {
+            Charge::Authorized if first => (
+                PaymentEvent::PaymentAuthorized {
+                    order_id: order_id.clone(),
+                    customer_id: customer_id.clone(),
+                    amount: *amount,
+                    attempts: *attempts,
+                },
+                "AUTHORIZED",
+            ),
+            Charge::Declined(reason) if first => {
+                let failed = PaymentEvent::PaymentFailed {
+                    order_id: order_id.clone(),
+                    customer_id: customer_id.clone(),
+                    reason: reason.clone(),
+                    attempts: *attempts,
+                };
+                outbox_rows.push(outbox::Pending::new(
+                    topics::PAYMENTS,
+                    order_id,
+                    &Envelope::new(failed),
+                ));
+                outbox_rows.push(dead_letter_row(
+                    order_id, envelope, "declined", reason, *attempts,
+                ));
+                payments.retain(|p| p.order_id != *order_id);
+                payments.push(PaymentRow::new(order_id, customer_id, amount, "DECLINED", *attempts));
+                continue;
+            }
+            Charge::Unavailable(reason) => {
+                outbox_rows.push(dead_letter_row(
+                    order_id,
+                    envelope,
+                    "unavailable",
+                    reason,
+                    *attempts,
+                ));
+                continue;
+            }
+            // Decided before (a redelivery).
+            _ => continue,
+        };
+        outbox_rows.push(outbox::Pending::new(
+            topics::PAYMENTS,
+            order_id,
+            &Envelope::new(event),
+        ));
+        // One row per order: the last decision of the chunk.
+        payments.retain(|p| p.order_id != *order_id);
+        payments.push(PaymentRow::new(order_id, customer_id, amount, status, *attempts));
+    }
+    outbox::enqueue_rows(tx, Service::Payment, &outbox_rows).await?;
+    let now = chrono::Utc::now().timestamp_millis();
+    for rows in payments.chunks(MAX_ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO payments (order_id, customer_id, amount, status, attempts, updated_at) \
+             VALUES {} ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, \
+             attempts = excluded.attempts, updated_at = excluded.updated_at",
+            placeholders(rows.len(), 6)
+        );
+        let mut insert = sqlx::query(&sql);
+        for row in rows {
+            insert = insert
+                .bind(&row.order_id)
+                .bind(&row.customer_id)
+                .bind(&row.amount)
+                .bind(row.status)
+                .bind(i64::from(row.attempts))
+                .bind(now);
+        }
+        insert.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// A row of `payments` to write.
+struct PaymentRow {
+    order_id: String,
+    customer_id: String,
+    amount: String,
+    status: &'static str,
+    attempts: u32,
+}
+
+impl PaymentRow {
+    fn new(
+        order_id: &str,
+        customer_id: &str,
+        amount: &rust_decimal::Decimal,
+        status: &'static str,
+        attempts: u32,
+    ) -> Self {
+        PaymentRow {
+            order_id: order_id.to_owned(),
+            customer_id: customer_id.to_owned(),
+            amount: amount.to_string(),
+            status,
+            attempts,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use sqlx::Row;
+
     use super::*;
+
+    /// A chunk of charged requests: authorized, declined (failed and dead-lettered),
+    /// unavailable (dead-lettered only, nothing decided), and the authorized one again (a
+    /// redelivery: nothing more). One payments row per decided order, the outbox in order.
+    #[tokio::test]
+    async fn a_chunk_of_charges_is_recorded_once_in_order() {
+        let db = Database::connect("sqlite::memory:").await.unwrap();
+        let request = |order: &str| {
+            Envelope::new(PaymentEvent::PaymentRequested {
+                order_id: order.into(),
+                customer_id: "c-1".into(),
+                amount: rust_decimal::Decimal::TEN,
+                currency: "EUR".into(),
+            })
+        };
+        let record = |event: &Envelope<PaymentEvent>| Incoming {
+            topic: topics::PAYMENTS.into(),
+            payload: event.to_bytes(),
+            ..Incoming::default()
+        };
+        let charged = |outcome: Charge| Preparation::Charged {
+            outcome,
+            attempts: 2,
+        };
+        let (a, b, c) = (request("o-a"), request("o-b"), request("o-c"));
+        let records = [record(&a), record(&b), record(&c), record(&a)];
+        let chunk = [
+            (&records[0], charged(Charge::Authorized)),
+            (&records[1], charged(Charge::Declined("card refused".into()))),
+            (&records[2], charged(Charge::Unavailable("timeout".into()))),
+            (&records[3], charged(Charge::Authorized)),
+        ];
+        let mut tx = db.pool().begin().await.unwrap();
+        record_charges(&mut tx, &chunk).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let outbox: Vec<(String, String, Option<String>)> =
+            sqlx::query("SELECT topic, payload, headers FROM outbox ORDER BY rowid")
+                .fetch_all(db.pool())
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| {
+                    let payload: serde_json::Value =
+                        serde_json::from_str(&row.get::<String, _>("payload")).unwrap();
+                    let kind = format!("{} {}", payload["type"], payload["order_id"]);
+                    (row.get("topic"), kind.replace('"', ""), row.get("headers"))
+                })
+                .collect();
+        let kinds: Vec<(&str, &str)> = outbox
+            .iter()
+            .map(|(topic, kind, _)| (topic.as_str(), kind.as_str()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (topics::PAYMENTS, "PaymentAuthorized o-a"),
+                (topics::PAYMENTS, "PaymentFailed o-b"),
+                (topics::PAYMENTS_DLQ, "PaymentRequested o-b"),
+                (topics::PAYMENTS_DLQ, "PaymentRequested o-c"),
+            ]
+        );
+        let headers = outbox[3].2.as_deref().unwrap();
+        assert!(
+            headers.contains("unavailable") && headers.contains("timeout"),
+            "{headers}"
+        );
+        let payments: Vec<(String, String, i64)> =
+            sqlx::query("SELECT order_id, status, attempts FROM payments ORDER BY order_id")
+                .fetch_all(db.pool())
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| (row.get("order_id"), row.get("status"), row.get("attempts")))
+                .collect();
+        assert_eq!(
+            payments,
+            [
+                ("o-a".into(), "AUTHORIZED".into(), 2),
+                ("o-b".into(), "DECLINED".into(), 2)
+            ]
+        );
+    }
 
     #[test]
     fn the_breaker_opens_after_the_threshold_and_closes_on_success() {

@@ -55,6 +55,10 @@ pub const GROUP: &str = "payment-fraud-holds";
 pub struct HoldRecorder;
 
 impl Writer for HoldRecorder {
+    /// Most records of `notification-events` are not fraud alerts and cost no statement, so
+    /// a chunk is large: one transaction per 200 records, not per 25.
+    const RECORDS_PER_TRANSACTION: usize = 200;
+
     async fn write(&self, tx: &mut Tx<'_>, records: &[&Incoming]) -> Result<(), HandleError> {
         for record in records {
             record_alert(tx, GROUP, record).await?;

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{amount, cents, event_time, events};
 use crate::consumer::{HandleError, Incoming, Tx, Writer};
+use crate::db::{placeholders, MAX_ROWS_PER_STATEMENT};
 use crate::events::{topics, OrderEvent, OrderStatus, UserEvent};
 
 /// The application id (consumer group, prefix of its internal topics).
@@ -410,63 +411,89 @@ fn malformed(e: serde_json::Error) -> HandleError {
 }
 
 impl Writer for AnalyticsSink {
-    async fn write(&self, tx: &mut Tx<'_>, records: &[&Incoming]) -> Result<(), HandleError> {
-        for record in records {
-            Self::upsert(tx, record).await?;
-        }
-        Ok(())
-    }
-}
+    const RECORDS_PER_TRANSACTION: usize = 500;
 
-impl AnalyticsSink {
-    /// Upserts the row `record` carries.
-    async fn upsert(tx: &mut Tx<'_>, record: &Incoming) -> Result<(), HandleError> {
-        match record.topic.as_str() {
-            ENRICHED_TOPIC => {
-                let row: EnrichedOrder =
-                    serde_json::from_slice(&record.payload).map_err(malformed)?;
-                sqlx::query(
-                    "INSERT INTO analytics_orders (order_id, customer_id, customer_name, \
-                     customer_country, variant, total, currency, items, placed_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                     ON CONFLICT (order_id) DO UPDATE SET customer_name = excluded.customer_name, \
-                     customer_country = excluded.customer_country",
-                )
-                .bind(&row.order.order_id)
-                .bind(&row.order.customer_id)
-                .bind(&row.customer_name)
-                .bind(&row.customer_country)
-                .bind(&row.order.variant)
-                .bind(amount(row.order.total_cents).to_string())
-                .bind(&row.order.currency)
-                .bind(row.order.lines.len() as i64)
-                .bind(row.order.placed_at)
-                .execute(&mut **tx)
-                .await?;
+    /// Upserts a chunk with one statement per table: rows for the same key collapse first
+    /// into what upserting them one by one would leave (an order keeps its first values and
+    /// its latest customer details; a window its latest sales).
+    async fn write(&self, tx: &mut Tx<'_>, records: &[&Incoming]) -> Result<(), HandleError> {
+        let mut orders: Vec<EnrichedOrder> = Vec::new();
+        let mut sales: Vec<SalesRow> = Vec::new();
+        for record in records {
+            match record.topic.as_str() {
+                ENRICHED_TOPIC => {
+                    let row: EnrichedOrder =
+                        serde_json::from_slice(&record.payload).map_err(malformed)?;
+                    match orders
+                        .iter_mut()
+                        .find(|o| o.order.order_id == row.order.order_id)
+                    {
+                        Some(first) => {
+                            first.customer_name = row.customer_name;
+                            first.customer_country = row.customer_country;
+                        }
+                        None => orders.push(row),
+                    }
+                }
+                SALES_TOPIC => {
+                    let row: SalesRow =
+                        serde_json::from_slice(&record.payload).map_err(malformed)?;
+                    sales.retain(|r| {
+                        (&r.granularity, &r.dimension, r.window_start)
+                            != (&row.granularity, &row.dimension, row.window_start)
+                    });
+                    sales.push(row);
+                }
+                other => {
+                    return Err(HandleError::Unprocessable(format!(
+                        "analytics sink subscribed to an unexpected topic {other}"
+                    )))
+                }
             }
-            SALES_TOPIC => {
-                let row: SalesRow = serde_json::from_slice(&record.payload).map_err(malformed)?;
-                sqlx::query(
-                    "INSERT INTO analytics_sales (granularity, dimension, window_start, \
-                     window_end, orders, units, revenue) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                     ON CONFLICT (granularity, dimension, window_start) DO UPDATE SET \
-                     orders = excluded.orders, units = excluded.units, revenue = excluded.revenue",
-                )
-                .bind(&row.granularity)
-                .bind(&row.dimension)
-                .bind(row.window_start)
-                .bind(row.window_end)
-                .bind(row.sales.orders)
-                .bind(row.sales.units)
-                .bind(amount(row.sales.revenue_cents).to_string())
-                .execute(&mut **tx)
-                .await?;
+        }
+        for rows in orders.chunks(MAX_ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO analytics_orders (order_id, customer_id, customer_name, \
+                 customer_country, variant, total, currency, items, placed_at) VALUES {} \
+                 ON CONFLICT (order_id) DO UPDATE SET customer_name = excluded.customer_name, \
+                 customer_country = excluded.customer_country",
+                placeholders(rows.len(), 9)
+            );
+            let mut upsert = sqlx::query(&sql);
+            for row in rows {
+                upsert = upsert
+                    .bind(&row.order.order_id)
+                    .bind(&row.order.customer_id)
+                    .bind(&row.customer_name)
+                    .bind(&row.customer_country)
+                    .bind(&row.order.variant)
+                    .bind(amount(row.order.total_cents).to_string())
+                    .bind(&row.order.currency)
+                    .bind(row.order.lines.len() as i64)
+                    .bind(row.order.placed_at);
             }
-            other => {
-                return Err(HandleError::Unprocessable(format!(
-                    "analytics sink subscribed to an unexpected topic {other}"
-                )))
+            upsert.execute(&mut **tx).await?;
+        }
+        for rows in sales.chunks(MAX_ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO analytics_sales (granularity, dimension, window_start, window_end, \
+                 orders, units, revenue) VALUES {} \
+                 ON CONFLICT (granularity, dimension, window_start) DO UPDATE SET \
+                 orders = excluded.orders, units = excluded.units, revenue = excluded.revenue",
+                placeholders(rows.len(), 7)
+            );
+            let mut upsert = sqlx::query(&sql);
+            for row in rows {
+                upsert = upsert
+                    .bind(&row.granularity)
+                    .bind(&row.dimension)
+                    .bind(row.window_start)
+                    .bind(row.window_end)
+                    .bind(row.sales.orders)
+                    .bind(row.sales.units)
+                    .bind(amount(row.sales.revenue_cents).to_string());
             }
+            upsert.execute(&mut **tx).await?;
         }
         Ok(())
     }
@@ -702,5 +729,65 @@ mod tests {
             .last_str(kstreams::dead_letter::ERROR_MESSAGE)
             .unwrap_or_default()
             .contains("malformed"));
+    }
+
+    /// A chunk with several rows for one key leaves what upserting them one by one leaves:
+    /// an order its first values with its latest customer details, a window its latest
+    /// sales.
+    #[tokio::test]
+    async fn the_sink_collapses_rows_of_one_key_as_upserts_would() {
+        use sqlx::Row;
+        let db = crate::db::Database::connect("sqlite::memory:").await.unwrap();
+        let order = |total_cents, name: Option<&str>| EnrichedOrder {
+            order: PlacedOrder {
+                order_id: "o-1".into(),
+                customer_id: "c-1".into(),
+                total_cents,
+                currency: "EUR".into(),
+                variant: "A".into(),
+                lines: vec![("SKU".into(), 1, total_cents)],
+                placed_at: 5,
+            },
+            customer_name: name.map(str::to_owned),
+            customer_country: None,
+        };
+        let sales = |orders| SalesRow {
+            granularity: "hour".into(),
+            dimension: "total".into(),
+            window_start: 0,
+            window_end: 3_600_000,
+            sales: Sales {
+                orders,
+                units: orders,
+                revenue_cents: 100 * orders,
+            },
+        };
+        let record = |topic: &str, payload: Vec<u8>| Incoming {
+            topic: topic.into(),
+            payload,
+            ..Incoming::default()
+        };
+        let records = [
+            record(ENRICHED_TOPIC, serde_json::to_vec(&order(1000, None)).unwrap()),
+            record(SALES_TOPIC, serde_json::to_vec(&sales(1)).unwrap()),
+            record(ENRICHED_TOPIC, serde_json::to_vec(&order(999, Some("Ada"))).unwrap()),
+            record(SALES_TOPIC, serde_json::to_vec(&sales(2)).unwrap()),
+        ];
+        let refs: Vec<&Incoming> = records.iter().collect();
+        let mut tx = db.pool().begin().await.unwrap();
+        AnalyticsSink.write(&mut tx, &refs).await.unwrap();
+        tx.commit().await.unwrap();
+        let row = sqlx::query("SELECT customer_name, total FROM analytics_orders")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(row.get::<Option<String>, _>("customer_name").as_deref(), Some("Ada"));
+        assert_eq!(row.get::<String, _>("total"), "10.00");
+        let row = sqlx::query("SELECT orders, revenue FROM analytics_sales")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(row.get::<i64, _>("orders"), 2);
+        assert_eq!(row.get::<String, _>("revenue"), "2.00");
     }
 }
