@@ -20,7 +20,8 @@ const SCHEMA: &[&str] = &[
         unit_price TEXT NOT NULL,
         available BIGINT NOT NULL,
         reserved BIGINT NOT NULL,
-        threshold BIGINT NOT NULL
+        threshold BIGINT NOT NULL,
+        CONSTRAINT products_stock_non_negative CHECK (available >= 0 AND reserved >= 0)
     )",
     "CREATE TABLE IF NOT EXISTS orders (
         order_id TEXT PRIMARY KEY,
@@ -216,9 +217,7 @@ impl Database {
                 .await
                 .map_err(connect_error)?;
         }
-        migrate_outbox(&pool, postgres)
-            .await
-            .map_err(connect_error)?;
+        migrate(&pool, postgres).await.map_err(connect_error)?;
         // Reads that need no transaction go to readers of their own: on SQLite, read-only
         // connections that WAL lets run beside the one writer, so the APIs' reads and the
         // services' lookups never queue behind writes.
@@ -269,11 +268,24 @@ impl Database {
     }
 }
 
-/// Brings an outbox table of an earlier version up to date: the writing service of each row
-/// (`source`, which relay publishes it; rows written before it existed get the service that
-/// writes their topic) and, on PostgreSQL, the insertion order (`seq`; SQLite has the rowid).
-async fn migrate_outbox(pool: &AnyPool, postgres: bool) -> sqlx::Result<()> {
+/// Brings tables of an earlier version up to date: on PostgreSQL the stock constraint; the
+/// writing service of each outbox row (`source`, which relay publishes it; rows written
+/// before it existed get the service that writes their topic) and, on PostgreSQL, the
+/// outbox's insertion order (`seq`; SQLite has the rowid). SQLite cannot add a constraint
+/// to a table, so a database created there before the stock constraint keeps its table
+/// without it.
+async fn migrate(pool: &AnyPool, postgres: bool) -> sqlx::Result<()> {
     if postgres {
+        // Stock never negative, on tables created before the constraint was (NOT VALID: rows
+        // already there are not checked, every write from now on is).
+        sqlx::query(
+            "DO $$ BEGIN \
+               ALTER TABLE products ADD CONSTRAINT products_stock_non_negative \
+                 CHECK (available >= 0 AND reserved >= 0) NOT VALID; \
+             EXCEPTION WHEN duplicate_object THEN NULL; END $$",
+        )
+        .execute(pool)
+        .await?;
         // Rows of one transaction share a `created_at`; the relay must keep their order.
         sqlx::query("ALTER TABLE outbox ADD COLUMN IF NOT EXISTS seq BIGSERIAL")
             .execute(pool)

@@ -121,7 +121,12 @@ pub async fn enqueue_with_headers<E: Event>(
     event: &Envelope<E>,
     headers: &[(String, String)],
 ) -> sqlx::Result<()> {
-    enqueue_rows(tx, source, &[Pending::with_headers(topic, key, event, headers)]).await
+    enqueue_rows(
+        tx,
+        source,
+        &[Pending::with_headers(topic, key, event, headers)],
+    )
+    .await
 }
 
 /// How often an idle relay looks for rows its services' other processes wrote.

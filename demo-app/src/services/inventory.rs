@@ -157,8 +157,15 @@ struct Chunk {
 impl Chunk {
     /// Reserves every line of the order or none (`ReservationFailed` with the reason).
     fn reserve(&mut self, order_id: &str, customer_id: &str, items: &[OrderItem]) {
-        if self.lines.get(order_id).is_some_and(|lines| !lines.is_empty()) {
-            tracing::warn!(order_id, "order already has a reservation; OrderCreated ignored");
+        if self
+            .lines
+            .get(order_id)
+            .is_some_and(|lines| !lines.is_empty())
+        {
+            tracing::warn!(
+                order_id,
+                "order already has a reservation; OrderCreated ignored"
+            );
             return;
         }
         // Repeated products count together.
@@ -169,16 +176,17 @@ impl Chunk {
                 None => wanted.push((&item.product_id, i64::from(item.quantity))),
             }
         }
-        let shortfall = wanted
-            .iter()
-            .find_map(|&(product_id, quantity)| match self.products.get(product_id) {
-                None => Some(format!("unknown product {product_id}")),
-                Some(stock) if stock.available < quantity => Some(format!(
-                    "only {} of {product_id} in stock, {quantity} ordered",
-                    stock.available
-                )),
-                Some(_) => None,
-            });
+        let shortfall =
+            wanted.iter().find_map(
+                |&(product_id, quantity)| match self.products.get(product_id) {
+                    None => Some(format!("unknown product {product_id}")),
+                    Some(stock) if stock.available < quantity => Some(format!(
+                        "only {} of {product_id} in stock, {quantity} ordered",
+                        stock.available
+                    )),
+                    Some(_) => None,
+                },
+            );
         if let Some(reason) = shortfall {
             let event = Envelope::new(InventoryEvent::ReservationFailed {
                 order_id: order_id.to_owned(),
@@ -437,7 +445,9 @@ impl Chunk {
                 available.push_str(&format!(" WHEN ${id} THEN ${a}"));
                 reserved.push_str(&format!(" WHEN ${id} THEN ${r}"));
             }
-            let ids: Vec<String> = (0..moved.len()).map(|i| format!("${}", 3 * i + 1)).collect();
+            let ids: Vec<String> = (0..moved.len())
+                .map(|i| format!("${}", 3 * i + 1))
+                .collect();
             let sql = format!(
                 "UPDATE products SET available = CASE product_id{available} END, \
                  reserved = CASE product_id{reserved} END WHERE product_id IN ({})",
@@ -495,7 +505,9 @@ impl Chunk {
             for i in 0..ended.len() {
                 status.push_str(&format!(" WHEN ${} THEN ${}", 2 * i + 1, 2 * i + 2));
             }
-            let ids: Vec<String> = (0..ended.len()).map(|i| format!("${}", 2 * i + 1)).collect();
+            let ids: Vec<String> = (0..ended.len())
+                .map(|i| format!("${}", 2 * i + 1))
+                .collect();
             let sql = format!(
                 "UPDATE reservations SET status = CASE order_id{status} END \
                  WHERE status = 'HELD' AND order_id IN ({})",
@@ -519,7 +531,6 @@ impl Chunk {
         Ok(())
     }
 }
-
 
 fn stock_view(row: &sqlx::any::AnyRow) -> StockView {
     StockView {

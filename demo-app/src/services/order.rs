@@ -511,7 +511,9 @@ async fn place_order(
         .map_err(|e| ApiError::internal("storing the order", e))?;
     if stored == Stored::KeyTaken {
         // A concurrent request with the same key won the race.
-        let key = idempotency_key.as_deref().expect("only a keyed order loses its key");
+        let key = idempotency_key
+            .as_deref()
+            .expect("only a keyed order loses its key");
         return match replay(&service, &customer_id, key, &request_hash).await? {
             Some(existing) => Ok((StatusCode::OK, Json(existing))),
             None => Err(ApiError::new(

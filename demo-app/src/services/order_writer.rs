@@ -118,7 +118,10 @@ async fn run(
                 }
             }
             Err(e) if batch.len() > 1 => {
-                tracing::warn!("storing {} orders failed, storing them one by one: {e}", batch.len());
+                tracing::warn!(
+                    "storing {} orders failed, storing them one by one: {e}",
+                    batch.len()
+                );
                 for (order, reply) in batch {
                     let result = store_batch(&db, &[&order])
                         .await
@@ -272,7 +275,7 @@ mod tests {
         let mut answers = Vec::new();
         for n in 1..=100 {
             let key = match n {
-                1 => Some("k-0"),  // stored before
+                1 => Some("k-0"),     // stored before
                 2 | 3 => Some("k-2"), // the same key twice in a batch
                 _ => None,
             };

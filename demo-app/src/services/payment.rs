@@ -614,7 +614,13 @@ async fn record_charges(
                     order_id, envelope, "declined", reason, *attempts,
                 ));
                 payments.retain(|p| p.order_id != *order_id);
-                payments.push(PaymentRow::new(order_id, customer_id, amount, "DECLINED", *attempts));
+                payments.push(PaymentRow::new(
+                    order_id,
+                    customer_id,
+                    amount,
+                    "DECLINED",
+                    *attempts,
+                ));
                 continue;
             }
             Charge::Unavailable(reason) => {
@@ -637,7 +643,13 @@ async fn record_charges(
         ));
         // One row per order: the last decision of the chunk.
         payments.retain(|p| p.order_id != *order_id);
-        payments.push(PaymentRow::new(order_id, customer_id, amount, status, *attempts));
+        payments.push(PaymentRow::new(
+            order_id,
+            customer_id,
+            amount,
+            status,
+            *attempts,
+        ));
     }
     outbox::enqueue_rows(tx, Service::Payment, &outbox_rows).await?;
     let now = chrono::Utc::now().timestamp_millis();
@@ -723,7 +735,10 @@ mod tests {
         let records = [record(&a), record(&b), record(&c), record(&a)];
         let chunk = [
             (&records[0], charged(Charge::Authorized)),
-            (&records[1], charged(Charge::Declined("card refused".into()))),
+            (
+                &records[1],
+                charged(Charge::Declined("card refused".into())),
+            ),
             (&records[2], charged(Charge::Unavailable("timeout".into()))),
             (&records[3], charged(Charge::Authorized)),
         ];

@@ -248,21 +248,34 @@ async fn decide_by_admin(
     caller.require_admin()?;
     let internal = |e| ApiError::internal("deciding a hold", e);
     let mut tx = api.db.pool().begin().await.map_err(internal)?;
+    // The decision is the guarded update itself: of two admins deciding at once, the second
+    // finds the hold decided (on PostgreSQL it waits for the first's row lock, then its
+    // condition no longer holds), so a parked request is charged or failed once.
     let row = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM payment_holds WHERE order_id = $1"
+        "UPDATE payment_holds SET status = $1 \
+         WHERE order_id = $2 AND status IN ('FLAGGED', 'HELD') RETURNING {COLUMNS}"
     ))
+    .bind(verdict)
     .bind(&order_id)
     .fetch_optional(&mut *tx)
     .await
-    .map_err(internal)?
-    .ok_or_else(|| ApiError::not_found(format!("no hold for order {order_id}")))?;
-    let mut hold = hold_of(&row);
-    if !matches!(hold.status.as_str(), "FLAGGED" | "HELD") {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!("the hold of {order_id} is {} already", hold.status),
-        ));
-    }
+    .map_err(internal)?;
+    let Some(row) = row else {
+        drop(tx);
+        return Err(
+            match hold_status(api.db.pool(), &order_id)
+                .await
+                .map_err(internal)?
+            {
+                None => ApiError::not_found(format!("no hold for order {order_id}")),
+                Some(status) => ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!("the hold of {order_id} is {status} already"),
+                ),
+            },
+        );
+    };
+    let hold = hold_of(&row);
     let request: Option<String> = row.try_get("request").ok().flatten();
     if let Some(request) = request {
         // The parked request: charge it now (as a new event: the old one is processed) or
@@ -286,14 +299,7 @@ async fn decide_by_admin(
             .await
             .map_err(internal)?;
     }
-    sqlx::query("UPDATE payment_holds SET status = $1 WHERE order_id = $2")
-        .bind(verdict)
-        .bind(&order_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(internal)?;
     tx.commit().await.map_err(internal)?;
     api.relay.notify();
-    hold.status = verdict.to_owned();
     Ok(Json(hold))
 }

@@ -235,7 +235,9 @@ impl ShippingService {
             for i in 0..shipped.len() {
                 tracking.push_str(&format!(" WHEN ${} THEN ${}", 2 * i + 2, 2 * i + 3));
             }
-            let ids: Vec<String> = (0..shipped.len()).map(|i| format!("${}", 2 * i + 2)).collect();
+            let ids: Vec<String> = (0..shipped.len())
+                .map(|i| format!("${}", 2 * i + 2))
+                .collect();
             let sql = format!(
                 "UPDATE shipments SET status = 'SHIPPED', deliver_at = $1, \
                  tracking = CASE order_id{tracking} END \
@@ -326,21 +328,20 @@ mod tests {
 
     /// `(order, status, has tracking)` of every shipment, and the outbox's event types.
     async fn state(db: &Database) -> (Vec<(String, String, bool)>, Vec<String>) {
-        let shipments = sqlx::query(
-            "SELECT order_id, status, tracking FROM shipments ORDER BY order_id",
-        )
-        .fetch_all(db.pool())
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| {
-            (
-                row.get("order_id"),
-                row.get("status"),
-                row.get::<Option<String>, _>("tracking").is_some(),
-            )
-        })
-        .collect();
+        let shipments =
+            sqlx::query("SELECT order_id, status, tracking FROM shipments ORDER BY order_id")
+                .fetch_all(db.pool())
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| {
+                    (
+                        row.get("order_id"),
+                        row.get("status"),
+                        row.get::<Option<String>, _>("tracking").is_some(),
+                    )
+                })
+                .collect();
         let events = sqlx::query("SELECT payload FROM outbox ORDER BY rowid")
             .fetch_all(db.pool())
             .await
@@ -378,12 +379,21 @@ mod tests {
         };
         let paid_b = paid("o-b");
         apply(vec![created("o-a", 20), paid("o-a"), created("o-b", 300)]).await;
-        apply(vec![paid_b.clone(), paid_b, paid("o-c"), created("o-a", 20)]).await;
+        apply(vec![
+            paid_b.clone(),
+            paid_b,
+            paid("o-c"),
+            created("o-a", 20),
+        ])
+        .await;
         let s = |s: &str| s.to_owned();
         let (shipments, events) = state(&db).await;
         assert_eq!(
             shipments,
-            [(s("o-a"), s("SHIPPED"), true), (s("o-b"), s("SHIPPED"), true)]
+            [
+                (s("o-a"), s("SHIPPED"), true),
+                (s("o-b"), s("SHIPPED"), true)
+            ]
         );
         assert_eq!(events, ["ShipmentCreated o-a", "ShipmentCreated o-b"]);
         let carrier: String = sqlx::query("SELECT carrier FROM shipments WHERE order_id = 'o-b'")
@@ -396,7 +406,10 @@ mod tests {
         service.deliver_due().await.unwrap();
         service.deliver_due().await.unwrap();
         let (shipments, mut events) = state(&db).await;
-        assert!(shipments.iter().all(|s| s.1 == "DELIVERED"), "{shipments:?}");
+        assert!(
+            shipments.iter().all(|s| s.1 == "DELIVERED"),
+            "{shipments:?}"
+        );
         events[2..].sort();
         assert_eq!(
             events[2..],

@@ -737,7 +737,9 @@ mod tests {
     #[tokio::test]
     async fn the_sink_collapses_rows_of_one_key_as_upserts_would() {
         use sqlx::Row;
-        let db = crate::db::Database::connect("sqlite::memory:").await.unwrap();
+        let db = crate::db::Database::connect("sqlite::memory:")
+            .await
+            .unwrap();
         let order = |total_cents, name: Option<&str>| EnrichedOrder {
             order: PlacedOrder {
                 order_id: "o-1".into(),
@@ -768,9 +770,15 @@ mod tests {
             ..Incoming::default()
         };
         let records = [
-            record(ENRICHED_TOPIC, serde_json::to_vec(&order(1000, None)).unwrap()),
+            record(
+                ENRICHED_TOPIC,
+                serde_json::to_vec(&order(1000, None)).unwrap(),
+            ),
             record(SALES_TOPIC, serde_json::to_vec(&sales(1)).unwrap()),
-            record(ENRICHED_TOPIC, serde_json::to_vec(&order(999, Some("Ada"))).unwrap()),
+            record(
+                ENRICHED_TOPIC,
+                serde_json::to_vec(&order(999, Some("Ada"))).unwrap(),
+            ),
             record(SALES_TOPIC, serde_json::to_vec(&sales(2)).unwrap()),
         ];
         let refs: Vec<&Incoming> = records.iter().collect();
@@ -781,7 +789,10 @@ mod tests {
             .fetch_one(db.pool())
             .await
             .unwrap();
-        assert_eq!(row.get::<Option<String>, _>("customer_name").as_deref(), Some("Ada"));
+        assert_eq!(
+            row.get::<Option<String>, _>("customer_name").as_deref(),
+            Some("Ada")
+        );
         assert_eq!(row.get::<String, _>("total"), "10.00");
         let row = sqlx::query("SELECT orders, revenue FROM analytics_sales")
             .fetch_one(db.pool())
