@@ -23,9 +23,12 @@
 //!
 //! What a failure does depends on its kind ([`HandleError`]): a record that is not a
 //! readable event is dead-lettered at once; one that a constraint or bad data refuses is
-//! retried [`MAX_ATTEMPTS`] times, then dead-lettered; a failure of the database or the
-//! broker itself is retried with backoff until it passes (the partition waits; nothing is
-//! dead-lettered because the database is down).
+//! retried [`MAX_ATTEMPTS`] times, then dead-lettered; a failure that looks transient (the
+//! connection, a lock or serialization conflict; see `From<sqlx::Error>`) is retried with
+//! backoff [`MAX_TRANSIENT_ATTEMPTS`] times, then dead-lettered if the database answers
+//! meanwhile, or waited out if it does not (the partition waits; nothing is dead-lettered
+//! because the database is down). Every failed attempt counts in
+//! `shop_handle_errors_total{group, kind}`, every dead letter in `shop_dead_lettered_total`.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -59,6 +62,12 @@ pub const MAX_TRANSACTION: usize = 25;
 /// before it is dead-lettered.
 pub const MAX_ATTEMPTS: u32 = 5;
 
+/// How often a record whose failure looks transient ([`HandleError::Transient`]) is tried
+/// before the loop asks whether the database answers: if it does, the record is
+/// dead-lettered (kind `transient`); if not, the partition waits for the database and the
+/// count starts again. With the backoff (100 ms doubling to 5 s) that is about 25 s.
+pub const MAX_TRANSIENT_ATTEMPTS: u32 = 8;
+
 /// How many records of a batch are prepared at the same time.
 const PREPARE_CONCURRENCY: usize = 512;
 
@@ -82,26 +91,49 @@ pub enum HandleError {
 }
 
 impl From<sqlx::Error> for HandleError {
+    /// Sorts a database error by whether trying again can help: the connection, the pool,
+    /// I/O, lock and serialization conflicts, resource exhaustion and an operator's
+    /// shutdown are [`Transient`](HandleError::Transient); what the database says about the
+    /// data or the statement (constraints, invalid values such as a NUL byte in a
+    /// PostgreSQL string, conversions, a missing row) is
+    /// [`Unprocessable`](HandleError::Unprocessable).
     fn from(e: sqlx::Error) -> Self {
-        use sqlx::error::ErrorKind;
-        match &e {
-            sqlx::Error::Database(db)
-                if matches!(
-                    db.kind(),
-                    ErrorKind::UniqueViolation
-                        | ErrorKind::ForeignKeyViolation
-                        | ErrorKind::NotNullViolation
-                        | ErrorKind::CheckViolation
-                ) =>
-            {
-                HandleError::Unprocessable(format!("database: {e}"))
-            }
-            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
-                HandleError::Unprocessable(format!("database: {e}"))
-            }
-            _ => HandleError::Transient(format!("database: {e}")),
+        let transient = match &e {
+            sqlx::Error::Database(db) => match db.code() {
+                Some(code) => is_transient_code(&code),
+                None => true,
+            },
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Configuration(_) => true,
+            _ => false,
+        };
+        if transient {
+            HandleError::Transient(format!("database: {e}"))
+        } else {
+            HandleError::Unprocessable(format!("database: {e}"))
         }
     }
+}
+
+/// Whether a database error code is worth a retry: PostgreSQL's SQLSTATE classes 08
+/// (connection), 40 (transaction rollback: serialization failure, deadlock), 53
+/// (insufficient resources), 57 (operator intervention), 58 (system error) and 55P03 (lock
+/// not available); SQLite's (extended) result codes whose primary code is BUSY, LOCKED,
+/// NOMEM, IOERR, FULL, CANTOPEN or PROTOCOL. A SQLSTATE is five characters; SQLite's codes are numbers below 10,000.
+fn is_transient_code(code: &str) -> bool {
+    if code.len() < 5 {
+        let Ok(sqlite) = code.parse::<u32>() else {
+            return true;
+        };
+        // SQLITE_NOMEM 7, BUSY 5, LOCKED 6, IOERR 10, FULL 13, CANTOPEN 14, PROTOCOL 15.
+        return matches!(sqlite & 0xff, 5 | 6 | 7 | 10 | 13 | 14 | 15);
+    }
+    matches!(code.get(..2), Some("08" | "40" | "53" | "57" | "58")) || code == "55P03"
 }
 
 /// A service that handles the records of its consumer group.
@@ -424,6 +456,7 @@ impl<H: Handler> Batches<'_, H> {
         let record = work.0;
         let mut backoff = Backoff::new();
         let mut refusals = 0;
+        let mut transient = 0;
         let mut attempt = Err(failure);
         loop {
             let mut error = String::new();
@@ -447,9 +480,25 @@ impl<H: Handler> Batches<'_, H> {
                     rejection
                 }
                 Err(Failure::Transient(e)) => {
+                    transient += 1;
                     self.count_error("transient");
+                    let rejection = if transient < MAX_TRANSIENT_ATTEMPTS {
+                        None
+                    } else if self.database_answers().await {
+                        // The database works, only this record keeps failing.
+                        Some(Rejection {
+                            kind: "transient",
+                            reason: format!(
+                                "failed {transient} times while the database answered: {e}"
+                            ),
+                        })
+                    } else {
+                        // An outage: the partition waits for the database, however long.
+                        transient = 0;
+                        None
+                    };
                     error = e;
-                    None
+                    rejection
                 }
             };
             if let Some(rejection) = rejection {
@@ -475,6 +524,15 @@ impl<H: Handler> Batches<'_, H> {
                 Err(e) => Err(Failure::of(e)),
             };
         }
+    }
+
+    /// Whether the database answers a trivial query within 5 s.
+    async fn database_answers(&self) -> bool {
+        let ping = sqlx::query("SELECT 1").execute(self.db.pool());
+        matches!(
+            tokio::time::timeout(Duration::from_secs(5), ping).await,
+            Ok(Ok(_))
+        )
     }
 
     async fn apply_one(&self, record: &Incoming, prepared: H::Prepared) -> Result<(), Failure> {
@@ -876,5 +934,38 @@ mod tests {
             HandleError::from(sqlx::Error::Decode("bad".into())),
             HandleError::Unprocessable(_)
         ));
+    }
+
+    #[tokio::test]
+    async fn database_errors_are_sorted_by_whether_a_retry_can_help() {
+        let db = Database::connect("sqlite::memory:").await.unwrap();
+        let missing = sqlx::query("SELECT * FROM no_such_table")
+            .execute(db.pool())
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            HandleError::from(missing),
+            HandleError::Unprocessable(_)
+        ));
+        let negative = sqlx::query(
+            "INSERT INTO products (product_id, name, unit_price, available, reserved, threshold) \
+             VALUES ('p', 'p', '1', -1, 0, 0)",
+        )
+        .execute(db.pool())
+        .await
+        .unwrap_err();
+        assert!(matches!(
+            HandleError::from(negative),
+            HandleError::Unprocessable(_)
+        ));
+        // PostgreSQL's SQLSTATEs and SQLite's (extended) result codes.
+        for transient in [
+            "08006", "40001", "40P01", "53300", "57P01", "55P03", "5", "517", "6", "10",
+        ] {
+            assert!(is_transient_code(transient), "{transient}");
+        }
+        for refused in ["22021", "23505", "23514", "42P01", "1", "19", "2067", "275"] {
+            assert!(!is_transient_code(refused), "{refused}");
+        }
     }
 }
