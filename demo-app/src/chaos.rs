@@ -7,6 +7,7 @@
 //! and `shop chaos` switch faults on through [`Chaos`]; every fault ends by itself.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,11 @@ use crate::app::Service;
 #[derive(Debug, Default)]
 pub struct Faults {
     state: Mutex<FaultState>,
+    /// Records that waited out a stop, were delayed, were dropped (so tests and the
+    /// dashboard can see that a fault had its effect).
+    held: AtomicU64,
+    delayed: AtomicU64,
+    dropped: AtomicU64,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -88,8 +94,24 @@ impl Faults {
         (!parts.is_empty()).then(|| parts.join("; "))
     }
 
+    /// Records that waited for a stop to end, so far.
+    pub fn held(&self) -> u64 {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Records delayed by added latency, so far.
+    pub fn delayed(&self) -> u64 {
+        self.delayed.load(Ordering::Relaxed)
+    }
+
+    /// Deliveries dropped, so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
     /// Called before each record: waits while stopped, adds latency, decides drops.
     pub async fn before_record(&self) -> Delivery {
+        let mut held = false;
         loop {
             let stopped = {
                 let state = self.state.lock().expect("faults");
@@ -99,10 +121,14 @@ impl Faults {
             };
             match stopped {
                 Some(wait) if !wait.is_zero() => {
+                    held = true;
                     tokio::time::sleep(wait.min(Duration::from_millis(200))).await
                 }
                 _ => break,
             }
+        }
+        if held {
+            self.held.fetch_add(1, Ordering::Relaxed);
         }
         let (latency, drop_rate) = {
             let mut state = self.state.lock().expect("faults");
@@ -114,9 +140,11 @@ impl Faults {
             (state.latency, state.drop_rate)
         };
         if !latency.is_zero() {
+            self.delayed.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(latency).await;
         }
         if drop_rate > 0.0 && self.roll() < drop_rate {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
             Delivery::Drop
         } else {
             Delivery::Deliver

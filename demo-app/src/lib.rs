@@ -5,6 +5,7 @@
 //! HTTP APIs share [`http`]'s JSON errors and [`auth`]'s JWT roles. [`app`] wires everything
 //! up on an embedded broker and database, or on real infrastructure.
 
+pub mod alerts;
 pub mod app;
 pub mod auth;
 pub mod cache;

@@ -1,5 +1,6 @@
 //! The cluster as operators see it: topics, offsets, consumer groups and their lag, sampled
-//! every few seconds; alert rules over the samples; the latest messages of a topic.
+//! every few seconds; alert rules over the samples ([`crate::alerts`]: the rules of
+//! `docs/alerts.yml`); the latest messages of a topic.
 //!
 //! [`ClusterMonitor::run`] samples with the Kafka admin protocol only (metadata, list
 //! offsets, list groups, offset fetch), so it watches any group on the cluster, the shop's
@@ -16,6 +17,8 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde::Serialize;
 
+use crate::alerts::Alerting;
+pub use crate::alerts::{Alert, AlertRules};
 use crate::metrics::{global, labels};
 
 /// How long one admin request may take.
@@ -79,17 +82,6 @@ pub struct GroupView {
     pub partitions: Vec<GroupPartition>,
 }
 
-/// An alert that fires now.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Alert {
-    /// The rule (`ConsumerLagHigh`, `DeadLetterGrowth`, `ErrorRateHigh`).
-    pub rule: String,
-    /// What it is about (a group or topic).
-    pub subject: String,
-    /// A sentence.
-    pub message: String,
-}
-
 /// One sample of the cluster.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ClusterView {
@@ -107,27 +99,6 @@ pub struct ClusterView {
     pub alerts: Vec<Alert>,
     /// Why the last sample failed, if it did.
     pub error: Option<String>,
-}
-
-/// Thresholds of the alert rules (the same as `docs/alerts.yml`).
-#[derive(Debug, Clone, Copy)]
-pub struct AlertRules {
-    /// A group this far behind fires `ConsumerLagHigh`.
-    pub max_lag: i64,
-    /// Dead-letter records added within `window` fire `DeadLetterGrowth`.
-    pub window: Duration,
-    /// Handling errors per minute above this fire `ErrorRateHigh`.
-    pub max_errors_per_minute: f64,
-}
-
-impl Default for AlertRules {
-    fn default() -> Self {
-        AlertRules {
-            max_lag: 1000,
-            window: Duration::from_secs(300),
-            max_errors_per_minute: 30.0,
-        }
-    }
 }
 
 /// Whether a topic is a dead-letter topic.
@@ -158,8 +129,7 @@ struct SamplerState {
     history: HashMap<(String, i32), Watermarks>,
     group_clients: HashMap<String, BaseConsumer>,
     last_total: Option<(Instant, i64)>,
-    dead_letter_history: Vec<(Instant, i64)>,
-    error_history: Vec<(Instant, f64)>,
+    alerting: Alerting,
 }
 
 impl ClusterMonitor {
@@ -191,14 +161,13 @@ impl ClusterMonitor {
             group_clients: HashMap::new(),
             history: HashMap::new(),
             last_total: None,
-            dead_letter_history: Vec::new(),
-            error_history: Vec::new(),
+            alerting: Alerting::new(self.rules),
         }));
         loop {
-            let (client, state, rules) = (self.client.clone(), state.clone(), self.rules);
+            let (client, state) = (self.client.clone(), state.clone());
             let sample = tokio::task::spawn_blocking(move || {
                 let mut state = state.lock().expect("sampler");
-                sample(&client, &mut state, rules)
+                sample(&client, &mut state)
             })
             .await;
             match sample {
@@ -211,11 +180,7 @@ impl ClusterMonitor {
     }
 }
 
-fn sample(
-    client: &ClientConfig,
-    state: &mut SamplerState,
-    rules: AlertRules,
-) -> Result<ClusterView, String> {
+fn sample(client: &ClientConfig, state: &mut SamplerState) -> Result<ClusterView, String> {
     let metadata = state
         .admin
         .fetch_metadata(None, TIMEOUT)
@@ -366,58 +331,14 @@ fn sample(
         .map(|t| (t.name.clone(), t.partitions.iter().map(|p| p.high).sum()))
         .collect();
 
-    // Alert rules.
-    let mut alerts = Vec::new();
-    for group in &groups {
-        if group.lag > rules.max_lag {
-            alerts.push(Alert {
-                rule: "ConsumerLagHigh".into(),
-                subject: group.group.clone(),
-                message: format!(
-                    "{} is {} records behind (limit {})",
-                    group.group, group.lag, rules.max_lag
-                ),
-            });
-        }
-    }
-    let dlq_total: i64 = dead_letters.values().sum();
-    state.dead_letter_history.push((now, dlq_total));
-    state
-        .dead_letter_history
-        .retain(|(t, _)| now.duration_since(*t) <= rules.window);
-    if let Some((_, oldest)) = state.dead_letter_history.first() {
-        if dlq_total > *oldest {
-            alerts.push(Alert {
-                rule: "DeadLetterGrowth".into(),
-                subject: "dead-letter topics".into(),
-                message: format!(
-                    "{} records dead-lettered in the last {} min",
-                    dlq_total - oldest,
-                    rules.window.as_secs() / 60
-                ),
-            });
-        }
-    }
-    let errors = total_errors();
-    state.error_history.push((now, errors));
-    state
-        .error_history
-        .retain(|(t, _)| now.duration_since(*t) <= Duration::from_secs(60));
-    if let Some((at, oldest)) = state.error_history.first() {
-        let minutes = now.duration_since(*at).as_secs_f64() / 60.0;
-        if minutes > 0.0 && (errors - oldest) / minutes.max(1.0 / 6.0) > rules.max_errors_per_minute
-        {
-            alerts.push(Alert {
-                rule: "ErrorRateHigh".into(),
-                subject: "consumers".into(),
-                message: format!(
-                    "{:.0} handling errors in the last minute (limit {})",
-                    errors - oldest,
-                    rules.max_errors_per_minute
-                ),
-            });
-        }
-    }
+    // Alert rules (docs/alerts.yml).
+    let lags: Vec<(String, i64)> = groups.iter().map(|g| (g.group.clone(), g.lag)).collect();
+    let alerts = state.alerting.evaluate(
+        now,
+        &lags,
+        dead_letters.values().sum(),
+        total_errors(),
+    );
 
     // The gauges of /metrics.
     let metrics = global();

@@ -54,5 +54,14 @@ async fn nothing_is_lost_or_duplicated_under_faults() {
         shop.chaos.active().is_empty(),
         "every fault ended by itself"
     );
+    // The faults had their effect: payment's deliveries were delayed and some dropped (and
+    // fetched again), shipping's records waited for its stop to end.
+    let (payment, shipping) = (
+        shop.chaos.faults(Service::Payment),
+        shop.chaos.faults(Service::Shipping),
+    );
+    assert!(payment.delayed() > 0, "payment was never slowed");
+    assert!(payment.dropped() > 0, "no payment delivery was dropped");
+    assert!(shipping.held() > 0, "no shipping record waited for the stop");
     shop.stop().await;
 }

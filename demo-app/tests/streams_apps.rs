@@ -366,13 +366,12 @@ async fn streams_apps_dashboard_and_chaos_end_to_end() {
             json!({"items": [{"product_id": "SKU-CABLE", "quantity": 1}], "device_id": "ann-phone"}),
         )
         .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_ne!(
-        client.status(&ann_token, &during).await,
-        "PAID",
-        "payments are stopped"
-    );
+    // The order reaches payment, which does not take it while stopped.
+    client.await_status(&ann_token, &during, "RESERVED").await;
+    let payment = shop.chaos.faults(demo_app::app::Service::Payment);
+    eventually("the stop's end", 10, || async { (!payment.is_stopped()).then_some(()) }).await;
     client.await_status(&ann_token, &during, "DELIVERED").await;
+    assert!(payment.held() > 0, "the payment request waited for the stop to end");
 
     // Chaos: the analytics app is killed and started again; its tables restore from the
     // changelogs and it goes on with new orders.
