@@ -370,8 +370,9 @@ mod tests {
                 fired_at = Some(s);
             }
         }
-        // The rate needs two samples (420 s), then holds for 60 s.
-        assert_eq!(fired_at, Some(480));
+        // The rate is over the samples of the last minute: from 410 s (against the sample
+        // at 401 s, no errors yet) it is above 30 a minute, and 60 s later it fires.
+        assert_eq!(fired_at, Some(470));
         assert_eq!(alerting.evaluate(at(500), &lag(0), 2, errors).len(), 1);
         assert!(alerting.evaluate(at(541), &lag(0), 2, errors).is_empty());
     }
