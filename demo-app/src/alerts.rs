@@ -103,7 +103,8 @@ impl AlertRules {
             serde_norway::from_str(yaml).map_err(|e| RulesError::Format(e.to_string()))?;
         let mut rules: BTreeMap<String, Rule> = BTreeMap::new();
         for rule in file.groups.into_iter().flat_map(|g| g.rules) {
-            if !["ConsumerLagHigh", "DeadLetterGrowth", "ErrorRateHigh"].contains(&rule.alert.as_str())
+            if !["ConsumerLagHigh", "DeadLetterGrowth", "ErrorRateHigh"]
+                .contains(&rule.alert.as_str())
             {
                 return Err(RulesError::UnknownRule(rule.alert));
             }
@@ -231,7 +232,10 @@ impl Alerting {
         self.dead_letter_history.push((now, dead_letters));
         self.dead_letter_history
             .retain(|(t, _)| now.duration_since(*t) <= rules.dead_letter_range);
-        let oldest = self.dead_letter_history.first().map_or(dead_letters, |e| e.1);
+        let oldest = self
+            .dead_letter_history
+            .first()
+            .map_or(dead_letters, |e| e.1);
         if dead_letters - oldest > rules.max_dead_letters {
             holding.push((
                 "DeadLetterGrowth",
@@ -334,7 +338,10 @@ mod tests {
         let t0 = Instant::now();
         let at = |s: u64| t0 + Duration::from_secs(s);
         let rules_at = |alerts: Vec<Alert>| -> Vec<String> {
-            alerts.into_iter().map(|a| format!("{} {}", a.rule, a.subject)).collect()
+            alerts
+                .into_iter()
+                .map(|a| format!("{} {}", a.rule, a.subject))
+                .collect()
         };
         let lag = |n: i64| vec![("payments".to_owned(), n), ("audit".to_owned(), 5)];
 

@@ -333,12 +333,9 @@ fn sample(client: &ClientConfig, state: &mut SamplerState) -> Result<ClusterView
 
     // Alert rules (docs/alerts.yml).
     let lags: Vec<(String, i64)> = groups.iter().map(|g| (g.group.clone(), g.lag)).collect();
-    let alerts = state.alerting.evaluate(
-        now,
-        &lags,
-        dead_letters.values().sum(),
-        total_errors(),
-    );
+    let alerts = state
+        .alerting
+        .evaluate(now, &lags, dead_letters.values().sum(), total_errors());
 
     // The gauges of /metrics.
     let metrics = global();

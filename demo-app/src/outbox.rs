@@ -95,6 +95,7 @@ pub async fn enqueue_rows(
              created_at) VALUES {}",
             crate::db::placeholders(rows.len(), 7)
         );
+        let sql = crate::db::for_connection(&**tx, &sql);
         let mut insert = sqlx::query(&sql);
         for row in rows {
             insert = insert
@@ -295,15 +296,20 @@ impl OutboxRelay {
         };
         let statement = format!(
             "SELECT event_id, topic, record_key, payload, headers, created_at FROM outbox
-             WHERE source IN ({}) ORDER BY {order} LIMIT $1",
-            placeholders(2, sources.len())
+             WHERE source IN ({}) ORDER BY {order} LIMIT ${}",
+            crate::db::list(1, sources.len()),
+            sources.len() + 1
         );
-        let mut query = sqlx::query(&statement).bind(BATCH);
+        let statement = self.db.sql(&statement);
+        let mut query = sqlx::query(&statement);
         for source in sources {
             query = query.bind(source.name());
         }
+        // Read beside the writer (on SQLite a read-only connection sees every committed
+        // row), so the relay does not queue for the one writer to look.
         let rows = query
-            .fetch_all(self.db.pool())
+            .bind(BATCH)
+            .fetch_all(self.db.reader())
             .await
             .map_err(|e| format!("reading the outbox: {e}"))?;
         if rows.is_empty() {
@@ -370,8 +376,9 @@ impl OutboxRelay {
         }
         let statement = format!(
             "DELETE FROM outbox WHERE event_id IN ({})",
-            placeholders(1, ids.len())
+            crate::db::list(1, ids.len())
         );
+        let statement = self.db.sql(&statement);
         let mut query = sqlx::query(&statement);
         for id in ids {
             query = query.bind(id);
@@ -382,12 +389,4 @@ impl OutboxRelay {
             .map(|_| ())
             .map_err(|e| format!("clearing the outbox: {e}"))
     }
-}
-
-/// `$first, $first+1, ...`: `count` numbered parameters, for an `IN (...)` list.
-fn placeholders(first: usize, count: usize) -> String {
-    (first..first + count)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }

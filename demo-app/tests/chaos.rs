@@ -58,7 +58,10 @@ async fn nothing_is_lost_or_duplicated_under_faults() {
     );
     assert!(payment.delayed() > 0, "payment was never slowed");
     assert!(payment.dropped() > 0, "no payment delivery was dropped");
-    assert!(shipping.held() > 0, "no shipping record waited for the stop");
+    assert!(
+        shipping.held() > 0,
+        "no shipping record waited for the stop"
+    );
     assert!(
         shop.chaos.active().is_empty(),
         "every fault ended by itself"

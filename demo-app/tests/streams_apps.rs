@@ -369,9 +369,15 @@ async fn streams_apps_dashboard_and_chaos_end_to_end() {
     // The order reaches payment, which does not take it while stopped.
     client.await_status(&ann_token, &during, "RESERVED").await;
     let payment = shop.chaos.faults(demo_app::app::Service::Payment);
-    eventually("the stop's end", 10, || async { (!payment.is_stopped()).then_some(()) }).await;
+    eventually("the stop's end", 10, || async {
+        (!payment.is_stopped()).then_some(())
+    })
+    .await;
     client.await_status(&ann_token, &during, "DELIVERED").await;
-    assert!(payment.held() > 0, "the payment request waited for the stop to end");
+    assert!(
+        payment.held() > 0,
+        "the payment request waited for the stop to end"
+    );
 
     // Chaos: the analytics app is killed and started again; its tables restore from the
     // changelogs and it goes on with new orders.

@@ -350,6 +350,7 @@ async fn apply_chunk(
          WHERE order_id IN ({}) ORDER BY order_id, product_id",
         list(1, order_ids.len())
     );
+    let sql = crate::db::for_connection(&**tx, &sql);
     let mut query = sqlx::query(&sql);
     for id in &order_ids {
         query = query.bind(*id);
@@ -393,6 +394,7 @@ async fn apply_chunk(
             list(1, product_ids.len()),
             if postgres { " FOR UPDATE" } else { "" }
         );
+        let sql = crate::db::for_connection(&**tx, &sql);
         let mut query = sqlx::query(&sql);
         for id in &product_ids {
             query = query.bind(*id);
@@ -438,21 +440,15 @@ impl Chunk {
             .filter(|(_, stock)| (stock.available, stock.reserved) != stock.stored)
             .collect();
         if !moved.is_empty() {
-            let mut available = String::new();
-            let mut reserved = String::new();
-            for i in 0..moved.len() {
-                let (id, a, r) = (3 * i + 1, 3 * i + 2, 3 * i + 3);
-                available.push_str(&format!(" WHEN ${id} THEN ${a}"));
-                reserved.push_str(&format!(" WHEN ${id} THEN ${r}"));
-            }
-            let ids: Vec<String> = (0..moved.len())
-                .map(|i| format!("${}", 3 * i + 1))
-                .collect();
+            // One statement: each moved product to its new levels (the values joined by
+            // product id; a VALUES list's columns are column1, column2, ... in both
+            // databases).
             let sql = format!(
-                "UPDATE products SET available = CASE product_id{available} END, \
-                 reserved = CASE product_id{reserved} END WHERE product_id IN ({})",
-                ids.join(", ")
+                "UPDATE products SET available = v.column2, reserved = v.column3 \
+                 FROM (VALUES {}) AS v WHERE products.product_id = v.column1",
+                placeholders(moved.len(), 3)
             );
+            let sql = crate::db::for_connection(&**tx, &sql);
             let mut update = sqlx::query(&sql);
             for (product_id, stock) in &moved {
                 update = update
@@ -476,6 +472,7 @@ impl Chunk {
                  VALUES {}",
                 placeholders(rows.len(), 5)
             );
+            let sql = crate::db::for_connection(&**tx, &sql);
             let mut insert = sqlx::query(&sql);
             for (order_id, line) in rows {
                 insert = insert
@@ -501,18 +498,12 @@ impl Chunk {
             })
             .collect();
         if !ended.is_empty() {
-            let mut status = String::new();
-            for i in 0..ended.len() {
-                status.push_str(&format!(" WHEN ${} THEN ${}", 2 * i + 1, 2 * i + 2));
-            }
-            let ids: Vec<String> = (0..ended.len())
-                .map(|i| format!("${}", 2 * i + 1))
-                .collect();
             let sql = format!(
-                "UPDATE reservations SET status = CASE order_id{status} END \
-                 WHERE status = 'HELD' AND order_id IN ({})",
-                ids.join(", ")
+                "UPDATE reservations SET status = v.column2 FROM (VALUES {}) AS v \
+                 WHERE reservations.order_id = v.column1 AND reservations.status = 'HELD'",
+                placeholders(ended.len(), 2)
             );
+            let sql = crate::db::for_connection(&**tx, &sql);
             let mut update = sqlx::query(&sql);
             for (order_id, status, _) in &ended {
                 update = update.bind(order_id.as_str()).bind(*status);

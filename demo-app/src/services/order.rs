@@ -251,6 +251,7 @@ impl OrderService {
              WHERE order_id IN ({})",
             list(1, order_ids.len())
         );
+        let sql = crate::db::for_connection(&**tx, &sql);
         let mut query = sqlx::query(&sql);
         for id in &order_ids {
             query = query.bind(*id);
@@ -325,20 +326,22 @@ impl OrderService {
         if !moved.is_empty() {
             // One statement: each moved order to its new state, only from the state read.
             let n = moved.len();
-            let mut status_case = String::new();
-            let mut reason_case = String::new();
-            let mut guard = Vec::with_capacity(n);
-            for i in 0..n {
-                let (id, status, reason, stored) = (4 * i + 2, 4 * i + 3, 4 * i + 4, 4 * i + 5);
-                status_case.push_str(&format!(" WHEN ${id} THEN ${status}"));
-                reason_case.push_str(&format!(" WHEN ${id} THEN ${reason}"));
-                guard.push(format!("(order_id = ${id} AND status = ${stored})"));
-            }
             let sql = format!(
-                "UPDATE orders SET status = CASE order_id{status_case} END, \
-                 reason = CASE order_id{reason_case} END, updated_at = $1 WHERE {}",
-                guard.join(" OR ")
+                "UPDATE orders SET status = v.column2, reason = v.column3, updated_at = $1 \
+                 FROM (VALUES {}) AS v \
+                 WHERE orders.order_id = v.column1 AND orders.status = v.column4",
+                (0..n)
+                    .map(|i| format!(
+                        "(${}, ${}, ${}, ${})",
+                        4 * i + 2,
+                        4 * i + 3,
+                        4 * i + 4,
+                        4 * i + 5
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
+            let sql = crate::db::for_connection(&**tx, &sql);
             let mut update = sqlx::query(&sql).bind(now_ms());
             for (order_id, order) in &moved {
                 update = update

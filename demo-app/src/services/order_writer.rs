@@ -156,6 +156,7 @@ async fn store_batch(db: &Database, orders: &[&NewOrder]) -> sqlx::Result<Vec<St
              VALUES {} ON CONFLICT DO NOTHING RETURNING order_id",
             placeholders(rows.len(), 4)
         );
+        let sql = crate::db::for_connection(&tx, &sql);
         let mut insert = sqlx::query(&sql);
         for order in rows {
             let (key, hash) = order.idempotency.as_ref().expect("filtered");
@@ -195,6 +196,7 @@ async fn store_batch(db: &Database, orders: &[&NewOrder]) -> sqlx::Result<Vec<St
              reason, created_at, updated_at) VALUES {}",
             placeholders(rows.len(), 10)
         );
+        let sql = crate::db::for_connection(&tx, &sql);
         let mut insert = sqlx::query(&sql);
         for order in rows {
             insert = insert

@@ -81,6 +81,7 @@ impl ShippingService {
              WHERE status = 'SHIPPED' AND order_id IN ({}) RETURNING order_id, customer_id",
             list(1, due.len())
         );
+        let sql = crate::db::for_connection(&tx, &sql);
         let mut update = sqlx::query(&sql);
         for row in &due {
             update = update.bind(text(row, "order_id"));
@@ -145,6 +146,7 @@ impl ShippingService {
              WHERE order_id IN ({})",
             list(1, order_ids.len())
         );
+        let sql = crate::db::for_connection(&**tx, &sql);
         let mut query = sqlx::query(&sql);
         for id in &order_ids {
             query = query.bind(*id);
@@ -213,6 +215,7 @@ impl ShippingService {
                  deliver_at, status) VALUES {} ON CONFLICT DO NOTHING",
                 placeholders(rows.len(), 7)
             );
+            let sql = crate::db::for_connection(&**tx, &sql);
             let mut insert = sqlx::query(&sql);
             for (order_id, s) in rows {
                 insert = insert
@@ -231,19 +234,16 @@ impl ShippingService {
             .filter(|(_, s)| s.stored && s.tracking.is_some())
             .collect();
         if !shipped.is_empty() {
-            let mut tracking = String::new();
-            for i in 0..shipped.len() {
-                tracking.push_str(&format!(" WHEN ${} THEN ${}", 2 * i + 2, 2 * i + 3));
-            }
-            let ids: Vec<String> = (0..shipped.len())
-                .map(|i| format!("${}", 2 * i + 2))
-                .collect();
             let sql = format!(
-                "UPDATE shipments SET status = 'SHIPPED', deliver_at = $1, \
-                 tracking = CASE order_id{tracking} END \
-                 WHERE status = 'QUOTED' AND order_id IN ({})",
-                ids.join(", ")
+                "UPDATE shipments SET status = 'SHIPPED', deliver_at = $1, tracking = v.column2 \
+                 FROM (VALUES {}) AS v \
+                 WHERE shipments.order_id = v.column1 AND shipments.status = 'QUOTED'",
+                (0..shipped.len())
+                    .map(|i| format!("(${}, ${})", 2 * i + 2, 2 * i + 3))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
+            let sql = crate::db::for_connection(&**tx, &sql);
             let mut update = sqlx::query(&sql).bind(deliver_at);
             for (order_id, s) in &shipped {
                 update = update.bind(order_id.as_str()).bind(s.tracking.clone());
