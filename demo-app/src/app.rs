@@ -261,12 +261,37 @@ pub enum StartError {
     },
 }
 
+/// The audit log's and the notification service's databases. On the default SQLite they are
+/// files of their own beside `shop.db` (`audit.db`, `notifications.db`): they write a row
+/// for nearly every event, and SQLite has one writer per file, so in one file their writes
+/// would queue with the order pipeline's (at 1,000 orders/s the pipeline then fell minutes
+/// behind; with them apart it keeps up). Neither joins with another service's tables. On
+/// PostgreSQL, or with a `--database-url` given, they share the one database.
+pub async fn side_databases(
+    config: &ShopConfig,
+    db: &Database,
+) -> Result<(Database, Database), DbError> {
+    if config.database_url.is_some() {
+        return Ok((db.clone(), db.clone()));
+    }
+    let file = |name: &str| format!("sqlite://{}", config.data_dir.join(name).display());
+    Ok((
+        Database::connect(&file("audit.db")).await?,
+        Database::connect(&file("notifications.db")).await?,
+    ))
+}
+
 /// A running shop.
 pub struct Shop {
     /// `bootstrap.servers` of the cluster in use.
     pub bootstrap_servers: String,
     /// The database.
     pub db: Database,
+    /// The audit log's database: on the default SQLite a file of its own (`audit.db`), on
+    /// PostgreSQL (or a given SQLite URL) the same as [`db`](Shop::db).
+    pub audit_db: Database,
+    /// The notification service's database (`notifications.db`), as [`audit_db`](Shop::audit_db).
+    pub notifications_db: Database,
     /// The cache (Redis or in-process).
     pub cache: Cache,
     /// The JWT keys of the APIs.
@@ -328,6 +353,7 @@ impl Shop {
             .unwrap_or_else(|| format!("sqlite://{}", config.data_dir.join("shop.db").display()));
         let db = Database::connect(&database_url).await?;
         catalog::seed(&db).await?;
+        let (audit_db, notifications_db) = side_databases(&config, &db).await?;
         let cache = match &config.redis_url {
             Some(url) => Cache::redis(url, &config.cache_prefix).await?,
             None => Cache::in_memory(&config.cache_prefix),
@@ -379,7 +405,9 @@ impl Shop {
         }
         if config.runs(Service::User) {
             order_router = order_router.merge(
-                UserService::new(db.clone(), keys.clone(), relay.clone(), cipher.clone()).router(),
+                UserService::new(db.clone(), keys.clone(), relay.clone(), cipher.clone())
+                    .with_notifications(notifications_db.clone())
+                    .router(),
             );
         }
         let order_api = if config.runs(Service::Order) || config.runs(Service::User) {
@@ -436,7 +464,7 @@ impl Shop {
                 tasks.push(spawn_consumer(
                     &client,
                     &producer,
-                    &db,
+                    &notifications_db,
                     chaos.faults(Service::Notification),
                     group,
                     &[topics::USERS, topics::ORDERS, topics::NOTIFICATIONS],
@@ -454,7 +482,7 @@ impl Shop {
             tasks.push(spawn_consumer(
                 &client,
                 &producer,
-                &db,
+                &audit_db,
                 chaos.faults(Service::Audit),
                 audit::GROUP,
                 &all,
@@ -593,6 +621,8 @@ impl Shop {
         Ok(Shop {
             bootstrap_servers,
             db,
+            audit_db,
+            notifications_db,
             cache,
             keys,
             order_api,

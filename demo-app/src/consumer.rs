@@ -304,13 +304,19 @@ pub async fn run<H: Handler>(
         group,
         dead_letters,
     };
+    let mut committed = Committed::default();
     loop {
         // The first record waits; the rest of the batch is what is already fetched.
-        let mut batch = match consumer.recv().await {
-            Ok(message) => vec![Incoming::from_message(&message)],
-            Err(e) => {
+        let mut batch = match tokio::time::timeout(IDLE_COMMIT, consumer.recv()).await {
+            Ok(Ok(message)) => vec![Incoming::from_message(&message)],
+            Ok(Err(e)) => {
                 tracing::warn!(group, "consumer error: {e}");
                 tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            Err(_) => {
+                // Idle: the position may still have moved past transaction markers.
+                committed.commit(&consumer, group, &[]);
                 continue;
             }
         };
@@ -334,7 +340,62 @@ pub async fn run<H: Handler>(
         let started = std::time::Instant::now();
         batch_handler.handle(&batch).await;
         tracing::debug!(group, records = batch.len(), elapsed = ?started.elapsed(), "batch handled");
-        if let Err(e) = consumer.commit(&next_offsets(&batch), CommitMode::Async) {
+        committed.commit(&consumer, group, &batch);
+    }
+}
+
+/// How long a consumer waits for a record before it commits a position that moved without
+/// one (past transaction markers).
+const IDLE_COMMIT: Duration = Duration::from_secs(1);
+
+/// What a consumer loop has committed, by partition.
+#[derive(Default)]
+struct Committed(BTreeMap<(String, i32), i64>);
+
+impl Committed {
+    /// Commits, after `batch` was handled, the consumer's position where it is past what was
+    /// committed: every record the consumer handed out is handled by then, and the
+    /// position is also past the transaction markers it skipped (a marker follows every
+    /// transaction of an exactly-once writer, such as the streams apps; committing only
+    /// the offset after the last record would leave the group one marker short of the end,
+    /// a lag that never clears on a quiet topic). Without positions, the offsets after the
+    /// batch's records.
+    fn commit(&mut self, consumer: &StreamConsumer, group: &str, batch: &[Incoming]) {
+        let mut next: BTreeMap<(String, i32), i64> = next_offsets(batch)
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(n) => Some(((e.topic().to_owned(), e.partition()), n)),
+                _ => None,
+            })
+            .collect();
+        if let Ok(positions) = consumer.position() {
+            for e in positions.elements() {
+                if let Offset::Offset(n) = e.offset() {
+                    let at = next
+                        .entry((e.topic().to_owned(), e.partition()))
+                        .or_insert(n);
+                    *at = (*at).max(n);
+                }
+            }
+        }
+        let mut list = TopicPartitionList::new();
+        for ((topic, partition), offset) in next {
+            if self
+                .0
+                .get(&(topic.clone(), partition))
+                .is_some_and(|c| *c >= offset)
+            {
+                continue;
+            }
+            list.add_partition_offset(&topic, partition, Offset::Offset(offset))
+                .expect("a valid offset");
+            self.0.insert((topic, partition), offset);
+        }
+        if list.count() == 0 {
+            return;
+        }
+        if let Err(e) = consumer.commit(&list, CommitMode::Async) {
             tracing::warn!(group, "commit failed (records may be redelivered): {e}");
         }
     }

@@ -388,7 +388,7 @@ async fn main() -> std::process::ExitCode {
         let url = cli
             .database_url
             .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", cli.data_dir.join("shop.db").display()));
+            .unwrap_or_else(|| format!("sqlite://{}", cli.data_dir.join("audit.db").display()));
         let db = match demo_app::db::Database::connect(&url).await {
             Ok(db) => db,
             Err(e) => {

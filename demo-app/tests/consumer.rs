@@ -127,3 +127,68 @@ async fn a_record_postgresql_refuses_is_dead_lettered_and_the_rest_handled() {
         .await
         .unwrap();
 }
+
+/// A topic written in transactions (as the streams apps write `notification-events`)
+/// holds a marker after each transaction, which the consumer skips without handing it out:
+/// the loop commits its position, past the marker, so the group's lag reaches zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_commits_past_transaction_markers() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
+
+    let broker = tokio::task::spawn_blocking(kstreams_testkit::EmbeddedBroker::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let bootstrap = broker.bootstrap_servers().to_owned();
+    let db = Database::connect("sqlite::memory:").await.unwrap();
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", &bootstrap);
+    let writer_config = client.clone();
+    tokio::task::spawn_blocking(move || {
+        let writer: BaseProducer = writer_config
+            .clone()
+            .set("transactional.id", "marker-writer")
+            .create()
+            .unwrap();
+        writer.init_transactions(Duration::from_secs(10)).unwrap();
+        writer.begin_transaction().unwrap();
+        for value in ["one", "two"] {
+            writer
+                .send(BaseRecord::to("marked").key("k").payload(value))
+                .unwrap();
+        }
+        writer.commit_transaction(Duration::from_secs(10)).unwrap();
+    })
+    .await
+    .unwrap();
+    let run = tokio::spawn(consumer::run(
+        client.clone(),
+        "marked-group",
+        &["marked"],
+        db.clone(),
+        Producer::new(&client).unwrap(),
+        Arc::new(Faults::default()),
+        Texts,
+    ));
+    // Two records and the commit marker.
+    let reader: BaseConsumer = client
+        .clone()
+        .set("group.id", "marked-group")
+        .create()
+        .unwrap();
+    let committed = eventually("a commit past the marker", 30, || {
+        let mut wanted = rdkafka::TopicPartitionList::new();
+        wanted.add_partition("marked", 0);
+        let offset = reader
+            .committed_offsets(wanted, Duration::from_secs(5))
+            .ok()
+            .and_then(|list| list.find_partition("marked", 0).map(|p| p.offset()));
+        async move { (offset == Some(rdkafka::Offset::Offset(3))).then_some(offset) }
+    })
+    .await;
+    assert_eq!(committed, Some(rdkafka::Offset::Offset(3)));
+    run.abort();
+    tokio::task::spawn_blocking(move || drop(broker))
+        .await
+        .unwrap();
+}

@@ -471,7 +471,7 @@ async fn the_audit_log_is_tamper_evident(shop: &Shop) {
     let deadline = Instant::now() + Duration::from_secs(30);
     let entries = loop {
         let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM audit_log")
-            .fetch_one(shop.db.pool())
+            .fetch_one(shop.audit_db.pool())
             .await
             .unwrap()
             .get("n");
@@ -482,16 +482,16 @@ async fn the_audit_log_is_tamper_evident(shop: &Shop) {
         assert!(Instant::now() < deadline, "the audit log has {n} entries");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    match verify(&shop.db).await.unwrap() {
+    match verify(&shop.audit_db).await.unwrap() {
         Verification::Intact(n) => assert!(n as i64 >= entries),
         broken => panic!("{broken:?}"),
     }
     sqlx::query("UPDATE audit_log SET payload = '{\"tampered\":true}' WHERE seq = 3")
-        .execute(shop.db.pool())
+        .execute(shop.audit_db.pool())
         .await
         .unwrap();
     assert!(matches!(
-        verify(&shop.db).await.unwrap(),
+        verify(&shop.audit_db).await.unwrap(),
         Verification::Broken { seq: 3, .. }
     ));
 }
@@ -505,7 +505,7 @@ async fn eventually_audited(shop: &Shop, customer: &str) -> String {
             "SELECT payload FROM audit_log WHERE topic = 'user-events' AND record_key = $1",
         )
         .bind(customer)
-        .fetch_optional(shop.db.pool())
+        .fetch_optional(shop.audit_db.pool())
         .await
         .unwrap();
         if let Some(row) = row {
@@ -557,7 +557,7 @@ async fn notifications_fan_out_by_preference(shop: &Shop) {
                 "SELECT COUNT(*) AS n FROM notification_preferences WHERE customer_id = $1",
             )
             .bind(&customer)
-            .fetch_one(shop.db.pool())
+            .fetch_one(shop.notifications_db.pool())
             .await
             .unwrap()
             .get("n");
@@ -624,7 +624,7 @@ async fn notifications_fan_out_by_preference(shop: &Shop) {
                 "SELECT contact FROM {table} WHERE customer_id = $1"
             ))
             .bind(&customer)
-            .fetch_all(shop.db.pool())
+            .fetch_all(shop.notifications_db.pool())
             .await
             .unwrap()
             .iter()

@@ -759,3 +759,80 @@ fn session_stores_are_queryable_on_a_running_application() {
     ));
     streams.close();
 }
+
+/// The group's committed offset of partition 0 of `topic`.
+fn committed_offset(bootstrap: &str, group: &str, topic: &str) -> Option<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut wanted = rdkafka::TopicPartitionList::new();
+    wanted.add_partition(topic, 0);
+    let committed = consumer
+        .committed_offsets(wanted, Duration::from_secs(10))
+        .unwrap();
+    match committed.find_partition(topic, 0)?.offset() {
+        rdkafka::Offset::Offset(n) => Some(n),
+        _ => None,
+    }
+}
+
+/// A topic written in transactions holds a marker after each one, which the consumer skips
+/// without handing it out. Once everything is processed the application commits its
+/// consumer's position, past the last marker, so its lag on such a topic reaches zero (as
+/// Kafka Streams does, KAFKA-6607), under both guarantees.
+#[test]
+fn a_group_reading_a_transactional_topic_commits_past_its_markers() {
+    use kstreams::config::ProcessingGuarantee;
+    use rdkafka::producer::BaseProducer;
+
+    let broker = EmbeddedBroker::start().unwrap();
+    let bootstrap = broker.bootstrap_servers().to_string();
+    broker.create_topic("txn-in", 1, &[]).unwrap();
+    let writer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("transactional.id", "txn-in-writer")
+        .create()
+        .unwrap();
+    writer.init_transactions(Duration::from_secs(10)).unwrap();
+    writer.begin_transaction().unwrap();
+    for value in ["a", "b", "c"] {
+        writer
+            .send(BaseRecord::to("txn-in").key("k").payload(value))
+            .unwrap();
+    }
+    writer.commit_transaction(Duration::from_secs(10)).unwrap();
+    // Three records and the commit marker.
+    let end = 4;
+
+    for (guarantee, name) in [
+        (ProcessingGuarantee::AtLeastOnce, "txn-markers-alos"),
+        (ProcessingGuarantee::ExactlyOnce, "txn-markers-eos"),
+    ] {
+        broker.create_topic(&format!("{name}-out"), 1, &[]).unwrap();
+        let builder = StreamsBuilder::new();
+        builder
+            .stream::<String, String>("txn-in")
+            .map_values(|v| v.to_uppercase())
+            .to(format!("{name}-out").as_str());
+        let config = StreamsConfig::new(name)
+            .with_bootstrap_servers(&bootstrap)
+            .with_processing_guarantee(guarantee)
+            .with_commit_interval(Duration::from_millis(100))
+            .with_state_dir(std::env::temp_dir().join(format!("kstreams-e2e-{}", uuid_like())));
+        let mut streams = KafkaStreams::new(&builder.build().unwrap(), config);
+        streams.start().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = None;
+        while last != Some(end) {
+            assert!(
+                Instant::now() < deadline,
+                "{name}: committed {last:?}, the topic ends at {end}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+            last = committed_offset(&bootstrap, name, "txn-in");
+        }
+        streams.close();
+    }
+}

@@ -26,6 +26,8 @@ use crate::outbox::{self, OutboxRelay};
 #[derive(Clone)]
 pub struct UserService {
     db: Database,
+    /// Where the notification service records what it sent (`sent_notifications`).
+    notifications: Database,
     keys: JwtKeys,
     relay: OutboxRelay,
     cipher: FieldCipher,
@@ -71,14 +73,23 @@ pub struct SentNotification {
 }
 
 impl UserService {
-    /// The service over `db`; `cipher` decrypts the contacts of sent notifications.
+    /// The service over `db`; `cipher` decrypts the contacts of sent notifications, which
+    /// it reads from `db` too unless [`with_notifications`](Self::with_notifications) says
+    /// where.
     pub fn new(db: Database, keys: JwtKeys, relay: OutboxRelay, cipher: FieldCipher) -> Self {
         UserService {
+            notifications: db.clone(),
             db,
             keys,
             relay,
             cipher,
         }
+    }
+
+    /// Reads sent notifications from `notifications` (the notification service's database).
+    pub fn with_notifications(mut self, notifications: Database) -> Self {
+        self.notifications = notifications;
+        self
     }
 
     /// The HTTP routes.
@@ -164,7 +175,7 @@ async fn notifications(
          ORDER BY sent_at DESC LIMIT 200",
     )
     .bind(&user)
-    .fetch_all(service.db.reader())
+    .fetch_all(service.notifications.reader())
     .await
     .map_err(|e| ApiError::internal("reading notifications", e))?;
     let mut sent = Vec::with_capacity(rows.len());
