@@ -16,6 +16,11 @@
 //! count twice. One publisher per service also keeps its rows in insertion order. A process
 //! that stops cleanly gives its leases up ([`OutboxRelay::release`]); a restarted process
 //! with the same identity (host and data directory) takes its own leases back at once.
+//!
+//! A relay publishes up to [`BATCH`] rows at a time and deletes them once the broker has
+//! acknowledged them. On SQLite it reads and publishes the next batch while the last one is
+//! deleted (the rows after it in rowid order, which the one writer hands out in commit
+//! order), so the relay does not wait for the writer between batches.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -140,7 +145,33 @@ pub const LEASE: Duration = Duration::from_secs(15);
 const RENEW: Duration = Duration::from_secs(5);
 
 /// The most rows one batch publishes.
-const BATCH: i64 = 500;
+const BATCH: i64 = 1000;
+
+/// What the relay carries from one batch to the next: on SQLite, the batch being cleared
+/// while the next is published, and the position after which the next batch's rows are.
+#[derive(Default)]
+struct Pipeline {
+    cursor: Option<i64>,
+    clearing: Option<tokio::task::JoinHandle<Result<(), String>>>,
+}
+
+impl Pipeline {
+    /// Waits for the clear in flight; a failed one forgets the cursor, so its rows are
+    /// published again (consumers drop repeats by event id).
+    async fn settle(&mut self) -> Result<(), String> {
+        let Some(clearing) = self.clearing.take() else {
+            return Ok(());
+        };
+        let cleared = clearing
+            .await
+            .map_err(|e| format!("clearing the outbox: {e}"))
+            .and_then(|cleared| cleared);
+        if cleared.is_err() {
+            self.cursor = None;
+        }
+        cleared
+    }
+}
 
 /// Publishes the outbox rows of some services, oldest first, for each service while it
 /// holds that service's lease.
@@ -189,6 +220,7 @@ impl OutboxRelay {
     pub async fn run(self) {
         let mut led: Vec<Service> = Vec::new();
         let mut renewed: Option<Instant> = None;
+        let mut pipeline = Pipeline::default();
         loop {
             if renewed.is_none_or(|at| at.elapsed() >= RENEW) {
                 match self.acquire().await {
@@ -207,6 +239,11 @@ impl OutboxRelay {
                                 "outbox relay"
                             );
                         }
+                        if now_led != led {
+                            // Another set of services: its rows are read from the start.
+                            let _ = pipeline.settle().await;
+                            pipeline.cursor = None;
+                        }
                         led = now_led;
                         renewed = Some(Instant::now());
                     }
@@ -223,7 +260,7 @@ impl OutboxRelay {
                 tokio::time::sleep(RENEW).await;
                 continue;
             }
-            match self.publish_batch(&led).await {
+            match self.publish_batch(&led, &mut pipeline).await {
                 Ok(0) => {
                     // Woken at once by this process's services; rows another process wrote
                     // for a service whose lease this one holds wait up to IDLE_POLL.
@@ -279,39 +316,26 @@ impl OutboxRelay {
             .map_err(|e| format!("releasing the relay leases: {e}"))
     }
 
-    /// Publishes up to 500 rows of `sources`; returns how many. Does not look at the
+    /// Publishes up to [`BATCH`] rows of `sources`; returns how many. Does not look at the
     /// leases: [`run`] publishes only the services whose lease it holds.
     ///
     /// [`run`]: OutboxRelay::run
-    pub async fn publish_batch(&self, sources: &[Service]) -> Result<usize, String> {
+    async fn publish_batch(
+        &self,
+        sources: &[Service],
+        pipeline: &mut Pipeline,
+    ) -> Result<usize, String> {
         if sources.is_empty() {
             return Ok(0);
         }
-        // Insertion order: a PostgreSQL sequence, SQLite's rowid (always above every
-        // existing row's).
-        let order = if self.db.is_postgres() {
-            "seq"
-        } else {
-            "rowid"
-        };
-        let statement = format!(
-            "SELECT event_id, topic, record_key, payload, headers, created_at FROM outbox
-             WHERE source IN ({}) ORDER BY {order} LIMIT ${}",
-            crate::db::list(1, sources.len()),
-            sources.len() + 1
-        );
-        let statement = self.db.sql(&statement);
-        let mut query = sqlx::query(&statement);
-        for source in sources {
-            query = query.bind(source.name());
+        let rows = self.select(sources, pipeline.cursor).await?;
+        if rows.is_empty() && pipeline.cursor.is_some() {
+            // Everything after the cursor is out: once the last clear is done, look from
+            // the start again (a row may have reused a cleared row's rowid).
+            pipeline.settle().await?;
+            pipeline.cursor = None;
+            return Ok(self.select(sources, None).await?.len().min(1));
         }
-        // Read beside the writer (on SQLite a read-only connection sees every committed
-        // row), so the relay does not queue for the one writer to look.
-        let rows = query
-            .bind(BATCH)
-            .fetch_all(self.db.reader())
-            .await
-            .map_err(|e| format!("reading the outbox: {e}"))?;
         if rows.is_empty() {
             return Ok(0);
         }
@@ -358,7 +382,17 @@ impl OutboxRelay {
             .iter()
             .map(|row| text(row, "event_id"))
             .collect();
-        self.clear(&ids).await?;
+        if self.db.is_postgres() {
+            self.clear(&ids).await?;
+        } else if let Some(last) = published.checked_sub(1) {
+            // SQLite: the next batch is read and published while this one is cleared. Its
+            // rows come after this batch's in rowid order: the one writer assigns rowids in
+            // commit order, above every row still there (these are, until cleared).
+            pipeline.settle().await?;
+            pipeline.cursor = rows[last].try_get::<i64, _>("position").ok();
+            let relay = self.clone();
+            pipeline.clearing = Some(tokio::spawn(async move { relay.clear(&ids).await }));
+        }
         match failure {
             Some(i) => Err(results
                 .into_iter()
@@ -367,6 +401,46 @@ impl OutboxRelay {
                 .unwrap_or_default()),
             None => Ok(published),
         }
+    }
+
+    /// Up to [`BATCH`] rows of `sources` in insertion order (a PostgreSQL sequence,
+    /// SQLite's rowid), after `cursor` when given.
+    async fn select(
+        &self,
+        sources: &[Service],
+        cursor: Option<i64>,
+    ) -> Result<Vec<sqlx::any::AnyRow>, String> {
+        let position = if self.db.is_postgres() {
+            "seq"
+        } else {
+            "rowid"
+        };
+        let after = match cursor {
+            Some(_) => format!(" AND {position} > ${}", sources.len() + 1),
+            None => String::new(),
+        };
+        let statement = format!(
+            "SELECT event_id, topic, record_key, payload, headers, created_at, \
+             {position} AS position FROM outbox WHERE source IN ({}){after} \
+             ORDER BY {position} LIMIT ${}",
+            crate::db::list(1, sources.len()),
+            sources.len() + 1 + usize::from(cursor.is_some())
+        );
+        let statement = self.db.sql(&statement);
+        let mut query = sqlx::query(&statement);
+        for source in sources {
+            query = query.bind(source.name());
+        }
+        if let Some(cursor) = cursor {
+            query = query.bind(cursor);
+        }
+        // Read beside the writer (on SQLite a read-only connection sees every committed
+        // row), so the relay does not queue for the one writer to look.
+        query
+            .bind(BATCH)
+            .fetch_all(self.db.reader())
+            .await
+            .map_err(|e| format!("reading the outbox: {e}"))
     }
 
     /// Deletes the rows `ids`, in one statement (one transaction, one commit).

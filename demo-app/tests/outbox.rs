@@ -168,7 +168,13 @@ async fn one_publisher_at_a_time(db: Database) {
         "b should hold the lease now"
     );
 
-    // ids: 1,200 user rows, 200 inventory rows, 300 user rows, each round-robin from user-0.
+    // The table is empty now, so on SQLite new rows take rowids below the position the
+    // relay last published: they are published all the same.
+    ids.extend(enqueue(&db, Service::User, 50).await);
+    drained(&db, Service::User).await;
+
+    // ids: 1,200 user rows, 200 inventory rows, 300 and 50 user rows, each round-robin from
+    // user-0.
     let on_topic = published(&kafka, ids.len());
     let unique: HashSet<&String> = on_topic.values().flatten().collect();
     assert_eq!(unique.len(), ids.len(), "every row published once");
