@@ -108,6 +108,10 @@ pub struct CheckReport {
     pub unexpected: Vec<String>,
     /// Not final when the check gave up.
     pub unfinished: Vec<String>,
+    /// Seconds from the start of the check (the end of the load run) to this report: when
+    /// it is OK, how long the last accepted order took to become final, to within one pass
+    /// over the customers' orders.
+    pub elapsed_secs: f64,
 }
 
 impl CheckReport {
@@ -311,7 +315,8 @@ pub async fn check(
         c.dedup();
         c
     };
-    let deadline = Instant::now() + timeout;
+    let started = Instant::now();
+    let deadline = started + timeout;
     loop {
         let mut seen: BTreeMap<String, String> = BTreeMap::new();
         let mut unexpected = Vec::new();
@@ -367,6 +372,7 @@ pub async fn check(
             lost,
             unexpected,
             unfinished,
+            elapsed_secs: started.elapsed().as_secs_f64(),
         };
         if report.ok() || Instant::now() >= deadline {
             return Ok(report);
@@ -404,14 +410,16 @@ impl std::fmt::Display for CheckReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "check: {} accepted, {} finished {:?}, {} lost, {} unexpected, {} unfinished — {}",
+            "check: {} accepted, {} finished {:?}, {} lost, {} unexpected, {} unfinished — {} \
+             after {:.1} s",
             self.accepted,
             self.finished,
             self.by_status,
             self.lost.len(),
             self.unexpected.len(),
             self.unfinished.len(),
-            if self.ok() { "OK" } else { "FAILED" }
+            if self.ok() { "OK" } else { "FAILED" },
+            self.elapsed_secs
         )
     }
 }
