@@ -481,7 +481,7 @@ pub async fn first_times(
          ON CONFLICT DO NOTHING RETURNING event_id",
         placeholders(unique.len(), 2)
     );
-    let sql = for_connection(&**tx, &sql);
+    let sql = for_connection(tx, &sql);
     let mut query = sqlx::query(&sql);
     for id in unique {
         query = query.bind(consumer).bind(id);

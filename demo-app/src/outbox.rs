@@ -100,7 +100,7 @@ pub async fn enqueue_rows(
              created_at) VALUES {}",
             crate::db::placeholders(rows.len(), 7)
         );
-        let sql = crate::db::for_connection(&**tx, &sql);
+        let sql = crate::db::for_connection(tx, &sql);
         let mut insert = sqlx::query(&sql);
         for row in rows {
             insert = insert

@@ -87,7 +87,7 @@ impl AuditService {
             .join(" OR ");
         let sql =
             format!("SELECT topic, kafka_partition, kafka_offset FROM audit_log WHERE {condition}");
-        let sql = crate::db::for_connection(&**tx, &sql);
+        let sql = crate::db::for_connection(tx, &sql);
         let mut query = sqlx::query(&sql);
         for record in records {
             query = query
@@ -154,7 +154,7 @@ impl AuditService {
              payload, prev_hash, hash, recorded_at) VALUES {}",
             crate::db::placeholders(rows.len(), 9)
         );
-        let sql = crate::db::for_connection(&**tx, &sql);
+        let sql = crate::db::for_connection(tx, &sql);
         let mut insert = sqlx::query(&sql);
         for (seq, record, key, payload, prev_hash, hash) in rows {
             insert = insert

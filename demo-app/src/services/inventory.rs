@@ -350,7 +350,7 @@ async fn apply_chunk(
          WHERE order_id IN ({}) ORDER BY order_id, product_id",
         list(1, order_ids.len())
     );
-    let sql = crate::db::for_connection(&**tx, &sql);
+    let sql = crate::db::for_connection(tx, &sql);
     let mut query = sqlx::query(&sql);
     for id in &order_ids {
         query = query.bind(*id);
@@ -394,7 +394,7 @@ async fn apply_chunk(
             list(1, product_ids.len()),
             if postgres { " FOR UPDATE" } else { "" }
         );
-        let sql = crate::db::for_connection(&**tx, &sql);
+        let sql = crate::db::for_connection(tx, &sql);
         let mut query = sqlx::query(&sql);
         for id in &product_ids {
             query = query.bind(*id);
@@ -448,7 +448,7 @@ impl Chunk {
                  FROM (VALUES {}) AS v WHERE products.product_id = v.column1",
                 placeholders(moved.len(), 3)
             );
-            let sql = crate::db::for_connection(&**tx, &sql);
+            let sql = crate::db::for_connection(tx, &sql);
             let mut update = sqlx::query(&sql);
             for (product_id, stock) in &moved {
                 update = update
@@ -472,7 +472,7 @@ impl Chunk {
                  VALUES {}",
                 placeholders(rows.len(), 5)
             );
-            let sql = crate::db::for_connection(&**tx, &sql);
+            let sql = crate::db::for_connection(tx, &sql);
             let mut insert = sqlx::query(&sql);
             for (order_id, line) in rows {
                 insert = insert
@@ -503,7 +503,7 @@ impl Chunk {
                  WHERE reservations.order_id = v.column1 AND reservations.status = 'HELD'",
                 placeholders(ended.len(), 2)
             );
-            let sql = crate::db::for_connection(&**tx, &sql);
+            let sql = crate::db::for_connection(tx, &sql);
             let mut update = sqlx::query(&sql);
             for (order_id, status, _) in &ended {
                 update = update.bind(order_id.as_str()).bind(*status);

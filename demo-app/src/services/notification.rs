@@ -201,7 +201,7 @@ impl NotificationService {
                  SET enabled = excluded.enabled, contact = excluded.contact",
                 placeholders(changed.len(), 4)
             );
-            let sql = crate::db::for_connection(&**tx, &sql);
+            let sql = crate::db::for_connection(tx, &sql);
             let mut upsert = sqlx::query(&sql);
             for (customer_id, (enabled, contact)) in changed {
                 upsert = upsert
@@ -219,7 +219,7 @@ impl NotificationService {
                 placeholders(messages.len(), 7)
             );
             let now = chrono::Utc::now().timestamp_millis();
-            let sql = crate::db::for_connection(&**tx, &sql);
+            let sql = crate::db::for_connection(tx, &sql);
             let mut insert = sqlx::query(&sql);
             for (event_id, customer_id, contact, subject, body) in messages {
                 insert = insert
@@ -254,7 +254,7 @@ impl NotificationService {
              WHERE channel = $1 AND customer_id IN ({})",
             list(2, customers.len())
         );
-        let sql = crate::db::for_connection(&**tx, &sql);
+        let sql = crate::db::for_connection(tx, &sql);
         let mut query = sqlx::query(&sql).bind(self.channel_name());
         for customer in customers {
             query = query.bind(*customer);

@@ -251,7 +251,7 @@ impl OrderService {
              WHERE order_id IN ({})",
             list(1, order_ids.len())
         );
-        let sql = crate::db::for_connection(&**tx, &sql);
+        let sql = crate::db::for_connection(tx, &sql);
         let mut query = sqlx::query(&sql);
         for id in &order_ids {
             query = query.bind(*id);
@@ -341,7 +341,7 @@ impl OrderService {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
-            let sql = crate::db::for_connection(&**tx, &sql);
+            let sql = crate::db::for_connection(tx, &sql);
             let mut update = sqlx::query(&sql).bind(now_ms());
             for (order_id, order) in &moved {
                 update = update

@@ -660,7 +660,7 @@ async fn record_charges(
              attempts = excluded.attempts, updated_at = excluded.updated_at",
             placeholders(rows.len(), 6)
         );
-        let sql = crate::db::for_connection(&**tx, &sql);
+        let sql = crate::db::for_connection(tx, &sql);
         let mut insert = sqlx::query(&sql);
         for row in rows {
             insert = insert

@@ -146,7 +146,7 @@ impl ShippingService {
              WHERE order_id IN ({})",
             list(1, order_ids.len())
         );
-        let sql = crate::db::for_connection(&**tx, &sql);
+        let sql = crate::db::for_connection(tx, &sql);
         let mut query = sqlx::query(&sql);
         for id in &order_ids {
             query = query.bind(*id);
@@ -215,7 +215,7 @@ impl ShippingService {
                  deliver_at, status) VALUES {} ON CONFLICT DO NOTHING",
                 placeholders(rows.len(), 7)
             );
-            let sql = crate::db::for_connection(&**tx, &sql);
+            let sql = crate::db::for_connection(tx, &sql);
             let mut insert = sqlx::query(&sql);
             for (order_id, s) in rows {
                 insert = insert
@@ -243,7 +243,7 @@ impl ShippingService {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
-            let sql = crate::db::for_connection(&**tx, &sql);
+            let sql = crate::db::for_connection(tx, &sql);
             let mut update = sqlx::query(&sql).bind(deliver_at);
             for (order_id, s) in &shipped {
                 update = update.bind(order_id.as_str()).bind(s.tracking.clone());

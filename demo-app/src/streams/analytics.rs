@@ -459,7 +459,7 @@ impl Writer for AnalyticsSink {
                  customer_country = excluded.customer_country",
                 placeholders(rows.len(), 9)
             );
-            let sql = crate::db::for_connection(&**tx, &sql);
+            let sql = crate::db::for_connection(tx, &sql);
             let mut upsert = sqlx::query(&sql);
             for row in rows {
                 upsert = upsert
@@ -483,7 +483,7 @@ impl Writer for AnalyticsSink {
                  orders = excluded.orders, units = excluded.units, revenue = excluded.revenue",
                 placeholders(rows.len(), 7)
             );
-            let sql = crate::db::for_connection(&**tx, &sql);
+            let sql = crate::db::for_connection(tx, &sql);
             let mut upsert = sqlx::query(&sql);
             for row in rows {
                 upsert = upsert
