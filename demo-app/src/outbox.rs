@@ -17,7 +17,7 @@
 //! that stops cleanly gives its leases up ([`OutboxRelay::release`]); a restarted process
 //! with the same identity (host and data directory) takes its own leases back at once.
 //!
-//! A relay publishes up to [`BATCH`] rows at a time and deletes them once the broker has
+//! A relay publishes up to 1,000 rows at a time and deletes them once the broker has
 //! acknowledged them. On SQLite it reads and publishes the next batch while the last one is
 //! deleted (the rows after it in rowid order, which the one writer hands out in commit
 //! order), so the relay does not wait for the writer between batches.

@@ -11,7 +11,7 @@
 //! The records of a poll are applied in chunks of up to 200, in order, with a fixed number
 //! of statements per chunk: the stock and reservations the chunk touches are read once,
 //! the events are applied to them in memory, and the changes are written back with one
-//! multi-row statement per table ([`apply_chunk`]).
+//! multi-row statement per table (`apply_chunk`).
 //!
 //! REST: `GET /products`, `GET /products/{id}` (any valid token), `POST
 //! /products/{id}/restock` with `{"quantity": n}` (admin).
