@@ -494,6 +494,30 @@ pub async fn first_times(
         .collect())
 }
 
+/// The rows of `select` (a `SELECT ... FROM ...` without its `WHERE`) whose `column` is one
+/// of `keys`, read in `tx` with one statement; `tail` follows the condition (`ORDER BY ...`,
+/// `FOR UPDATE`). Keys are sorted and deduplicated first.
+pub async fn rows_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    select: &str,
+    column: &str,
+    mut keys: Vec<&str>,
+    tail: &str,
+) -> sqlx::Result<Vec<AnyRow>> {
+    keys.sort_unstable();
+    keys.dedup();
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!("{select} WHERE {column} IN ({}){tail}", list(1, keys.len()));
+    let sql = for_connection(tx, &sql);
+    let mut query = sqlx::query(&sql);
+    for key in keys {
+        query = query.bind(key);
+    }
+    query.fetch_all(&mut **tx).await
+}
+
 /// `row[column]` as a String.
 pub(crate) fn text(row: &AnyRow, column: &str) -> String {
     row.try_get::<String, _>(column).unwrap_or_default()

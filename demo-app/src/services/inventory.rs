@@ -28,7 +28,9 @@ use sqlx::{Any, Row, Transaction};
 use crate::app::Service;
 use crate::auth::{Authenticated, HasJwtKeys, JwtKeys};
 use crate::consumer::{HandleError, Incoming, Tx, Writer};
-use crate::db::{first_times, list, placeholders, text, Database, MAX_ROWS_PER_STATEMENT};
+use crate::db::{
+    first_times, placeholders, rows_in, text, Database, MAX_ROWS_PER_STATEMENT,
+};
 use crate::events::{topics, Envelope, InventoryEvent, OrderEvent, OrderItem, OrderStatus};
 use crate::http::{ApiError, JsonBody};
 use crate::outbox::{self, OutboxRelay};
@@ -342,20 +344,16 @@ async fn apply_chunk(
     }
     let mut chunk = Chunk::default();
 
-    let mut order_ids: Vec<&str> = requests.iter().map(|(_, r)| r.order_id()).collect();
-    order_ids.sort_unstable();
-    order_ids.dedup();
-    let sql = format!(
-        "SELECT order_id, product_id, quantity, status FROM reservations \
-         WHERE order_id IN ({}) ORDER BY order_id, product_id",
-        list(1, order_ids.len())
-    );
-    let sql = crate::db::for_connection(tx, &sql);
-    let mut query = sqlx::query(&sql);
-    for id in &order_ids {
-        query = query.bind(*id);
-    }
-    for row in query.fetch_all(&mut **tx).await? {
+    let order_ids: Vec<&str> = requests.iter().map(|(_, r)| r.order_id()).collect();
+    let lines = rows_in(
+        tx,
+        "SELECT order_id, product_id, quantity, status FROM reservations",
+        "order_id",
+        order_ids,
+        " ORDER BY order_id, product_id",
+    )
+    .await?;
+    for row in lines {
         let status = text(&row, "status");
         let status = line_status(&status).ok_or_else(|| {
             HandleError::Unprocessable(format!("a reservation has a bad status {status}"))
@@ -385,33 +383,30 @@ async fn apply_chunk(
             .flatten()
             .map(|line| line.product_id.as_str()),
     );
-    product_ids.sort_unstable();
-    product_ids.dedup();
-    if !product_ids.is_empty() {
-        let sql = format!(
-            "SELECT product_id, available, reserved, threshold FROM products \
-             WHERE product_id IN ({}) ORDER BY product_id{}",
-            list(1, product_ids.len()),
-            if postgres { " FOR UPDATE" } else { "" }
+    // Locked on PostgreSQL (in key order, so two instances cannot deadlock).
+    let rows = rows_in(
+        tx,
+        "SELECT product_id, available, reserved, threshold FROM products",
+        "product_id",
+        product_ids,
+        if postgres {
+            " ORDER BY product_id FOR UPDATE"
+        } else {
+            ""
+        },
+    )
+    .await?;
+    for row in rows {
+        let (available, reserved) = (row.try_get("available")?, row.try_get("reserved")?);
+        chunk.products.insert(
+            text(&row, "product_id"),
+            Stock {
+                available,
+                reserved,
+                threshold: row.try_get("threshold")?,
+                stored: (available, reserved),
+            },
         );
-        let sql = crate::db::for_connection(tx, &sql);
-        let mut query = sqlx::query(&sql);
-        for id in &product_ids {
-            query = query.bind(*id);
-        }
-        let rows = query.fetch_all(&mut **tx).await?;
-        for row in rows {
-            let (available, reserved) = (row.try_get("available")?, row.try_get("reserved")?);
-            chunk.products.insert(
-                text(&row, "product_id"),
-                Stock {
-                    available,
-                    reserved,
-                    threshold: row.try_get("threshold")?,
-                    stored: (available, reserved),
-                },
-            );
-        }
     }
 
     for (_, request) in &requests {

@@ -29,7 +29,7 @@ use sqlx::Row;
 use crate::app::Service;
 use crate::auth::{Authenticated, HasJwtKeys, JwtKeys};
 use crate::consumer::{HandleError, Incoming, Tx, Writer};
-use crate::db::{first_times, list};
+use crate::db::{first_times, rows_in};
 use crate::db::{text, Database};
 use crate::events::{
     topics, Address, Envelope, InventoryEvent, OrderEvent, OrderItem, OrderStatus, PaymentEvent,
@@ -243,21 +243,17 @@ impl OrderService {
         if transitions.is_empty() {
             return Ok(());
         }
-        let mut order_ids: Vec<&str> = transitions.iter().map(|t| t.order_id.as_str()).collect();
-        order_ids.sort_unstable();
-        order_ids.dedup();
-        let sql = format!(
-            "SELECT order_id, customer_id, status, total, currency FROM orders \
-             WHERE order_id IN ({})",
-            list(1, order_ids.len())
-        );
-        let sql = crate::db::for_connection(tx, &sql);
-        let mut query = sqlx::query(&sql);
-        for id in &order_ids {
-            query = query.bind(*id);
-        }
+        let order_ids: Vec<&str> = transitions.iter().map(|t| t.order_id.as_str()).collect();
+        let rows = rows_in(
+            tx,
+            "SELECT order_id, customer_id, status, total, currency FROM orders",
+            "order_id",
+            order_ids,
+            "",
+        )
+        .await?;
         let mut orders: HashMap<String, OrderState> = HashMap::new();
-        for row in query.fetch_all(&mut **tx).await? {
+        for row in rows {
             let order_id = text(&row, "order_id");
             let Some(status) = OrderStatus::parse(&text(&row, "status")) else {
                 return Err(HandleError::Unprocessable(format!(

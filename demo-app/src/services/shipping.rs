@@ -17,7 +17,9 @@ use rust_decimal::Decimal;
 
 use crate::app::Service;
 use crate::consumer::{HandleError, Incoming, Tx, Writer};
-use crate::db::{first_times, list, placeholders, text, Database, MAX_ROWS_PER_STATEMENT};
+use crate::db::{
+    first_times, list, placeholders, rows_in, text, Database, MAX_ROWS_PER_STATEMENT,
+};
 use crate::events::{topics, Envelope, OrderEvent, OrderStatus, ShippingEvent};
 use crate::outbox::{self, OutboxRelay};
 
@@ -138,21 +140,17 @@ impl ShippingService {
         if requests.is_empty() {
             return Ok(());
         }
-        let mut order_ids: Vec<&str> = requests.iter().map(|r| r.1.as_str()).collect();
-        order_ids.sort_unstable();
-        order_ids.dedup();
-        let sql = format!(
-            "SELECT order_id, customer_id, carrier, cost, status FROM shipments \
-             WHERE order_id IN ({})",
-            list(1, order_ids.len())
-        );
-        let sql = crate::db::for_connection(tx, &sql);
-        let mut query = sqlx::query(&sql);
-        for id in &order_ids {
-            query = query.bind(*id);
-        }
+        let order_ids: Vec<&str> = requests.iter().map(|r| r.1.as_str()).collect();
+        let rows = rows_in(
+            tx,
+            "SELECT order_id, customer_id, carrier, cost, status FROM shipments",
+            "order_id",
+            order_ids,
+            "",
+        )
+        .await?;
         let mut shipments: HashMap<String, Shipment> = HashMap::new();
-        for row in query.fetch_all(&mut **tx).await? {
+        for row in rows {
             let status = text(&row, "status");
             shipments.insert(
                 text(&row, "order_id"),
