@@ -28,9 +28,7 @@ use sqlx::{Any, Row, Transaction};
 use crate::app::Service;
 use crate::auth::{Authenticated, HasJwtKeys, JwtKeys};
 use crate::consumer::{HandleError, Incoming, Tx, Writer};
-use crate::db::{
-    first_times, placeholders, rows_in, text, Database, MAX_ROWS_PER_STATEMENT,
-};
+use crate::db::{first_times, placeholders, rows_in, text, Database, MAX_ROWS_PER_STATEMENT};
 use crate::events::{topics, Envelope, InventoryEvent, OrderEvent, OrderItem, OrderStatus};
 use crate::http::{ApiError, JsonBody};
 use crate::outbox::{self, OutboxRelay};

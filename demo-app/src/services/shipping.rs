@@ -17,9 +17,7 @@ use rust_decimal::Decimal;
 
 use crate::app::Service;
 use crate::consumer::{HandleError, Incoming, Tx, Writer};
-use crate::db::{
-    first_times, list, placeholders, rows_in, text, Database, MAX_ROWS_PER_STATEMENT,
-};
+use crate::db::{first_times, list, placeholders, rows_in, text, Database, MAX_ROWS_PER_STATEMENT};
 use crate::events::{topics, Envelope, OrderEvent, OrderStatus, ShippingEvent};
 use crate::outbox::{self, OutboxRelay};
 
