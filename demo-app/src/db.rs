@@ -190,6 +190,10 @@ async fn sqlite_settings(conn: &mut sqlx::AnyConnection, pragmas: &[&str]) -> sq
     Ok(())
 }
 
+/// The PostgreSQL advisory lock the schema is applied under (any number no other
+/// application on the database uses).
+const SCHEMA_LOCK: i64 = 0x5348_4f50; // "SHOP"
+
 /// A pool on the shop's database.
 #[derive(Clone, Debug)]
 pub struct Database {
@@ -231,13 +235,33 @@ impl Database {
                 .await
         }
         .map_err(connect_error)?;
-        for statement in SCHEMA {
-            sqlx::query(statement)
-                .execute(&pool)
+        // On PostgreSQL several processes may start at once against one database (the
+        // compose services, `--role` processes); two `CREATE TABLE IF NOT EXISTS` racing
+        // there fail (a duplicate key in `pg_type`), so the schema is applied under an
+        // advisory lock, one process at a time. It is the connection's, released with it.
+        let mut conn = pool.acquire().await.map_err(connect_error)?;
+        if postgres {
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(SCHEMA_LOCK)
+                .execute(&mut *conn)
                 .await
                 .map_err(connect_error)?;
         }
-        migrate(&pool, postgres).await.map_err(connect_error)?;
+        for statement in SCHEMA {
+            sqlx::query(statement)
+                .execute(&mut *conn)
+                .await
+                .map_err(connect_error)?;
+        }
+        migrate(&mut conn, postgres).await.map_err(connect_error)?;
+        if postgres {
+            sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(SCHEMA_LOCK)
+                .execute(&mut *conn)
+                .await
+                .map_err(connect_error)?;
+        }
+        drop(conn);
         // Reads that need no transaction go to readers of their own: on SQLite, read-only
         // connections that WAL lets run beside the one writer, so the APIs' reads and the
         // services' lookups never queue behind writes.
@@ -307,7 +331,7 @@ impl Database {
 /// outbox's insertion order (`seq`; SQLite has the rowid). SQLite cannot add a constraint
 /// to a table, so a database created there before the stock constraint keeps its table
 /// without it.
-async fn migrate(pool: &AnyPool, postgres: bool) -> sqlx::Result<()> {
+async fn migrate(conn: &mut sqlx::AnyConnection, postgres: bool) -> sqlx::Result<()> {
     if postgres {
         // Stock never negative, on tables created before the constraint was (NOT VALID: rows
         // already there are not checked, every write from now on is).
@@ -317,25 +341,25 @@ async fn migrate(pool: &AnyPool, postgres: bool) -> sqlx::Result<()> {
                  CHECK (available >= 0 AND reserved >= 0) NOT VALID; \
              EXCEPTION WHEN duplicate_object THEN NULL; END $$",
         )
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
         // Rows of one transaction share a `created_at`; the relay must keep their order.
         sqlx::query("ALTER TABLE outbox ADD COLUMN IF NOT EXISTS seq BIGSERIAL")
-            .execute(pool)
+            .execute(&mut *conn)
             .await?;
         sqlx::query("ALTER TABLE outbox ADD COLUMN IF NOT EXISTS source TEXT")
-            .execute(pool)
+            .execute(&mut *conn)
             .await?;
     } else {
         let has_source: i64 = sqlx::query(
             "SELECT COUNT(*) AS n FROM pragma_table_info('outbox') WHERE name = 'source'",
         )
-        .fetch_one(pool)
+        .fetch_one(&mut *conn)
         .await?
         .try_get("n")?;
         if has_source == 0 {
             sqlx::query("ALTER TABLE outbox ADD COLUMN source TEXT")
-                .execute(pool)
+                .execute(&mut *conn)
                 .await?;
         }
     }
@@ -355,7 +379,7 @@ async fn migrate(pool: &AnyPool, postgres: bool) -> sqlx::Result<()> {
         "UPDATE outbox SET source = CASE topic {cases}ELSE '{}' END WHERE source IS NULL",
         Service::Order.name()
     ))
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Writers racing for the same rows, on SQLite and on PostgreSQL: concurrent reservations
 //! never sell more than the stock (and the stock never goes negative), and concurrent
-//! decisions on one payment hold charge or fail its parked request once.
+//! decisions on one payment hold charge or fail its parked request once, and services
+//! starting at once against one PostgreSQL database all apply its schema.
 
 mod common;
 
@@ -201,4 +202,22 @@ async fn racing_writers_on_postgresql() {
     let holds_db = TestDatabase::create("shop_race_holds").await;
     a_hold_is_decided_once(Database::connect(&holds_db.url).await.unwrap()).await;
     holds_db.drop_database().await;
+}
+
+/// Services starting at once against one fresh PostgreSQL database (compose, `--role`
+/// processes) each apply the schema: they take turns, and every one starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_starting_at_once_share_one_schema_on_postgresql() {
+    let test_db = TestDatabase::create("shop_race_schema").await;
+    let starts: Vec<_> = (0..6)
+        .map(|_| {
+            let url = test_db.url.clone();
+            tokio::spawn(async move { Database::connect(&url).await.map(|_| ()) })
+        })
+        .collect();
+    for start in starts {
+        let started = start.await.unwrap();
+        assert!(started.is_ok(), "{started:?}");
+    }
+    test_db.drop_database().await;
 }
