@@ -92,13 +92,6 @@ impl PartitionGroup {
         queue.pop_front()
     }
 
-    /// Whether no record of `topic`-`partition` waits in the queue.
-    fn is_drained(&self, topic: &str, partition: i32) -> bool {
-        self.queues
-            .iter()
-            .all(|(t, p, q)| q.is_empty() || *p != partition || &**t != topic)
-    }
-
     /// Drops queued records: after a rebalance the consumer fetches them again from the
     /// committed offsets.
     fn clear(&mut self) {
@@ -112,8 +105,6 @@ struct ActiveTask {
     queue: PartitionGroup,
     /// Next offsets to commit, by source partition.
     consumed: BTreeMap<(Arc<str>, i32), i64>,
-    /// The offsets last committed, by source partition.
-    committed: BTreeMap<(Arc<str>, i32), i64>,
     /// Offsets the stores hold changelog data up to.
     changelog_offsets: Checkpoint,
     /// Dropped after the task, whose stores must close before the lock goes.
@@ -576,7 +567,6 @@ impl ThreadCore {
             let output = active.task.take_output();
             send_all(collector, &mut active.task, output, false, policy)?;
         }
-        self.commit_positions(consumer);
         let mut offsets = TopicPartitionList::new();
         for active in self.tasks.values() {
             for ((topic, partition), offset) in &active.consumed {
@@ -617,8 +607,7 @@ impl ThreadCore {
             }
         }
         for active in self.tasks.values_mut() {
-            let consumed = std::mem::take(&mut active.consumed);
-            active.committed.extend(consumed);
+            active.consumed.clear();
             active.observe_changelogs(&self.collector);
             if !self.exactly_once {
                 active.write_checkpoint()?;
@@ -629,48 +618,6 @@ impl ThreadCore {
             .commit_latency
             .observe(started.elapsed().as_secs_f64());
         Ok(())
-    }
-
-    /// Adds to what a task commits the consumer's position of each of its partitions whose
-    /// fetched records are all processed, where the position is past the last record
-    /// processed: the consumer skips transaction markers (control records, one after every
-    /// transaction of an exactly-once writer) without handing them out, so the offset after
-    /// the last record stops one short of the end, and a group reading a topic that
-    /// transactions write would show a lag of one marker for good. Kafka Streams commits
-    /// the position in the same case (KAFKA-6607).
-    fn commit_positions(&mut self, consumer: &BaseConsumer<StreamsConsumerContext>) {
-        let Ok(positions) = consumer.position() else {
-            return;
-        };
-        for element in positions.elements() {
-            let Offset::Offset(position) = element.offset() else {
-                continue;
-            };
-            let Some((sub, topic)) = self.readers.get(element.topic()) else {
-                continue;
-            };
-            let id = TaskId {
-                subtopology: *sub as u32,
-                partition: element.partition(),
-            };
-            let Some(active) = self.tasks.get_mut(&id) else {
-                continue;
-            };
-            if !active.queue.is_drained(topic, element.partition()) {
-                continue;
-            }
-            let key = (topic.clone(), element.partition());
-            let done = active
-                .consumed
-                .get(&key)
-                .or_else(|| active.committed.get(&key))
-                .copied();
-            // Only past what this task processed or committed: a partition it has not
-            // read from yet keeps its committed offset.
-            if done.is_some_and(|done| position > done) {
-                active.consumed.insert(key, position);
-            }
-        }
     }
 
     /// Applies the production policy to records the broker refused (at-least-once).
@@ -1003,7 +950,6 @@ impl ThreadCore {
             task,
             queue: PartitionGroup::new(),
             consumed: BTreeMap::new(),
-            committed: BTreeMap::new(),
             changelog_offsets: checkpoint,
             directory,
         };
