@@ -542,6 +542,32 @@ pub async fn rows_in(
     query.fetch_all(&mut **tx).await
 }
 
+/// A statement on the shop's database, as [`insert_rows`] hands it to its binder.
+pub type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Writes `rows` in `tx` with `{head} VALUES (...), (...) {tail}` (`tail`: an `ON CONFLICT`
+/// clause, or empty), `columns` values a row, which `bind` binds in order: one statement
+/// per [`MAX_ROWS_PER_STATEMENT`] rows.
+pub async fn insert_rows<T>(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    head: &str,
+    tail: &str,
+    columns: usize,
+    rows: &[T],
+    bind: impl for<'q> Fn(AnyQuery<'q>, &'q T) -> AnyQuery<'q>,
+) -> sqlx::Result<()> {
+    for chunk in rows.chunks(MAX_ROWS_PER_STATEMENT) {
+        let sql = format!("{head} VALUES {}{tail}", placeholders(chunk.len(), columns));
+        let sql = for_connection(tx, &sql);
+        let mut insert = sqlx::query(&sql);
+        for row in chunk {
+            insert = bind(insert, row);
+        }
+        insert.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
 /// `row[column]` as a String.
 pub(crate) fn text(row: &AnyRow, column: &str) -> String {
     row.try_get::<String, _>(column).unwrap_or_default()

@@ -94,26 +94,23 @@ pub async fn enqueue_rows(
     rows: &[Pending],
 ) -> sqlx::Result<()> {
     let now = chrono::Utc::now().timestamp_millis();
-    for rows in rows.chunks(crate::db::MAX_ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO outbox (event_id, source, topic, record_key, payload, headers, \
-             created_at) VALUES {}",
-            crate::db::placeholders(rows.len(), 7)
-        );
-        let sql = crate::db::for_connection(tx, &sql);
-        let mut insert = sqlx::query(&sql);
-        for row in rows {
-            insert = insert
-                .bind(&row.event_id)
+    crate::db::insert_rows(
+        tx,
+        "INSERT INTO outbox (event_id, source, topic, record_key, payload, headers, created_at)",
+        "",
+        7,
+        rows,
+        |q, row| {
+            q.bind(&row.event_id)
                 .bind(source.name())
                 .bind(row.topic)
                 .bind(&row.key)
                 .bind(&row.payload)
                 .bind(row.headers.clone())
-                .bind(now);
-        }
-        insert.execute(&mut **tx).await?;
-    }
+                .bind(now)
+        },
+    )
+    .await?;
     Ok(())
 }
 

@@ -28,7 +28,7 @@ use sqlx::{Any, Row, Transaction};
 use crate::app::Service;
 use crate::auth::{Authenticated, HasJwtKeys, JwtKeys};
 use crate::consumer::{HandleError, Incoming, Tx, Writer};
-use crate::db::{first_times, placeholders, rows_in, text, Database, MAX_ROWS_PER_STATEMENT};
+use crate::db::{first_times, placeholders, rows_in, text, Database};
 use crate::events::{topics, Envelope, InventoryEvent, OrderEvent, OrderItem, OrderStatus};
 use crate::http::{ApiError, JsonBody};
 use crate::outbox::{self, OutboxRelay};
@@ -459,24 +459,21 @@ impl Chunk {
             .filter(|(_, line)| line.stored.is_none())
             .collect();
         let now = now_ms();
-        for rows in created.chunks(MAX_ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "INSERT INTO reservations (order_id, product_id, quantity, status, created_at) \
-                 VALUES {}",
-                placeholders(rows.len(), 5)
-            );
-            let sql = crate::db::for_connection(tx, &sql);
-            let mut insert = sqlx::query(&sql);
-            for (order_id, line) in rows {
-                insert = insert
-                    .bind(order_id.as_str())
+        crate::db::insert_rows(
+            tx,
+            "INSERT INTO reservations (order_id, product_id, quantity, status, created_at)",
+            "",
+            5,
+            &created,
+            |q, (order_id, line)| {
+                q.bind(order_id.as_str())
                     .bind(&line.product_id)
                     .bind(line.quantity)
                     .bind(line.status)
-                    .bind(now);
-            }
-            insert.execute(&mut **tx).await?;
-        }
+                    .bind(now)
+            },
+        )
+        .await?;
 
         // Held lines end together: one status per order.
         let ended: Vec<(&String, &'static str, u64)> = self

@@ -190,29 +190,15 @@ async fn store_batch(db: &Database, orders: &[&NewOrder]) -> sqlx::Result<Vec<St
         .filter(|(_, stored)| **stored == Stored::Created)
         .map(|(order, _)| *order)
         .collect();
-    for rows in kept.chunks(MAX_ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO orders (order_id, customer_id, status, total, currency, variant, items, \
-             reason, created_at, updated_at) VALUES {}",
-            placeholders(rows.len(), 10)
-        );
-        let sql = crate::db::for_connection(&tx, &sql);
-        let mut insert = sqlx::query(&sql);
-        for order in rows {
-            insert = insert
-                .bind(&order.order_id)
-                .bind(&order.customer_id)
-                .bind(order.status)
-                .bind(&order.total)
-                .bind(&order.currency)
-                .bind(&order.variant)
-                .bind(&order.items)
-                .bind(None::<String>)
-                .bind(order.created_at)
-                .bind(order.created_at);
-        }
-        insert.execute(&mut *tx).await?;
-    }
+    crate::db::insert_rows(
+        &mut tx,
+        "INSERT INTO orders (order_id, customer_id, status, total, currency, variant, items, reason, created_at, updated_at)",
+        "",
+        10,
+        &kept,
+        |q, order| q.bind(&order.order_id).bind(&order.customer_id).bind(order.status).bind(&order.total).bind(&order.currency).bind(&order.variant).bind(&order.items).bind(None::<String>).bind(order.created_at).bind(order.created_at),
+    )
+    .await?;
     let events: Vec<outbox::Pending> = kept.iter().map(|order| order.event.clone()).collect();
     outbox::enqueue_rows(&mut tx, Service::Order, &events).await?;
     tx.commit().await?;

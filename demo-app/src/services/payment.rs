@@ -30,7 +30,7 @@ use rdkafka::{ClientConfig, Message};
 use super::payment_holds::Decision;
 use crate::app::Service;
 use crate::consumer::{HandleError, Handler, Incoming, Tx};
-use crate::db::{first_time, first_times, placeholders, Database, MAX_ROWS_PER_STATEMENT};
+use crate::db::{first_time, first_times, Database};
 use crate::events::{topics, Envelope, PaymentEvent};
 use crate::outbox::{self, OutboxRelay};
 use crate::producer::Producer;
@@ -653,26 +653,15 @@ async fn record_charges(
     }
     outbox::enqueue_rows(tx, Service::Payment, &outbox_rows).await?;
     let now = chrono::Utc::now().timestamp_millis();
-    for rows in payments.chunks(MAX_ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO payments (order_id, customer_id, amount, status, attempts, updated_at) \
-             VALUES {} ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, \
-             attempts = excluded.attempts, updated_at = excluded.updated_at",
-            placeholders(rows.len(), 6)
-        );
-        let sql = crate::db::for_connection(tx, &sql);
-        let mut insert = sqlx::query(&sql);
-        for row in rows {
-            insert = insert
-                .bind(&row.order_id)
-                .bind(&row.customer_id)
-                .bind(&row.amount)
-                .bind(row.status)
-                .bind(i64::from(row.attempts))
-                .bind(now);
-        }
-        insert.execute(&mut **tx).await?;
-    }
+    crate::db::insert_rows(
+        tx,
+        "INSERT INTO payments (order_id, customer_id, amount, status, attempts, updated_at)",
+        " ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, attempts = excluded.attempts, updated_at = excluded.updated_at",
+        6,
+        &payments,
+        |q, row| q.bind(&row.order_id).bind(&row.customer_id).bind(&row.amount).bind(row.status).bind(i64::from(row.attempts)).bind(now),
+    )
+    .await?;
     Ok(())
 }
 

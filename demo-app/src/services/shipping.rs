@@ -17,7 +17,7 @@ use rust_decimal::Decimal;
 
 use crate::app::Service;
 use crate::consumer::{HandleError, Incoming, Tx, Writer};
-use crate::db::{first_times, list, placeholders, rows_in, text, Database, MAX_ROWS_PER_STATEMENT};
+use crate::db::{first_times, list, rows_in, text, Database};
 use crate::events::{topics, Envelope, OrderEvent, OrderStatus, ShippingEvent};
 use crate::outbox::{self, OutboxRelay};
 
@@ -205,26 +205,15 @@ impl ShippingService {
 
         let created: Vec<(&String, &Shipment)> =
             shipments.iter().filter(|(_, s)| !s.stored).collect();
-        for rows in created.chunks(MAX_ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "INSERT INTO shipments (order_id, customer_id, carrier, cost, tracking, \
-                 deliver_at, status) VALUES {} ON CONFLICT DO NOTHING",
-                placeholders(rows.len(), 7)
-            );
-            let sql = crate::db::for_connection(tx, &sql);
-            let mut insert = sqlx::query(&sql);
-            for (order_id, s) in rows {
-                insert = insert
-                    .bind(order_id.as_str())
-                    .bind(&s.customer_id)
-                    .bind(&s.carrier)
-                    .bind(&s.cost)
-                    .bind(s.tracking.clone())
-                    .bind(s.tracking.as_ref().map(|_| s.deliver_at))
-                    .bind(if s.quoted { "QUOTED" } else { "SHIPPED" });
-            }
-            insert.execute(&mut **tx).await?;
-        }
+        crate::db::insert_rows(
+            tx,
+            "INSERT INTO shipments (order_id, customer_id, carrier, cost, tracking, deliver_at, status)",
+            " ON CONFLICT DO NOTHING",
+            7,
+            &created,
+            |q, (order_id, s)| q.bind(order_id.as_str()).bind(&s.customer_id).bind(&s.carrier).bind(&s.cost).bind(s.tracking.clone()).bind(s.tracking.as_ref().map(|_| s.deliver_at)).bind(if s.quoted { "QUOTED" } else { "SHIPPED" }),
+        )
+        .await?;
         let shipped: Vec<(&String, &Shipment)> = shipments
             .iter()
             .filter(|(_, s)| s.stored && s.tracking.is_some())

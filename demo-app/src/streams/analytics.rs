@@ -30,7 +30,6 @@ use serde::{Deserialize, Serialize};
 
 use super::{amount, cents, event_time, events};
 use crate::consumer::{HandleError, Incoming, Tx, Writer};
-use crate::db::{placeholders, MAX_ROWS_PER_STATEMENT};
 use crate::events::{topics, OrderEvent, OrderStatus, UserEvent};
 
 /// The application id (consumer group, prefix of its internal topics).
@@ -451,52 +450,24 @@ impl Writer for AnalyticsSink {
                 }
             }
         }
-        for rows in orders.chunks(MAX_ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "INSERT INTO analytics_orders (order_id, customer_id, customer_name, \
-                 customer_country, variant, total, currency, items, placed_at) VALUES {} \
-                 ON CONFLICT (order_id) DO UPDATE SET customer_name = excluded.customer_name, \
-                 customer_country = excluded.customer_country",
-                placeholders(rows.len(), 9)
-            );
-            let sql = crate::db::for_connection(tx, &sql);
-            let mut upsert = sqlx::query(&sql);
-            for row in rows {
-                upsert = upsert
-                    .bind(&row.order.order_id)
-                    .bind(&row.order.customer_id)
-                    .bind(&row.customer_name)
-                    .bind(&row.customer_country)
-                    .bind(&row.order.variant)
-                    .bind(amount(row.order.total_cents).to_string())
-                    .bind(&row.order.currency)
-                    .bind(row.order.lines.len() as i64)
-                    .bind(row.order.placed_at);
-            }
-            upsert.execute(&mut **tx).await?;
-        }
-        for rows in sales.chunks(MAX_ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "INSERT INTO analytics_sales (granularity, dimension, window_start, window_end, \
-                 orders, units, revenue) VALUES {} \
-                 ON CONFLICT (granularity, dimension, window_start) DO UPDATE SET \
-                 orders = excluded.orders, units = excluded.units, revenue = excluded.revenue",
-                placeholders(rows.len(), 7)
-            );
-            let sql = crate::db::for_connection(tx, &sql);
-            let mut upsert = sqlx::query(&sql);
-            for row in rows {
-                upsert = upsert
-                    .bind(&row.granularity)
-                    .bind(&row.dimension)
-                    .bind(row.window_start)
-                    .bind(row.window_end)
-                    .bind(row.sales.orders)
-                    .bind(row.sales.units)
-                    .bind(amount(row.sales.revenue_cents).to_string());
-            }
-            upsert.execute(&mut **tx).await?;
-        }
+        crate::db::insert_rows(
+            tx,
+            "INSERT INTO analytics_orders (order_id, customer_id, customer_name, customer_country, variant, total, currency, items, placed_at)",
+            " ON CONFLICT (order_id) DO UPDATE SET customer_name = excluded.customer_name, customer_country = excluded.customer_country",
+            9,
+            &orders,
+            |q, row| q.bind(&row.order.order_id).bind(&row.order.customer_id).bind(&row.customer_name).bind(&row.customer_country).bind(&row.order.variant).bind(amount(row.order.total_cents).to_string()).bind(&row.order.currency).bind(row.order.lines.len() as i64).bind(row.order.placed_at),
+        )
+        .await?;
+        crate::db::insert_rows(
+            tx,
+            "INSERT INTO analytics_sales (granularity, dimension, window_start, window_end, orders, units, revenue)",
+            " ON CONFLICT (granularity, dimension, window_start) DO UPDATE SET orders = excluded.orders, units = excluded.units, revenue = excluded.revenue",
+            7,
+            &sales,
+            |q, row| q.bind(&row.granularity).bind(&row.dimension).bind(row.window_start).bind(row.window_end).bind(row.sales.orders).bind(row.sales.units).bind(amount(row.sales.revenue_cents).to_string()),
+        )
+        .await?;
         Ok(())
     }
 }
