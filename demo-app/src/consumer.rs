@@ -124,7 +124,8 @@ impl From<sqlx::Error> for HandleError {
 /// (connection), 40 (transaction rollback: serialization failure, deadlock), 53
 /// (insufficient resources), 57 (operator intervention), 58 (system error) and 55P03 (lock
 /// not available); SQLite's (extended) result codes whose primary code is BUSY, LOCKED,
-/// NOMEM, IOERR, FULL, CANTOPEN or PROTOCOL. A SQLSTATE is five characters; SQLite's codes are numbers below 10,000.
+/// NOMEM, IOERR, FULL, CANTOPEN or PROTOCOL. A SQLSTATE is five characters; SQLite's codes
+/// are numbers below 10,000.
 fn is_transient_code(code: &str) -> bool {
     if code.len() < 5 {
         let Ok(sqlite) = code.parse::<u32>() else {
@@ -361,14 +362,7 @@ impl Committed {
     /// a lag that never clears on a quiet topic). Without positions, the offsets after the
     /// batch's records.
     fn commit(&mut self, consumer: &StreamConsumer, group: &str, batch: &[Incoming]) {
-        let mut next: BTreeMap<(String, i32), i64> = next_offsets(batch)
-            .elements()
-            .iter()
-            .filter_map(|e| match e.offset() {
-                Offset::Offset(n) => Some(((e.topic().to_owned(), e.partition()), n)),
-                _ => None,
-            })
-            .collect();
+        let mut next = next_offsets(batch);
         if let Ok(positions) = consumer.position() {
             for e in positions.elements() {
                 if let Offset::Offset(n) = e.offset() {
@@ -380,17 +374,13 @@ impl Committed {
             }
         }
         let mut list = TopicPartitionList::new();
-        for ((topic, partition), offset) in next {
-            if self
-                .0
-                .get(&(topic.clone(), partition))
-                .is_some_and(|c| *c >= offset)
-            {
+        for (at, offset) in next {
+            if self.0.get(&at).is_some_and(|c| *c >= offset) {
                 continue;
             }
-            list.add_partition_offset(&topic, partition, Offset::Offset(offset))
+            list.add_partition_offset(&at.0, at.1, Offset::Offset(offset))
                 .expect("a valid offset");
-            self.0.insert((topic, partition), offset);
+            self.0.insert(at, offset);
         }
         if list.count() == 0 {
             return;
@@ -402,20 +392,15 @@ impl Committed {
 }
 
 /// The offsets to commit after `batch`: one past the last record of each partition.
-fn next_offsets(batch: &[Incoming]) -> TopicPartitionList {
-    let mut last: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+fn next_offsets(batch: &[Incoming]) -> BTreeMap<(String, i32), i64> {
+    let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
     for record in batch {
-        let offset = last
-            .entry((record.topic.as_str(), record.partition))
-            .or_insert(record.offset);
-        *offset = (*offset).max(record.offset);
+        let offset = next
+            .entry((record.topic.clone(), record.partition))
+            .or_insert(record.offset + 1);
+        *offset = (*offset).max(record.offset + 1);
     }
-    let mut list = TopicPartitionList::new();
-    for ((topic, partition), offset) in last {
-        list.add_partition_offset(topic, partition, Offset::Offset(offset + 1))
-            .expect("a valid offset");
-    }
-    list
+    next
 }
 
 /// Why a record is dead-lettered.
@@ -962,15 +947,10 @@ mod tests {
             offset: 40,
             ..batch[0].clone()
         });
-        let list = next_offsets(&batch);
-        let offsets: Vec<(i32, Offset)> = list
-            .elements()
-            .iter()
-            .map(|e| (e.partition(), e.offset()))
-            .collect();
+        let offsets: Vec<((String, i32), i64)> = next_offsets(&batch).into_iter().collect();
         assert_eq!(
             offsets,
-            vec![(0, Offset::Offset(3)), (1, Offset::Offset(41))]
+            vec![(("t".to_owned(), 0), 3), (("t".to_owned(), 1), 41)]
         );
     }
 

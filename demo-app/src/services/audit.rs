@@ -149,26 +149,26 @@ impl AuditService {
             seq += 1;
             prev_hash = hash;
         }
-        let sql = format!(
+        crate::db::insert_rows(
+            tx,
             "INSERT INTO audit_log (seq, topic, kafka_partition, kafka_offset, record_key, \
-             payload, prev_hash, hash, recorded_at) VALUES {}",
-            crate::db::placeholders(rows.len(), 9)
-        );
-        let sql = crate::db::for_connection(tx, &sql);
-        let mut insert = sqlx::query(&sql);
-        for (seq, record, key, payload, prev_hash, hash) in rows {
-            insert = insert
-                .bind(seq)
-                .bind(&record.topic)
-                .bind(record.partition)
-                .bind(record.offset)
-                .bind(key)
-                .bind(payload)
-                .bind(prev_hash)
-                .bind(hash)
-                .bind(now);
-        }
-        insert.execute(&mut **tx).await?;
+             payload, prev_hash, hash, recorded_at)",
+            "",
+            9,
+            &rows,
+            |q, (seq, record, key, payload, prev_hash, hash)| {
+                q.bind(*seq)
+                    .bind(&record.topic)
+                    .bind(record.partition)
+                    .bind(record.offset)
+                    .bind(key)
+                    .bind(payload)
+                    .bind(prev_hash)
+                    .bind(hash)
+                    .bind(now)
+            },
+        )
+        .await?;
         Ok(())
     }
 }

@@ -17,7 +17,7 @@ use sqlx::Row;
 
 use crate::consumer::{HandleError, Incoming, Tx, Writer};
 use crate::crypto::FieldCipher;
-use crate::db::{list, placeholders, text};
+use crate::db::{list, text};
 use crate::events::{
     topics, Channel, Envelope, NotificationEvent, OrderEvent, Preferences, UserEvent,
 };
@@ -194,45 +194,42 @@ impl NotificationService {
                 }
             }
         }
-        if !changed.is_empty() {
-            let sql = format!(
-                "INSERT INTO notification_preferences (channel, customer_id, enabled, contact) \
-                 VALUES {} ON CONFLICT (channel, customer_id) DO UPDATE \
-                 SET enabled = excluded.enabled, contact = excluded.contact",
-                placeholders(changed.len(), 4)
-            );
-            let sql = crate::db::for_connection(tx, &sql);
-            let mut upsert = sqlx::query(&sql);
-            for (customer_id, (enabled, contact)) in changed {
-                upsert = upsert
-                    .bind(self.channel_name())
+        let channel = self.channel_name();
+        let changed: Vec<(String, (bool, String))> = changed.into_iter().collect();
+        crate::db::insert_rows(
+            tx,
+            "INSERT INTO notification_preferences (channel, customer_id, enabled, contact)",
+            " ON CONFLICT (channel, customer_id) DO UPDATE \
+             SET enabled = excluded.enabled, contact = excluded.contact",
+            4,
+            &changed,
+            |q, (customer_id, (enabled, contact))| {
+                q.bind(channel)
                     .bind(customer_id)
-                    .bind(i64::from(enabled))
-                    .bind(self.cipher.encrypt(&contact));
-            }
-            upsert.execute(&mut **tx).await?;
-        }
-        if !messages.is_empty() {
-            let sql = format!(
-                "INSERT INTO sent_notifications (channel, event_id, customer_id, contact, \
-                 subject, body, sent_at) VALUES {} ON CONFLICT DO NOTHING",
-                placeholders(messages.len(), 7)
-            );
-            let now = chrono::Utc::now().timestamp_millis();
-            let sql = crate::db::for_connection(tx, &sql);
-            let mut insert = sqlx::query(&sql);
-            for (event_id, customer_id, contact, subject, body) in messages {
-                insert = insert
-                    .bind(self.channel_name())
+                    .bind(i64::from(*enabled))
+                    .bind(self.cipher.encrypt(contact))
+            },
+        )
+        .await?;
+        let now = chrono::Utc::now().timestamp_millis();
+        crate::db::insert_rows(
+            tx,
+            "INSERT INTO sent_notifications (channel, event_id, customer_id, contact, subject, \
+             body, sent_at)",
+            " ON CONFLICT DO NOTHING",
+            7,
+            &messages,
+            |q, (event_id, customer_id, contact, subject, body)| {
+                q.bind(channel)
                     .bind(event_id)
                     .bind(customer_id)
-                    .bind(self.cipher.encrypt(&contact))
+                    .bind(self.cipher.encrypt(contact))
                     .bind(subject)
                     .bind(body)
-                    .bind(now);
-            }
-            insert.execute(&mut **tx).await?;
-        }
+                    .bind(now)
+            },
+        )
+        .await?;
         Ok(())
     }
 
